@@ -1,0 +1,37 @@
+"""voltpipe's reusable KFP components (installed as ``voltpipe.components``).
+
+Each component is a thin lightweight-Python wrapper over a plain function in the ``voltpipe``
+core. Import them into your own pipelines; ``with_image`` points one at your project's image.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from kfp.dsl.base_component import BaseComponent
+
+from voltpipe.components.evaluate import evaluate
+from voltpipe.components.extract import extract
+from voltpipe.components.register import register
+from voltpipe.components.train import train
+from voltpipe.components.validate import validate
+
+__all__ = ["CATALOGUE", "evaluate", "extract", "register", "train", "validate", "with_image"]
+
+CATALOGUE: dict[str, BaseComponent] = {
+    "extract": extract,
+    "validate": validate,
+    "train": train,
+    "evaluate": evaluate,
+    "register": register,
+}
+
+
+def with_image(component: BaseComponent, image: str) -> BaseComponent:
+    """Returns a copy of `component` whose container runs `image` (the config's ``image:``)."""
+    clone = copy.deepcopy(component)
+    container = clone.component_spec.implementation.container
+    if container is None:
+        raise ValueError(f"component {component.name!r} has no container to set an image on")
+    container.image = image
+    return clone

@@ -1,0 +1,35 @@
+"""Register: a new model version with lineage; champion only when the gate passed."""
+
+from kfp import dsl
+
+from voltpipe.config import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def register(
+    model: dsl.Input[dsl.Model],
+    evaluation: dsl.Input[dsl.Artifact],
+    statistics: dsl.Input[dsl.Artifact],
+    schema: dsl.Input[dsl.Artifact],
+    registry_uri: str,
+    model_name: str,
+    query: str,
+    query_parameters: dict,
+    registration: dsl.Output[dsl.Artifact],
+    tracking_uri: str = "",
+):
+    """Registers the model as a new version (lineage: query, parameters, data statistics,
+    metrics, gate decision) and moves the ``champion`` alias to it only if it passed the gate.
+    Logs the run to MLflow when `tracking_uri` is set."""
+    from voltpipe.errors import exit_on_user_error
+    from voltpipe.registry.promote import register_and_promote
+
+    with exit_on_user_error():
+        info = register_and_promote(
+            model_dir=model.path, evaluation_path=evaluation.path, statistics_path=statistics.path,
+            schema_path=schema.path, registry_uri=registry_uri, model_name=model_name,
+            query=query, query_parameters=query_parameters, tracking_uri=tracking_uri,
+            out_path=registration.path,
+        )
+    registration.metadata.update(info)
+    print(f"voltpipe: registered {info['name']} version {info['version']} (champion: {info['champion']})")

@@ -1,0 +1,43 @@
+"""Validate: per-column statistics, an inferred schema, and checks that fail on unusable data."""
+
+from kfp import dsl
+
+from voltpipe.config import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def validate(
+    train: dsl.Input[dsl.Dataset],
+    valid: dsl.Input[dsl.Dataset],
+    test: dsl.Input[dsl.Dataset],
+    label: str,
+    task: str,
+    statistics: dsl.Output[dsl.Artifact],
+    schema: dsl.Output[dsl.Artifact],
+    report: dsl.Output[dsl.Markdown],
+    features: list = [],  # noqa: B006 - KFP parameter defaults must be literals
+    expected_schema: dict = {},  # noqa: B006
+):
+    """Computes statistics per split, validates them, and writes a readable report.
+
+    Fails (listing every problem) on an empty split, a missing, all-null or constant label,
+    a single class, missing or all-null features, NaN/inf values, or schema violations.
+    """
+    from voltpipe.data.io import write_json_atomic, write_text_atomic
+    from voltpipe.data.validation import compute_statistics, infer_schema, render_report
+    from voltpipe.data.validation import validate as check
+    from voltpipe.errors import exit_on_user_error
+
+    with exit_on_user_error():
+        stats = {name: compute_statistics(art.path) for name, art in
+                 (("train", train), ("valid", valid), ("test", test))}
+        result = check(stats, label=label, task=task, features=list(features) or None,
+                       expected_schema=dict(expected_schema) or None)
+        write_text_atomic(report.path, render_report(stats, result, label))
+        write_json_atomic(statistics.path, stats)
+        write_json_atomic(schema.path, infer_schema(stats["train"]))
+        for message in result.warnings:
+            print(f"voltpipe: warning: {message}")
+        statistics.metadata.update({"rows": {k: v["rows"] for k, v in stats.items()},
+                                    "errors": result.errors, "warnings": result.warnings})
+        result.raise_if_failed()

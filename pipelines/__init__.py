@@ -1,0 +1,19 @@
+"""voltpipe's pipelines (installed as ``voltpipe.pipelines``), built from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from voltpipe.config import VoltpipeConfig
+
+PIPELINES = ("training",)
+
+
+def build_pipeline(name: str, cfg: VoltpipeConfig) -> Callable[..., Any]:
+    """Returns the KFP pipeline `name` with its parameter defaults taken from `cfg`."""
+    if name == "training":
+        from voltpipe.pipelines.training import training_pipeline
+
+        return training_pipeline(cfg)
+    raise ValueError(f"unknown pipeline {name!r}; available: {', '.join(PIPELINES)}")

@@ -1,0 +1,5 @@
+"""``python -m voltpipe`` runs the CLI."""
+
+from voltpipe.cli import main
+
+main()

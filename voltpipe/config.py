@@ -1,0 +1,323 @@
+"""Configuration: pydantic models, YAML loading, ``--set`` overrides and path resolution.
+
+The config is loaded once, at the entry point (the CLI or a user's code), and handed down as
+arguments and pipeline parameters. Unknown keys and bad values are rejected with a message that
+names the key.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from voltpipe.data.params import normalize_parameters
+from voltpipe.errors import ConfigError
+
+TASKS = ("classification", "regression", "forecasting", "anomaly")
+DEFAULT_IMAGE = "europe-west1-docker.pkg.dev/PROJECT/voltpipe/voltpipe:0.1.0"
+EMBEDDED_WAREHOUSE_FILE = "warehouse.duckdb"
+PRIMARY_METRIC = {"classification": "auc", "regression": "rmse"}
+LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "mape"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    """How extracted rows are split into train/valid/test."""
+
+    method: Literal["random", "hash", "time"] = "random"
+    column: str | None = None
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 42
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions_sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in v) or v[0] <= 0 or v[2] <= 0 or abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"must be three non-negative fractions summing to 1 (train and test > 0), got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _column_when_needed(self) -> SplitConfig:
+        if self.method in ("hash", "time") and not self.column:
+            raise ValueError(f"split.method '{self.method}' needs split.column")
+        return self
+
+
+class ModelConfig(_Strict):
+    """Model family and its architecture."""
+
+    family: Literal["mlp"] = "mlp"
+    hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    embedding_max_categories: int = Field(64, ge=2)
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_units(cls, v: list[int]) -> list[int]:
+        if not v or any(u <= 0 for u in v):
+            raise ValueError(f"needs one or more positive layer sizes, got {v}")
+        return v
+
+
+class TrainingConfig(_Strict):
+    """Optimisation settings for the training step."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    early_stopping_patience: int = Field(3, ge=0)
+    steps_per_execution: int = Field(8, ge=1)
+    seed: int = 42
+
+
+class GateConfig(_Strict):
+    """Champion/challenger gate: the challenger must beat the champion on `metric`."""
+
+    metric: str | None = None  # default: auc (classification), rmse (regression)
+    min_improvement: float = Field(0.0, ge=0.0)
+
+
+class DeployConfig(_Strict):
+    gate: GateConfig = GateConfig()
+
+
+class TrackingConfig(_Strict):
+    """MLflow tracking; the default store is a sqlite file under the work dir."""
+
+    enabled: bool = True
+    mlflow_uri: str | None = None
+
+
+class BigQueryConfig(_Strict):
+    """BigQuery client settings (used when `warehouse` is ``bigquery://PROJECT``)."""
+
+    project: str | None = None
+    location: str | None = None
+    api_endpoint: str | None = None
+    maximum_bytes_billed: int | None = Field(None, gt=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    destination_table: str | None = None
+
+
+class VoltpipeConfig(_Strict):
+    """A voltpipe config file (YAML). See the README's config reference."""
+
+    name: str = "wind-power"
+    warehouse: str | None = None
+    query: str | None = None
+    query_file: Path | None = None
+    query_parameters: dict[str, Any] = Field(default_factory=dict)
+    label: str
+    task: str
+    features: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+    workdir: Path = Path(".voltpipe")
+    image: str = DEFAULT_IMAGE
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    deploy: DeployConfig = DeployConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    bigquery: BigQueryConfig = BigQueryConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_resource_safe(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", v):
+            raise ValueError(
+                f"{v!r} must start with a lowercase letter and use only a-z, 0-9 and '-' (max 63)"
+            )
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; valid: {', '.join(TASKS)}")
+        return v
+
+    @field_validator("warehouse")
+    @classmethod
+    def _known_warehouse(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(duckdb:///|bigquery://)", v):
+            raise ValueError(
+                f"{v!r}: use duckdb:///relative/path.duckdb, duckdb:////absolute/path.duckdb "
+                "or bigquery://PROJECT"
+            )
+        return v
+
+    @field_validator("query_parameters")
+    @classmethod
+    def _typed_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        normalize_parameters(v)  # raises ConfigError naming the parameter
+        return v
+
+    @model_validator(mode="after")
+    def _one_query(self) -> VoltpipeConfig:
+        if (self.query is None) == (self.query_file is None):
+            raise ValueError("give exactly one of `query` and `query_file`")
+        if self.label in self.exclude or (self.features and self.label in self.features):
+            raise ValueError(f"label {self.label!r} cannot also be a feature or excluded")
+        return self
+
+    # ----- derived values ---------------------------------------------------------------
+
+    @property
+    def sql(self) -> str:
+        """The query text (from `query` or the contents of `query_file`)."""
+        if self.query is not None:
+            return self.query
+        assert self.query_file is not None
+        try:
+            return self.query_file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"query_file: cannot read {self.query_file}: {exc.strerror}") from exc
+
+    @property
+    def typed_parameters(self) -> dict[str, dict[str, Any]]:
+        return normalize_parameters(self.query_parameters)
+
+    @property
+    def warehouse_uri(self) -> str:
+        """The warehouse URI; the embedded DuckDB file under the work dir when none is set."""
+        if self.warehouse is None:
+            return f"duckdb:///{(self.workdir / EMBEDDED_WAREHOUSE_FILE).resolve()}"
+        return self.warehouse
+
+    @property
+    def uses_embedded_warehouse(self) -> bool:
+        return self.warehouse is None
+
+    @property
+    def registry_uri(self) -> str:
+        return str((self.workdir / "registry").resolve())
+
+    @property
+    def tracking_uri(self) -> str:
+        if not self.tracking.enabled:
+            return ""
+        return self.tracking.mlflow_uri or f"sqlite:///{(self.workdir / 'mlflow.db').resolve()}"
+
+    @property
+    def gate_metric(self) -> str:
+        return self.deploy.gate.metric or PRIMARY_METRIC.get(self.task, "rmse")
+
+
+# ----- loading ------------------------------------------------------------------------------
+
+
+def _format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(model, err["loc"][:-1])
+            valid = ", ".join(parent.model_fields) if parent else ""
+            lines.append(f"{loc}: unknown key" + (f" (valid keys here: {valid})" if valid else ""))
+        elif err["type"] == "missing":
+            lines.append(f"{loc}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            # ConfigErrors raised inside validators already start with their own key.
+            lines.append(msg if loc and msg.startswith(f"{loc}.") else f"{loc or 'config'}: {msg}")
+    return "; ".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        current = field.annotation
+    return current
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parses ``KEY=VALUE`` (dotted key, YAML value) from ``--set``."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=5")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {value!r} is not valid YAML") from exc
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Returns a copy of `raw` with each ``KEY=VALUE`` override applied."""
+    data = dict(raw)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(data)
+    if out.get("query_file"):
+        out["query_file"] = str((base / str(out["query_file"])).resolve())
+    out["workdir"] = str((base / str(out.get("workdir", ".voltpipe"))).resolve())
+    wh = out.get("warehouse")
+    if isinstance(wh, str) and wh.startswith("duckdb:///") and not wh.startswith("duckdb:////"):
+        out["warehouse"] = f"duckdb:///{(base / wh[len('duckdb:///'):]).resolve()}"
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    cwd: Path | None = None,
+) -> VoltpipeConfig:
+    """Loads, overrides and validates a config; without `path`, the built-in demo config.
+
+    Relative paths resolve against the config file's folder (the built-in config: the current
+    directory, so its work dir is ``./.voltpipe``).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or a key or value is invalid.
+    """
+    if path is None:
+        text = importlib.resources.files("voltpipe.demo").joinpath("training.yaml").read_text()
+        base = (cwd or Path.cwd()).resolve()
+        source = "built-in demo config"
+        query_base = Path(str(importlib.resources.files("voltpipe.pipelines")))
+    else:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise ConfigError(f"config file {p}: {exc.strerror}") from exc
+        base = p.resolve().parent
+        source = str(p)
+        query_base = base
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    raw = apply_overrides(raw, overrides or [])
+    data = _resolve_paths(raw, base)
+    if raw.get("query_file"):
+        data["query_file"] = str((query_base / str(raw["query_file"])).resolve())
+    try:
+        return VoltpipeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_validation_error(exc, VoltpipeConfig)}") from None

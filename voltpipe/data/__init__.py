@@ -1,0 +1,1 @@
+"""Data: warehouse backends, extraction with splits, statistics and validation."""

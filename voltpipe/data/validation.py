@@ -1,0 +1,289 @@
+"""Column statistics, schema inference and data validation, computed by DuckDB over parquet."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from voltpipe.data.io import parquet_files
+from voltpipe.errors import DataError
+
+HIST_BINS = 12
+TOP_VALUES = 8
+MAX_SCHEMA_CATEGORIES = 500
+RANGE_MARGIN = 0.5  # a value outside [min - m*span, max + m*span] of the stored schema is an error
+HIGH_NULL_RATE = 0.2
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+            "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
+
+
+def column_kind(duckdb_type: str) -> str:
+    """Maps a DuckDB type to numeric | boolean | string | timestamp | date | other."""
+    t = duckdb_type.upper()
+    if t.startswith(_NUMERIC):
+        return "numeric"
+    if t == "BOOLEAN":
+        return "boolean"
+    if t.startswith("VARCHAR") or t in ("STRING", "TEXT", "UUID"):
+        return "string"
+    if t.startswith("TIMESTAMP") or t == "DATETIME":
+        return "timestamp"
+    if t == "DATE":
+        return "date"
+    return "other"
+
+
+def _source(path: str | Path) -> str:
+    files = [str(f).replace("'", "''") for f in parquet_files(path)]
+    return "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    f = float(v)
+    return None if math.isnan(f) else f
+
+
+def compute_statistics(path: str | Path) -> dict[str, Any]:
+    """Returns per-column statistics of a Dataset folder.
+
+    Numbers: count, nulls, min/max/mean/std, quantiles (5/25/50/75/95) and a histogram;
+    strings and booleans: count, nulls, cardinality and the top values.
+    """
+    src = _source(path)
+    con = duckdb.connect()
+    try:
+        desc = con.execute(f"SELECT * FROM {src} LIMIT 0").description
+        rows = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+        columns: dict[str, Any] = {}
+        for name, dtype, *_ in desc:
+            kind = column_kind(str(dtype))
+            c = _q(name)
+            entry: dict[str, Any] = {"type": str(dtype), "kind": kind}
+            count, nulls = con.execute(
+                f"SELECT count({c}), count(*) - count({c}) FROM {src}"
+            ).fetchone()
+            entry.update(count=count, nulls=nulls, null_rate=(nulls / rows) if rows else 0.0)
+            if kind == "numeric":
+                r = con.execute(
+                    f"SELECT min({c})::DOUBLE, max({c})::DOUBLE, avg({c})::DOUBLE, stddev_samp({c})::DOUBLE, "
+                    f"quantile_cont({c}::DOUBLE, [0.05, 0.25, 0.5, 0.75, 0.95]), "
+                    f"count(*) FILTER (WHERE isnan({c}::DOUBLE) OR isinf({c}::DOUBLE)), "
+                    f"count(DISTINCT {c}) FROM {src}"
+                ).fetchone()
+                entry.update(
+                    min=_num(r[0]), max=_num(r[1]), mean=_num(r[2]), std=_num(r[3]) or 0.0,
+                    quantiles=dict(zip(["p05", "p25", "p50", "p75", "p95"], [_num(q) for q in (r[4] or [None] * 5)])),
+                    non_finite=r[5], cardinality=r[6],
+                )
+                entry["histogram"] = _histogram(con, src, c, entry["min"], entry["max"])
+            elif kind in ("string", "boolean"):
+                card = con.execute(f"SELECT count(DISTINCT {c}) FROM {src}").fetchone()[0]
+                top = con.execute(
+                    f"SELECT CAST({c} AS VARCHAR), count(*) FROM {src} WHERE {c} IS NOT NULL "
+                    f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}"
+                ).fetchall()
+                entry.update(cardinality=card, top_values=[{"value": v, "count": n} for v, n in top])
+                if card <= MAX_SCHEMA_CATEGORIES:
+                    entry["categories"] = [
+                        v for (v,) in con.execute(
+                            f"SELECT DISTINCT CAST({c} AS VARCHAR) FROM {src} WHERE {c} IS NOT NULL ORDER BY 1"
+                        ).fetchall()
+                    ]
+            elif kind in ("timestamp", "date"):
+                lo, hi = con.execute(f"SELECT min({c})::VARCHAR, max({c})::VARCHAR FROM {src}").fetchone()
+                entry.update(min=lo, max=hi)
+            columns[name] = entry
+        return {"rows": rows, "columns": columns}
+    finally:
+        con.close()
+
+
+def _histogram(con: duckdb.DuckDBPyConnection, src: str, c: str, lo: float | None, hi: float | None) -> dict[str, Any]:
+    if lo is None or hi is None:
+        return {"edges": [], "counts": []}
+    if hi == lo:
+        n = con.execute(f"SELECT count({c}) FROM {src}").fetchone()[0]
+        return {"edges": [lo, hi], "counts": [n]}
+    width = (hi - lo) / HIST_BINS
+    counts = [0] * HIST_BINS
+    for b, n in con.execute(
+        f"SELECT least(CAST(floor(({c}::DOUBLE - {lo!r}) / {width!r}) AS INTEGER), {HIST_BINS - 1}) AS b, count(*) "
+        f"FROM {src} WHERE {c} IS NOT NULL AND NOT isnan({c}::DOUBLE) AND NOT isinf({c}::DOUBLE) GROUP BY 1"
+    ).fetchall():
+        if b is not None and 0 <= b < HIST_BINS:
+            counts[b] += n
+    return {"edges": [lo + i * width for i in range(HIST_BINS + 1)], "counts": counts}
+
+
+def infer_schema(stats: dict[str, Any]) -> dict[str, Any]:
+    """A schema from training statistics: each column's type, kind, range and categories."""
+    schema: dict[str, Any] = {}
+    for name, s in stats["columns"].items():
+        entry = {"type": s["type"], "kind": s["kind"]}
+        if s["kind"] == "numeric":
+            entry.update(min=s.get("min"), max=s.get("max"))
+        if "categories" in s:
+            entry["categories"] = s["categories"]
+        schema[name] = entry
+    return {"columns": schema}
+
+
+@dataclasses.dataclass
+class ValidationResult:
+    errors: list[str]
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_if_failed(self) -> None:
+        if self.errors:
+            listing = "; ".join(self.errors)
+            raise DataError(f"data validation failed ({len(self.errors)} problem(s)): {listing}")
+
+
+def validate(
+    stats_by_split: dict[str, dict[str, Any]],
+    *,
+    label: str | None,
+    task: str,
+    features: list[str] | None = None,
+    expected_schema: dict[str, Any] | None = None,
+    required_splits: tuple[str, ...] = ("train", "test"),
+) -> ValidationResult:
+    """Checks split statistics for problems that make training meaningless.
+
+    Errors: empty required split, missing label, all-null or constant label, a single class,
+    a non-numeric regression label, missing feature columns, all-null features, non-finite
+    numbers, and (against `expected_schema`) missing/extra columns, type changes and values far
+    outside the stored range. Warnings: new categories, high null rates.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    train = stats_by_split["train"]
+    cols = train["columns"]
+    for split in required_splits:
+        if stats_by_split.get(split, {}).get("rows", 0) == 0:
+            errors.append(f"the {split} split is empty")
+    if label is not None:
+        if label not in cols:
+            errors.append(f"label column {label!r} is missing (columns: {', '.join(cols)})")
+        else:
+            ls = cols[label]
+            if ls["count"] == 0:
+                errors.append(f"label column {label!r} is all null")
+            elif task == "classification" and ls.get("cardinality", 0) < 2:
+                errors.append(f"label column {label!r} has a single class; classification needs two or more")
+            elif task == "regression" and ls["kind"] != "numeric":
+                errors.append(f"label column {label!r} is {ls['type']}; regression needs a numeric label")
+            elif task == "regression" and (ls.get("std") or 0.0) == 0.0:
+                errors.append(f"label column {label!r} is constant ({ls.get('min')}); nothing to learn")
+            if ls["nulls"]:
+                errors.append(f"label column {label!r} has {ls['nulls']} null value(s) in train")
+    for name in features or []:
+        if name not in cols:
+            errors.append(f"feature column {name!r} is missing")
+    for name, s in cols.items():
+        if features is not None and name not in features and name != label:
+            continue
+        if train["rows"] and s["count"] == 0:
+            errors.append(f"column {name!r} is all null")
+        elif s.get("non_finite"):
+            errors.append(f"column {name!r} has {s['non_finite']} NaN or infinite value(s)")
+        elif s["null_rate"] > HIGH_NULL_RATE:
+            warnings.append(f"column {name!r} is {s['null_rate']:.0%} null")
+    if expected_schema:
+        _compare_schema(stats_by_split, expected_schema, errors, warnings)
+    return ValidationResult(errors=errors, warnings=warnings)
+
+
+def _compare_schema(stats_by_split: dict[str, dict[str, Any]], schema: dict[str, Any],
+                    errors: list[str], warnings: list[str]) -> None:
+    expected = schema["columns"]
+    for split, stats in stats_by_split.items():
+        cols = stats["columns"]
+        missing = [c for c in expected if c not in cols]
+        extra = [c for c in cols if c not in expected]
+        if missing:
+            errors.append(f"{split}: column(s) missing against the schema: {', '.join(missing)}")
+        if extra:
+            errors.append(f"{split}: column(s) not in the schema: {', '.join(extra)}")
+        for name, exp_col in expected.items():
+            s = cols.get(name)
+            if s is None:
+                continue
+            if s["kind"] != exp_col["kind"]:
+                errors.append(f"{split}: column {name!r} changed type from {exp_col['type']} to {s['type']}")
+                continue
+            lo, hi = exp_col.get("min"), exp_col.get("max")
+            if s["kind"] == "numeric" and lo is not None and hi is not None and s.get("min") is not None:
+                margin = RANGE_MARGIN * max(hi - lo, abs(hi), 1e-9)
+                if s["min"] < lo - margin or s["max"] > hi + margin:
+                    errors.append(
+                        f"{split}: column {name!r} has values in [{s['min']:.4g}, {s['max']:.4g}], "
+                        f"far outside the schema's [{lo:.4g}, {hi:.4g}]"
+                    )
+            if "categories" in exp_col and "categories" in s:
+                new = sorted(set(s["categories"]) - set(exp_col["categories"]))
+                if new:
+                    warnings.append(f"{split}: column {name!r} has new categories: {', '.join(map(str, new[:10]))}")
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(counts: list[int]) -> str:
+    if not counts or max(counts) == 0:
+        return ""
+    top = max(counts)
+    return "".join(_BARS[min(len(_BARS) - 1, int(c / top * (len(_BARS) - 1) + 0.5))] if c else " " for c in counts)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_report(stats_by_split: dict[str, dict[str, Any]], result: ValidationResult, label: str | None) -> str:
+    """A Markdown report: verdict, problems, and a per-column table with small histograms."""
+    lines = ["# Data validation report", ""]
+    lines.append(f"**Verdict:** {'passed' if result.ok else 'FAILED'}  ")
+    lines.append("**Rows:** " + ", ".join(f"{k} {v['rows']:,}" for k, v in stats_by_split.items()))
+    lines.append("")
+    if result.errors:
+        lines += ["## Problems", *[f"- ❌ {e}" for e in result.errors], ""]
+    if result.warnings:
+        lines += ["## Warnings", *[f"- ⚠️ {w}" for w in result.warnings], ""]
+    train = stats_by_split["train"]["columns"]
+    lines += ["## Columns (train split)", "",
+              "| column | type | nulls | min | mean | max | std | distinct / top | histogram |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, s in train.items():
+        role = " (label)" if name == label else ""
+        if s["kind"] == "numeric":
+            hist = sparkline(s.get("histogram", {}).get("counts", []))
+            row = [_fmt(s.get("min")), _fmt(s.get("mean")), _fmt(s.get("max")), _fmt(s.get("std")),
+                   _fmt(s.get("cardinality")), f"`{hist}`" if hist else ""]
+        elif "top_values" in s:
+            top = ", ".join(f"{t['value']} ({t['count']})" for t in s["top_values"][:4])
+            row = ["", "", "", "", f"{s['cardinality']}: {top}", ""]
+        else:
+            row = [_fmt(s.get("min")), "", _fmt(s.get("max")), "", "", ""]
+        lines.append(f"| `{name}`{role} | {s['type']} | {s['nulls']} ({s['null_rate']:.1%}) | " + " | ".join(row) + " |")
+    lines.append("")
+    return "\n".join(lines)

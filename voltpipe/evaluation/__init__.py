@@ -1,0 +1,1 @@
+"""Evaluation: metrics by task and the champion/challenger decision."""

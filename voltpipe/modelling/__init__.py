@@ -1,0 +1,1 @@
+"""Modelling: feature plans, model families, training and prediction (TensorFlow imported lazily)."""

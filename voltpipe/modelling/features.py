@@ -1,0 +1,130 @@
+"""Feature plans: which columns feed the model and how, derived from the training split.
+
+No TensorFlow here: the plan is plain data, stored with the model, and turned into Keras
+preprocessing layers by the model builders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from voltpipe.errors import DataError
+
+MAX_ONE_HOT = 32
+
+
+def _arrow_kind(t: pa.DataType) -> str:
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "numeric"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "string"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "timestamp"
+    return "other"
+
+
+@dataclasses.dataclass
+class FeaturePlan:
+    """Numeric features with their training mean/variance; categorical ones with a vocabulary."""
+
+    numeric: dict[str, dict[str, float]]
+    categorical: dict[str, list[str]]
+    skipped: dict[str, str]
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeaturePlan:
+        return cls(numeric=d["numeric"], categorical=d["categorical"], skipped=d.get("skipped", {}))
+
+
+def plan_features(
+    table: pa.Table,
+    *,
+    label: str,
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+    max_categories: int = 10_000,
+) -> FeaturePlan:
+    """Chooses the model's inputs from the training table.
+
+    Every column but the label (or exactly `features`) is used: numbers are normalised, strings
+    and booleans looked up in a vocabulary. Timestamps and other types are skipped unless named
+    in `features`, which is an error.
+
+    Raises:
+        DataError: a named feature is missing or has an unusable type, or no feature is left.
+    """
+    excluded = set(exclude or [])
+    names = features if features is not None else [c for c in table.column_names if c != label and c not in excluded]
+    numeric: dict[str, dict[str, float]] = {}
+    categorical: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        if name not in table.column_names:
+            raise DataError(f"feature column {name!r} is not in the data (columns: {', '.join(table.column_names)})")
+        col = table.column(name)
+        kind = _arrow_kind(col.type)
+        if kind == "numeric":
+            values = col.to_numpy(zero_copy_only=False).astype("float64")
+            if col.null_count or not np.all(np.isfinite(values)):
+                bad = col.null_count + int((~np.isfinite(values)).sum()) - col.null_count
+                raise DataError(
+                    f"feature column {name!r} has {col.null_count} null and {max(bad, 0)} NaN/inf value(s) "
+                    "in the training split; fill or filter them in the query (e.g. COALESCE)"
+                )
+            numeric[name] = {"mean": float(values.mean()), "variance": float(max(values.var(), 1e-12))}
+        elif kind in ("string", "boolean"):
+            counts = pc.value_counts(pc.cast(col, pa.string()).drop_null())
+            vocab = sorted(str(v["values"]) for v in counts.to_pylist())
+            if len(vocab) > max_categories:
+                raise DataError(
+                    f"feature column {name!r} has {len(vocab)} distinct values (max {max_categories}); "
+                    "it looks like an identifier: exclude it"
+                )
+            categorical[name] = vocab
+        else:
+            if features is not None:
+                raise DataError(f"feature column {name!r} has type {col.type}, which the model cannot take")
+            skipped[name] = f"type {col.type} is not a model input"
+    if not numeric and not categorical:
+        raise DataError(f"no usable feature columns besides the label {label!r}")
+    return FeaturePlan(numeric=numeric, categorical=categorical, skipped=skipped)
+
+
+def model_inputs(table: pa.Table, plan: FeaturePlan) -> dict[str, np.ndarray]:
+    """Column arrays shaped (n, 1) for the model: float32 numbers, strings for categories.
+
+    Raises:
+        DataError: a feature column is missing, holds nulls/NaN, or text in a numeric column.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in plan.numeric:
+        if name not in table.column_names:
+            raise DataError(f"feature column {name!r} is missing")
+        col = table.column(name)
+        if _arrow_kind(col.type) != "numeric":
+            raise DataError(f"feature column {name!r} should be numeric but is {col.type}")
+        values = col.to_numpy(zero_copy_only=False).astype("float32")
+        if col.null_count or not np.all(np.isfinite(values)):
+            raise DataError(f"feature column {name!r} holds null, NaN or infinite values")
+        out[name] = values.reshape(-1, 1)
+    for name in plan.categorical:
+        if name not in table.column_names:
+            raise DataError(f"feature column {name!r} is missing")
+        col = pc.fill_null(pc.cast(table.column(name), pa.string()), "")
+        out[name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=object).reshape(-1, 1)
+    return out
+

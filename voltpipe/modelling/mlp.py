@@ -1,0 +1,56 @@
+"""The tabular MLP family: preprocessing layers inside the model, so it takes raw values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voltpipe.modelling.features import MAX_ONE_HOT, FeaturePlan
+
+
+def build_mlp(
+    plan: FeaturePlan,
+    *,
+    task: str,
+    n_classes: int,
+    hidden_units: list[int],
+    dropout: float,
+    label_mean: float = 0.0,
+    label_std: float = 1.0,
+) -> Any:
+    """Returns an uncompiled Keras model taking a dict of raw feature columns.
+
+    Numbers pass a Normalization layer fixed to the training mean/variance; strings a
+    StringLookup (one-hot when small, an embedding otherwise). Regression outputs are rescaled
+    to the label's units inside the model; classification outputs class probabilities.
+    """
+    import keras
+    from keras import layers
+
+    inputs: dict[str, Any] = {}
+    encoded = []
+    for name, st in plan.numeric.items():
+        inp = keras.Input(shape=(1,), name=name, dtype="float32")
+        inputs[name] = inp
+        encoded.append(layers.Normalization(mean=st["mean"], variance=st["variance"], name=f"norm_{name}")(inp))
+    for name, vocab in plan.categorical.items():
+        inp = keras.Input(shape=(1,), name=name, dtype="string")
+        inputs[name] = inp
+        size = len(vocab) + 1  # + the out-of-vocabulary bucket
+        if size <= MAX_ONE_HOT:
+            enc = layers.StringLookup(vocabulary=vocab, output_mode="one_hot", name=f"lookup_{name}")(inp)
+        else:
+            idx = layers.StringLookup(vocabulary=vocab, name=f"lookup_{name}")(inp)
+            dim = int(min(32, round(1.6 * size ** 0.56)))
+            enc = layers.Flatten(name=f"flat_{name}")(layers.Embedding(size, dim, name=f"embed_{name}")(idx))
+        encoded.append(enc)
+    x = layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
+    for i, units in enumerate(hidden_units):
+        x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    if task == "classification":
+        outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    else:
+        scaled = layers.Dense(1, name="scaled_prediction")(x)
+        outputs = layers.Rescaling(scale=label_std, offset=label_mean, name="prediction")(scaled)
+    return keras.Model(inputs=inputs, outputs=outputs, name="voltpipe_mlp")

@@ -1,0 +1,78 @@
+"""Registering a trained model with its lineage and applying the gate's decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voltpipe.data.io import read_json, write_json_atomic
+from voltpipe.registry.base import CHAMPION, open_registry
+from voltpipe.tracking import log_run
+
+
+def register_and_promote(
+    *,
+    model_dir: str,
+    evaluation_path: str,
+    statistics_path: str,
+    schema_path: str,
+    registry_uri: str,
+    model_name: str,
+    query: str,
+    query_parameters: dict[str, Any],
+    tracking_uri: str,
+    out_path: str,
+) -> dict[str, Any]:
+    """Registers a new version; moves ``champion`` to it only if the evaluation promoted it.
+
+    The registration summary ``{name, version, uri, champion, previous_champion, metrics,
+    decision}`` is written atomically to `out_path` and returned. The alias moves last, so a
+    failure before it leaves the previous champion in place.
+    """
+    from voltpipe.modelling.train import read_model_meta
+
+    evaluation = read_json(evaluation_path)
+    statistics = read_json(statistics_path)
+    model_meta = read_model_meta(model_dir)
+    registry = open_registry(registry_uri)
+    previous = registry.get(model_name, CHAMPION)
+    lineage = {
+        "query": query,
+        "query_parameters": query_parameters,
+        "data_statistics": statistics,
+        "schema": read_json(schema_path),
+        "metrics": {"test": evaluation["metrics"]},
+        "decision": evaluation["decision"],
+        "task": model_meta["task"],
+        "label": model_meta["label"],
+        "model_params": model_meta.get("model_params"),
+        "training_params": model_meta.get("training_params"),
+        "source_model_uri": model_dir,
+    }
+    version = registry.register(model_name, model_dir, lineage)
+    promote = bool(evaluation["decision"]["promote"])
+    if promote:
+        registry.set_alias(model_name, CHAMPION, version.version)
+    run_id = log_run(
+        tracking_uri, model_name,
+        run_name=f"{model_name}-v{version.version}",
+        params={"task": model_meta["task"], "label": model_meta["label"],
+                **{f"model.{k}": v for k, v in (model_meta.get("model_params") or {}).items()},
+                **{f"training.{k}": v for k, v in (model_meta.get("training_params") or {}).items()},
+                "query": query, "query_parameters": query_parameters},
+        metrics={f"test_{k}": v for k, v in evaluation["metrics"].items()},
+        tags={"voltpipe.model_name": model_name, "voltpipe.model_version": version.version,
+              "voltpipe.champion": str(promote).lower(), "voltpipe.model_uri": version.uri},
+    )
+    info = {
+        "name": model_name,
+        "version": version.version,
+        "uri": version.uri,
+        "champion": promote,
+        "champion_version": version.version if promote else (previous.version if previous else None),
+        "previous_champion": previous.version if previous else None,
+        "metrics": evaluation["metrics"],
+        "decision": evaluation["decision"],
+        "mlflow_run_id": run_id,
+    }
+    write_json_atomic(out_path, info)
+    return info

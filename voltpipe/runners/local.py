@@ -1,0 +1,136 @@
+"""The local runner: kfp.local with the SubprocessRunner, in this Python environment."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from voltpipe.config import VoltpipeConfig
+from voltpipe.errors import ERROR_MARKER, PipelineError
+from voltpipe.runners.preflight import check_query, ensure_embedded_warehouse
+
+# Lines of a step's own output shown without --debug: voltpipe's messages and Keras progress.
+_SHOWN_PREFIXES = ("voltpipe", "Epoch ")
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _StepOutput(io.TextIOBase):
+    """Stands in for stdout while kfp.local runs: logs everything, shows the useful lines,
+    and remembers the steps' error messages."""
+
+    def __init__(self, real: TextIO, log: TextIO, debug: bool) -> None:
+        self.real, self.log, self.debug = real, log, debug
+        self.messages: list[str] = []
+        self.last_exception: str | None = None
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            if ERROR_MARKER in line:
+                self.messages.append(line.split(ERROR_MARKER, 1)[1].strip())
+            elif m := _EXCEPTION_LINE.match(line):
+                self.last_exception = f"{m.group(1)}: {m.group(2)}"
+            if self.debug or line.lstrip().startswith(_SHOWN_PREFIXES) or " loss: " in line:
+                self.real.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.real.flush()
+
+
+@contextlib.contextmanager
+def _capture_steps(log_path: Path, debug: bool) -> Iterator[_StepOutput]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        tee = _StepOutput(sys.stdout, log, debug)
+        old = sys.stdout
+        sys.stdout = tee
+        try:
+            yield tee
+        finally:
+            sys.stdout = old
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def run_local(name: str, cfg: VoltpipeConfig, *, cache: bool = True, debug: bool = False) -> dict[str, Any]:
+    """Runs pipeline `name` with kfp.local and returns the run summary.
+
+    Raises:
+        VoltpipeError: a bad config, query or data (the failing step's own message).
+    """
+    from kfp import local
+
+    from voltpipe.pipelines import build_pipeline
+
+    started = time.perf_counter()
+    workdir = cfg.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    ensure_embedded_warehouse(cfg)
+    check_query(cfg)
+    pipeline = build_pipeline(name, cfg)
+
+    root = workdir / "pipeline-root"
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(root))
+    run_id = f"{cfg.name}-{name}-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}"
+    log_path = workdir / "logs" / f"{run_id}.log"
+    # Steps run as child processes of this interpreter; keep TensorFlow's C++ logging quiet.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        raise_on_error=True,
+        enable_caching=cache,
+        cache_root=str(workdir / "cache"),
+    )
+    with _capture_steps(log_path, debug) as steps, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        try:
+            outputs = pipeline()
+        except RuntimeError as exc:
+            kfp_message = _ANSI.sub("", str(exc)).split("\n")[0]
+            failed = re.search(r"Inner task failed: '([^']+)'", kfp_message)
+            step = f"step {failed.group(1)!r} failed: " if failed else ""
+            detail = steps.messages[-1] if steps.messages else (steps.last_exception or kfp_message)
+            raise PipelineError(f"{step}{detail} (full log: {log_path})") from exc
+    created = sorted(set(os.listdir(root)) - before)
+    if created:
+        run_id = created[-1]
+    registration = _read_json(outputs.outputs["registration"].path)
+    evaluation = _read_json(outputs.outputs["evaluation"].path)
+    return {
+        "pipeline": name,
+        "status": "succeeded",
+        "target": "local",
+        "run_id": run_id,
+        "metrics": {"test": evaluation["metrics"]},
+        "model": {"name": registration["name"], "version": registration["version"], "uri": registration["uri"]},
+        "champion": {
+            "promoted": registration["champion"],
+            "version": registration["champion_version"],
+            "previous_version": registration["previous_champion"],
+            "reason": evaluation["decision"]["reason"],
+        },
+        "workdir": str(workdir),
+        "log": str(log_path),
+        "mlflow_run_id": registration.get("mlflow_run_id"),
+        "seconds": round(time.perf_counter() - started, 2),
+    }

@@ -1,0 +1,43 @@
+"""Checks done once before a run starts: seed the embedded warehouse, probe the query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voltpipe.config import VoltpipeConfig
+from voltpipe.data.warehouse import open_warehouse
+from voltpipe.errors import DataError
+
+
+def ensure_embedded_warehouse(cfg: VoltpipeConfig) -> None:
+    """Creates and seeds the embedded DuckDB warehouse with the demo data on first use."""
+    if not cfg.uses_embedded_warehouse:
+        return
+    from voltpipe.demo import seed_duckdb
+
+    path = Path(cfg.warehouse_uri[len("duckdb:///"):])
+    if not path.exists():
+        print(f"voltpipe: seeding the embedded warehouse {path} with the demo wind-farm data")
+    seed_duckdb(path)
+
+
+def check_query(cfg: VoltpipeConfig) -> list[dict[str, str]]:
+    """Probes the query's result columns (no full run) and checks the label and features.
+
+    Catches a missing table, a syntax error, a missing parameter and a missing label or
+    feature column in well under a second, before any pipeline step starts.
+
+    Raises:
+        DataError: naming the table, parameter or column at fault.
+    """
+    wh = open_warehouse(cfg.warehouse_uri, cfg.bigquery.model_dump(exclude_none=True))
+    schema = wh.result_schema(cfg.sql, cfg.typed_parameters)
+    names = [c["name"] for c in schema]
+    if cfg.label not in names:
+        raise DataError(f"label column {cfg.label!r} is not returned by the query (columns: {', '.join(names)})")
+    for feature in cfg.features or []:
+        if feature not in names:
+            raise DataError(f"feature column {feature!r} is not returned by the query (columns: {', '.join(names)})")
+    if cfg.split.column and cfg.split.column not in names:
+        raise DataError(f"split.column {cfg.split.column!r} is not returned by the query (columns: {', '.join(names)})")
+    return schema
