@@ -86,7 +86,72 @@ class GateConfig(_Strict):
 
 
 class DeployConfig(_Strict):
+    """Gate and deployment settings (local server or a Vertex AI endpoint)."""
+
     gate: GateConfig = GateConfig()
+    endpoint: str | None = None  # Vertex endpoint display name; default: "<name>-endpoint"
+    canary_percent: int = Field(100, ge=1, le=100)
+    keep_versions: int = Field(2, ge=1)
+    machine_type: str = "n1-standard-2"
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(1, ge=1)
+
+
+class ServingConfig(_Strict):
+    """The prediction server (Vertex AI custom-container contract)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_instances: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_500_000, ge=1024)
+
+
+class VertexConfig(_Strict):
+    """Vertex AI settings for `--target vertex` and the Vertex registry/deployment."""
+
+    project: str | None = None
+    location: str = "europe-west1"
+    pipeline_root: str | None = None  # gs://BUCKET/PATH
+    service_account: str | None = None
+    network: str | None = None
+    encryption_key: str | None = None
+    experiment: str | None = None
+    api_endpoint: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    staging_bucket: str | None = None
+
+
+class KfpConfig(_Strict):
+    """Kubeflow Pipelines cluster settings for `--target kfp`."""
+
+    host: str | None = None
+    namespace: str = "kubeflow"
+    experiment: str = "voltpipe"
+
+
+class DriftThresholds(_Strict):
+    psi: float = Field(0.2, gt=0)
+    ks_pvalue: float = Field(0.001, gt=0, lt=1)
+    ks_statistic: float = Field(0.1, gt=0, le=1)
+    js_distance: float = Field(0.1, gt=0, le=1)
+    prediction_psi: float = Field(0.2, gt=0)
+
+
+class AlertsConfig(_Strict):
+    webhook_url: str | None = None
+    on: list[Literal["drift", "failure"]] = Field(default_factory=lambda: ["drift", "failure"])
+
+
+class MonitoringConfig(_Strict):
+    """Drift monitoring: the current window to compare with the champion's reference."""
+
+    current_query: str | None = None
+    current_query_file: Path | None = None
+    current_query_parameters: dict[str, Any] = Field(default_factory=dict)
+    thresholds: DriftThresholds = DriftThresholds()
+    reference_sample_rows: int = Field(100_000, ge=100)
+    retrain_on_drift: bool = True
+    alerts: AlertsConfig = AlertsConfig()
 
 
 class TrackingConfig(_Strict):
@@ -127,6 +192,10 @@ class VoltpipeConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     tracking: TrackingConfig = TrackingConfig()
     bigquery: BigQueryConfig = BigQueryConfig()
+    vertex: VertexConfig = VertexConfig()
+    kfp: KfpConfig = KfpConfig()
+    serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @field_validator("name")
     @classmethod
