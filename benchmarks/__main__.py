@@ -18,10 +18,14 @@ import benchmarks
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--output", default="bench-results.json", help="JSON file for all rows")
-    parser.add_argument("--only", action="append", default=[], help="run only bench_<NAME> (repeatable)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only bench_<NAME> (repeatable)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     args = parser.parse_args(argv)
-    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")
+    )
     if args.only:
         names = [n for n in names if n.removeprefix("bench_") in args.only or n in args.only]
     rows = []
@@ -34,12 +38,18 @@ def main(argv: list[str] | None = None) -> int:
         for row in module.run(quick=args.quick):
             rows.append(row)
             mark = "ok" if row.met else "MISSED"
-            print(f"{row.benchmark:<12} {row.figure:<44} {row.value:>10.4g}{row.unit:>2} {row.floor:>12.4g} "
-                  f"{row.ratio:>7.3f}  {row.goal} [{mark}]", flush=True)
+            print(
+                f"{row.benchmark:<12} {row.figure:<44} {row.value:>10.4g}{row.unit:>2} {row.floor:>12.4g} "
+                f"{row.ratio:>7.3f}  {row.goal} [{mark}]",
+                flush=True,
+            )
         print(f"  ({name}: {time.perf_counter() - started:.1f} s)", flush=True)
     out = {
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                    "cpus": __import__("os").cpu_count()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        },
         "rows": [{**dataclasses.asdict(r), "met": r.met} for r in rows],
     }
     Path(args.output).write_text(json.dumps(out, indent=2))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 
 from kfp.dsl.base_component import BaseComponent
-
 from voltpipe.components.evaluate import evaluate
 from voltpipe.components.extract import extract
 from voltpipe.components.register import register

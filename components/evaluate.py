@@ -31,16 +31,20 @@ def evaluate(
     with exit_on_user_error():
         champion = open_registry(registry_uri).get(model_name) if registry_uri else None
         result = evaluate_challenger(
-            model.path, test_data.path,
+            model.path,
+            test_data.path,
             champion_dir=champion.uri if champion else None,
             champion_version=champion.version if champion else None,
-            metric=gate_metric, min_improvement=min_improvement,
+            metric=gate_metric,
+            min_improvement=min_improvement,
         )
     for key, value in result.metrics.items():
         metrics.log_metric(key, value)
     write_json_atomic(metrics.path, result.metrics)  # readable without the run; cacheable
     write_json_atomic(evaluation.path, result.to_dict())
     write_text_atomic(decision_report.path, decision_markdown(result))
-    evaluation.metadata.update({"promote": result.decision.promote, "reason": result.decision.reason})
+    evaluation.metadata.update(
+        {"promote": result.decision.promote, "reason": result.decision.reason}
+    )
     print(f"voltpipe: {result.decision.reason}")
     return namedtuple("EvaluateOutputs", ["promote"])(result.decision.promote)

@@ -32,8 +32,12 @@ def extract(
     outputs = {"train": train, "valid": valid, "test": test}
     with exit_on_user_error():
         result = extract_splits(
-            warehouse, query, normalize_parameters(query_parameters), split,
-            {name: art.path for name, art in outputs.items()}, warehouse_options,
+            warehouse,
+            query,
+            normalize_parameters(query_parameters),
+            split,
+            {name: art.path for name, art in outputs.items()},
+            warehouse_options,
         )
     for name, art in outputs.items():
         art.metadata.update(result.metadata(name))

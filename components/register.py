@@ -26,10 +26,18 @@ def register(
 
     with exit_on_user_error():
         info = register_and_promote(
-            model_dir=model.path, evaluation_path=evaluation.path, statistics_path=statistics.path,
-            schema_path=schema.path, registry_uri=registry_uri, model_name=model_name,
-            query=query, query_parameters=query_parameters, tracking_uri=tracking_uri,
+            model_dir=model.path,
+            evaluation_path=evaluation.path,
+            statistics_path=statistics.path,
+            schema_path=schema.path,
+            registry_uri=registry_uri,
+            model_name=model_name,
+            query=query,
+            query_parameters=query_parameters,
+            tracking_uri=tracking_uri,
             out_path=registration.path,
         )
     registration.metadata.update(info)
-    print(f"voltpipe: registered {info['name']} version {info['version']} (champion: {info['champion']})")
+    print(
+        f"voltpipe: registered {info['name']} version {info['version']} (champion: {info['champion']})"
+    )

@@ -29,12 +29,25 @@ def train(
 
     with exit_on_user_error():
         result = train_model(
-            train_data.path, valid_data.path, model.path, label=label, task=task,
-            features=list(features) or None, exclude=list(exclude),
-            model_params=dict(model_params), training_params=dict(training_params),
+            train_data.path,
+            valid_data.path,
+            model.path,
+            label=label,
+            task=task,
+            features=list(features) or None,
+            exclude=list(exclude),
+            model_params=dict(model_params),
+            training_params=dict(training_params),
         )
-    model.metadata.update({"task": task, "label": label, "framework": "keras",
-                           "best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+    model.metadata.update(
+        {
+            "task": task,
+            "label": label,
+            "framework": "keras",
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+        }
+    )
     for key, values in result.history.items():
         metrics.log_metric(f"final_{key}", round(values[result.best_epoch - 1], 6))
     metrics.log_metric("epochs_run", result.epochs_run)

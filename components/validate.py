@@ -29,15 +29,27 @@ def validate(
     from voltpipe.errors import exit_on_user_error
 
     with exit_on_user_error():
-        stats = {name: compute_statistics(art.path) for name, art in
-                 (("train", train), ("valid", valid), ("test", test))}
-        result = check(stats, label=label, task=task, features=list(features) or None,
-                       expected_schema=dict(expected_schema) or None)
+        stats = {
+            name: compute_statistics(art.path)
+            for name, art in (("train", train), ("valid", valid), ("test", test))
+        }
+        result = check(
+            stats,
+            label=label,
+            task=task,
+            features=list(features) or None,
+            expected_schema=dict(expected_schema) or None,
+        )
         write_text_atomic(report.path, render_report(stats, result, label))
         write_json_atomic(statistics.path, stats)
         write_json_atomic(schema.path, infer_schema(stats["train"]))
         for message in result.warnings:
             print(f"voltpipe: warning: {message}")
-        statistics.metadata.update({"rows": {k: v["rows"] for k, v in stats.items()},
-                                    "errors": result.errors, "warnings": result.warnings})
+        statistics.metadata.update(
+            {
+                "rows": {k: v["rows"] for k, v in stats.items()},
+                "errors": result.errors,
+                "warnings": result.warnings,
+            }
+        )
         result.raise_if_failed()

@@ -3,21 +3,21 @@
 No `from __future__ import annotations` here: KFP reads the pipeline signature's real types.
 """
 
-
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
-
 from voltpipe.components import evaluate, extract, register, train, validate, with_image
+
 from voltpipe.config import VoltpipeConfig
+from voltpipe.data.sql import one_line
 
 
 def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
     """Builds the training pipeline for `cfg`; every config value is a parameter default."""
     ops = {c.name: with_image(c, cfg.image) for c in (extract, validate, train, evaluate, register)}
     bigquery = cfg.bigquery.model_dump(exclude_none=True)
-    split = cfg.split.model_dump()
+    split = cfg.split.model_dump(exclude_none=True)
     split["fractions"] = list(split["fractions"])
 
     class Outputs(NamedTuple):
@@ -25,18 +25,20 @@ def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
         evaluation: dsl.Artifact
         registration: dsl.Artifact
 
-    @dsl.pipeline(name=f"{cfg.name}-training", description=f"Train, gate and register the {cfg.name} model.")
+    @dsl.pipeline(
+        name=f"{cfg.name}-training", description=f"Train, gate and register the {cfg.name} model."
+    )
     def pipeline(
         warehouse: str = cfg.warehouse_uri,
-        query: str = cfg.sql,
+        query: str = one_line(cfg.sql),
         query_parameters: dict = cfg.typed_parameters,
         label: str = cfg.label,
         task: str = cfg.task,
         split: dict = split,
         features: list = cfg.features or [],
         exclude: list = cfg.exclude,
-        model_params: dict = cfg.model.model_dump(),
-        training_params: dict = cfg.training.model_dump(),
+        model_params: dict = cfg.model.model_dump(exclude_none=True),
+        training_params: dict = cfg.training.model_dump(exclude_none=True),
         registry_uri: str = cfg.registry_uri,
         model_name: str = cfg.name,
         gate_metric: str = cfg.gate_metric,
@@ -45,26 +47,52 @@ def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
         warehouse_options: dict = bigquery,
     ) -> Outputs:
         data = ops["extract"](
-            warehouse=warehouse, query=query, query_parameters=query_parameters, split=split,
+            warehouse=warehouse,
+            query=query,
+            query_parameters=query_parameters,
+            split=split,
             warehouse_options=warehouse_options,
         ).set_display_name("extract")
         checked = ops["validate"](
-            train=data.outputs["train"], valid=data.outputs["valid"], test=data.outputs["test"],
-            label=label, task=task, features=features,
+            train=data.outputs["train"],
+            valid=data.outputs["valid"],
+            test=data.outputs["test"],
+            label=label,
+            task=task,
+            features=features,
         ).set_display_name("validate")
-        trained = ops["train"](
-            train_data=data.outputs["train"], valid_data=data.outputs["valid"], label=label, task=task,
-            features=features, exclude=exclude, model_params=model_params, training_params=training_params,
-        ).set_display_name("train").after(checked)
+        trained = (
+            ops["train"](
+                train_data=data.outputs["train"],
+                valid_data=data.outputs["valid"],
+                label=label,
+                task=task,
+                features=features,
+                exclude=exclude,
+                model_params=model_params,
+                training_params=training_params,
+            )
+            .set_display_name("train")
+            .after(checked)
+        )
         evaluated = ops["evaluate"](
-            model=trained.outputs["model"], test_data=data.outputs["test"], registry_uri=registry_uri,
-            model_name=model_name, gate_metric=gate_metric, min_improvement=min_improvement,
+            model=trained.outputs["model"],
+            test_data=data.outputs["test"],
+            registry_uri=registry_uri,
+            model_name=model_name,
+            gate_metric=gate_metric,
+            min_improvement=min_improvement,
         ).set_display_name("evaluate")
         registered = ops["register"](
-            model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"],
-            statistics=checked.outputs["statistics"], schema=checked.outputs["schema"],
-            registry_uri=registry_uri, model_name=model_name, query=query,
-            query_parameters=query_parameters, tracking_uri=tracking_uri,
+            model=trained.outputs["model"],
+            evaluation=evaluated.outputs["evaluation"],
+            statistics=checked.outputs["statistics"],
+            schema=checked.outputs["schema"],
+            registry_uri=registry_uri,
+            model_name=model_name,
+            query=query,
+            query_parameters=query_parameters,
+            tracking_uri=tracking_uri,
         ).set_display_name("register")
         return Outputs(
             metrics=evaluated.outputs["metrics"],

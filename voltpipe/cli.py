@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -44,13 +43,19 @@ app.add_typer(components_app, name="components")
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config YAML. Default: the built-in demo config.", exists=False),
+    typer.Option(
+        "--config", "-c", help="Config YAML. Default: the built-in demo config.", exists=False
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config key: KEY=VALUE (dotted key, YAML value). Repeatable."),
+    typer.Option(
+        "--set", help="Override a config key: KEY=VALUE (dotted key, YAML value). Repeatable."
+    ),
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show every step's full output and tracebacks.")]
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", help="Show every step's full output and tracebacks.")
+]
 
 
 def _guard(debug: bool, fn: Callable[[], T]) -> T:
@@ -71,7 +76,9 @@ def _load(config: Path | None, overrides: list[str] | None) -> Any:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    table = Table(title=f"voltpipe {summary['pipeline']} run {summary['run_id']}", show_header=False)
+    table = Table(
+        title=f"voltpipe {summary['pipeline']} run {summary['run_id']}", show_header=False
+    )
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("status", f"[green]{summary['status']}[/]")
@@ -81,7 +88,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row("model", f"{model['name']} version {model['version']}")
     table.add_row("model uri", model["uri"])
     champ = summary["champion"]
-    verdict = "[green]promoted to champion[/]" if champ["promoted"] else f"champion stays version {champ['version']}"
+    verdict = (
+        "[green]promoted to champion[/]"
+        if champ["promoted"]
+        else f"champion stays version {champ['version']}"
+    )
     table.add_row("champion", verdict)
     table.add_row("gate", champ["reason"])
     table.add_row("work dir", summary["workdir"])
@@ -93,12 +104,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def run(
     pipeline: Annotated[str, typer.Argument(help="Pipeline to run: training.")],
     config: ConfigOpt = None,
-    target: Annotated[str, typer.Option(help="Where to run: local (kfp.local), vertex or kfp.")] = "local",
+    target: Annotated[
+        str, typer.Option(help="Where to run: local (kfp.local), vertex or kfp.")
+    ] = "local",
     set_: SetOpt = None,
     summary_json: Annotated[
-        Path | None, typer.Option("--summary-json", help="Also write the run summary as JSON to this file.")
+        Path | None,
+        typer.Option("--summary-json", help="Also write the run summary as JSON to this file."),
     ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-run every step instead of reusing cached outputs.")] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Re-run every step instead of reusing cached outputs."),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run a pipeline and print a summary of its results.
@@ -123,8 +140,15 @@ def run(
             summary = run_pipeline(pipeline, cfg, target=target, cache=not no_cache, debug=debug)
         except VoltpipeError as exc:
             if summary_json:
-                _write_summary(summary_json, {"pipeline": pipeline, "status": "failed", "error": str(exc),
-                                              "workdir": str(cfg.workdir)})
+                _write_summary(
+                    summary_json,
+                    {
+                        "pipeline": pipeline,
+                        "status": "failed",
+                        "error": str(exc),
+                        "workdir": str(cfg.workdir),
+                    },
+                )
             raise
         if summary_json:
             _write_summary(summary_json, summary)
@@ -194,8 +218,12 @@ def components_list() -> None:
 
 @components_app.command("export")
 def components_export(
-    directory: Annotated[Path, typer.Argument(help="Folder to write one <component>.yaml into per component.")],
-    image: Annotated[str | None, typer.Option(help="Container image for the components (default: built-in).")] = None,
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to write one <component>.yaml into per component.")
+    ],
+    image: Annotated[
+        str | None, typer.Option(help="Container image for the components (default: built-in).")
+    ] = None,
 ) -> None:
     """Export every component as YAML, loadable with kfp.components.load_component_from_file.
 
@@ -222,8 +250,15 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Kubeflow Pipelines components and pipelines for energy ML."""
 

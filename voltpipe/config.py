@@ -41,7 +41,9 @@ class SplitConfig(_Strict):
     @classmethod
     def _fractions_sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(f < 0 for f in v) or v[0] <= 0 or v[2] <= 0 or abs(sum(v) - 1.0) > 1e-6:
-            raise ValueError(f"must be three non-negative fractions summing to 1 (train and test > 0), got {list(v)}")
+            raise ValueError(
+                f"must be three non-negative fractions summing to 1 (train and test > 0), got {list(v)}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -304,7 +306,9 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     current: Any = model
     for part in loc:
         field = current.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
             return None
         current = field.annotation
     return current
@@ -344,7 +348,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     out["workdir"] = str((base / str(out.get("workdir", ".voltpipe"))).resolve())
     wh = out.get("warehouse")
     if isinstance(wh, str) and wh.startswith("duckdb:///") and not wh.startswith("duckdb:////"):
-        out["warehouse"] = f"duckdb:///{(base / wh[len('duckdb:///'):]).resolve()}"
+        out["warehouse"] = f"duckdb:///{(base / wh[len('duckdb:///') :]).resolve()}"
     return out
 
 

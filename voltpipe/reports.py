@@ -8,7 +8,9 @@ from typing import Any
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
-def line_chart_svg(series: dict[str, list[float]], *, width: int = 640, height: int = 300, title: str = "") -> str:
+def line_chart_svg(
+    series: dict[str, list[float]], *, width: int = 640, height: int = 300, title: str = ""
+) -> str:
     """An SVG line chart of named series over their index (epochs), with axes and a legend."""
     pts = [v for vals in series.values() for v in vals if v == v]
     if not pts:
@@ -24,10 +26,12 @@ def line_chart_svg(series: dict[str, list[float]], *, width: int = 640, height: 
         y = top + ph * (1 - (v - lo) / (hi - lo))
         return x, y
 
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='11'>",
-             f"<text x='{left}' y='18' font-size='13'>{html.escape(title)}</text>",
-             f"<line x1='{left}' y1='{top + ph}' x2='{left + pw}' y2='{top + ph}' stroke='#444'/>",
-             f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + ph}' stroke='#444'/>"]
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='11'>",
+        f"<text x='{left}' y='18' font-size='13'>{html.escape(title)}</text>",
+        f"<line x1='{left}' y1='{top + ph}' x2='{left + pw}' y2='{top + ph}' stroke='#444'/>",
+        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + ph}' stroke='#444'/>",
+    ]
     for frac in (0.0, 0.5, 1.0):
         v = lo + frac * (hi - lo)
         _, y = xy(0, v)
@@ -35,13 +39,21 @@ def line_chart_svg(series: dict[str, list[float]], *, width: int = 640, height: 
     parts.append(f"<text x='{left + pw / 2}' y='{height - 8}' text-anchor='middle'>epoch</text>")
     for i in range(n):
         x, _ = xy(i, lo)
-        parts.append(f"<text x='{x:.1f}' y='{top + ph + 14}' text-anchor='middle'>{i + 1}</text>" if n <= 30 or i % 5 == 0 else "")
+        parts.append(
+            f"<text x='{x:.1f}' y='{top + ph + 14}' text-anchor='middle'>{i + 1}</text>"
+            if n <= 30 or i % 5 == 0
+            else ""
+        )
     for k, (name, vals) in enumerate(series.items()):
         colour = _COLOURS[k % len(_COLOURS)]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, v) for i, v in enumerate(vals) if v == v))
+        path = " ".join(
+            f"{x:.1f},{y:.1f}" for x, y in (xy(i, v) for i, v in enumerate(vals) if v == v)
+        )
         parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{path}'/>")
         ly = top + 14 * k + 6
-        parts.append(f"<line x1='{left + pw + 12}' y1='{ly}' x2='{left + pw + 30}' y2='{ly}' stroke='{colour}' stroke-width='2'/>")
+        parts.append(
+            f"<line x1='{left + pw + 12}' y1='{ly}' x2='{left + pw + 30}' y2='{ly}' stroke='{colour}' stroke-width='2'/>"
+        )
         parts.append(f"<text x='{left + pw + 34}' y='{ly + 4}'>{html.escape(name)}</text>")
     parts.append("</svg>")
     return "".join(parts)
@@ -56,19 +68,30 @@ def history_html(history: dict[str, list[float]], *, title: str) -> str:
             continue
         families.setdefault(base, {})[key] = values
     charts = "".join(f"<div>{line_chart_svg(s, title=name)}</div>" for name, s in families.items())
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body><h2>{html.escape(title)}</h2>{charts}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h2>{html.escape(title)}</h2>{charts}</body></html>"
+    )
 
 
 def decision_markdown(result: Any) -> str:
     """The champion/challenger decision as Markdown: verdict, reason, metrics side by side."""
     d = result.decision
-    lines = ["# Champion / challenger decision", "",
-             f"**Decision:** {'PROMOTE the challenger' if d.promote else 'KEEP the champion'}", "",
-             f"{d.reason}", "", f"Gate metric: `{d.metric}`, required improvement > {d.min_improvement:g}. "
-             f"Test rows: {result.test_rows:,}.", "",
-             "| metric | challenger | champion" + (f" (v{result.champion_version})" if result.champion_version else "") + " |",
-             "|---|---|---|"]
+    lines = [
+        "# Champion / challenger decision",
+        "",
+        f"**Decision:** {'PROMOTE the challenger' if d.promote else 'KEEP the champion'}",
+        "",
+        f"{d.reason}",
+        "",
+        f"Gate metric: `{d.metric}`, required improvement > {d.min_improvement:g}. "
+        f"Test rows: {result.test_rows:,}.",
+        "",
+        "| metric | challenger | champion"
+        + (f" (v{result.champion_version})" if result.champion_version else "")
+        + " |",
+        "|---|---|---|",
+    ]
     for key, value in result.metrics.items():
         champ = (result.champion_metrics or {}).get(key)
         lines.append(f"| {key} | {value:.6g} | {'–' if champ is None else f'{champ:.6g}'} |")

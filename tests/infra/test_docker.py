@@ -1,4 +1,4 @@
-"""Checks of docker/Dockerfile: hadolint, multi-stage layout, non-root runtime, KFP-compatible entrypoint."""
+"""Checks of images/Dockerfile: hadolint, multi-stage layout, non-root runtime, KFP-compatible entrypoint."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "images" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
 

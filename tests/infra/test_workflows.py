@@ -101,7 +101,7 @@ def test_release_triggers_and_job_concurrency() -> None:
 def test_release_builds_pushes_and_publishes() -> None:
     workflow = load_workflow("release.yml")
     (build,) = steps_using(workflow, "docker/build-push-action")
-    assert build["with"]["file"] == "docker/Dockerfile"
+    assert build["with"]["file"] == "images/Dockerfile"
     assert build["with"]["push"] is True
     tags = build["with"]["tags"]
     assert "github.sha" in tags and "steps.meta.outputs.tag" in tags

@@ -14,7 +14,13 @@ from typing import Any
 from voltpipe.errors import ConfigError
 
 SCALAR_TYPES = ("STRING", "INT64", "FLOAT64", "BOOL", "DATE", "DATETIME", "TIMESTAMP", "NUMERIC")
-_ALIASES = {"INTEGER": "INT64", "INT": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "STR": "STRING"}
+_ALIASES = {
+    "INTEGER": "INT64",
+    "INT": "INT64",
+    "FLOAT": "FLOAT64",
+    "BOOLEAN": "BOOL",
+    "STR": "STRING",
+}
 
 
 def infer_type(value: Any, name: str) -> str:

@@ -57,3 +57,12 @@ def tables_referenced(sql: str) -> list[str]:
         if name and t.name not in ctes and name not in names:
             names.append(name)
     return names
+
+
+def one_line(sql: str) -> str:
+    """The query as one line of BigQuery SQL (``--`` comments become ``/* */``).
+
+    KFP writes parameter defaults into the compiled YAML's header comment; a multi-line
+    default would break that file, so queries travel as one line.
+    """
+    return _parse(sql).sql(dialect="bigquery")

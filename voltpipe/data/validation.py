@@ -18,8 +18,21 @@ MAX_SCHEMA_CATEGORIES = 500
 RANGE_MARGIN = 0.5  # a value outside [min - m*span, max + m*span] of the stored schema is an error
 HIGH_NULL_RATE = 0.2
 
-_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-            "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
+_NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+    "DECIMAL",
+)
 
 
 def column_kind(duckdb_type: str) -> str:
@@ -82,9 +95,19 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                     f"count(DISTINCT {c}) FROM {src}"
                 ).fetchone()
                 entry.update(
-                    min=_num(r[0]), max=_num(r[1]), mean=_num(r[2]), std=_num(r[3]) or 0.0,
-                    quantiles=dict(zip(["p05", "p25", "p50", "p75", "p95"], [_num(q) for q in (r[4] or [None] * 5)])),
-                    non_finite=r[5], cardinality=r[6],
+                    min=_num(r[0]),
+                    max=_num(r[1]),
+                    mean=_num(r[2]),
+                    std=_num(r[3]) or 0.0,
+                    quantiles=dict(
+                        zip(
+                            ["p05", "p25", "p50", "p75", "p95"],
+                            [_num(q) for q in (r[4] or [None] * 5)],
+                            strict=True,
+                        )
+                    ),
+                    non_finite=r[5],
+                    cardinality=r[6],
                 )
                 entry["histogram"] = _histogram(con, src, c, entry["min"], entry["max"])
             elif kind in ("string", "boolean"):
@@ -93,15 +116,20 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                     f"SELECT CAST({c} AS VARCHAR), count(*) FROM {src} WHERE {c} IS NOT NULL "
                     f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}"
                 ).fetchall()
-                entry.update(cardinality=card, top_values=[{"value": v, "count": n} for v, n in top])
+                entry.update(
+                    cardinality=card, top_values=[{"value": v, "count": n} for v, n in top]
+                )
                 if card <= MAX_SCHEMA_CATEGORIES:
                     entry["categories"] = [
-                        v for (v,) in con.execute(
+                        v
+                        for (v,) in con.execute(
                             f"SELECT DISTINCT CAST({c} AS VARCHAR) FROM {src} WHERE {c} IS NOT NULL ORDER BY 1"
                         ).fetchall()
                     ]
             elif kind in ("timestamp", "date"):
-                lo, hi = con.execute(f"SELECT min({c})::VARCHAR, max({c})::VARCHAR FROM {src}").fetchone()
+                lo, hi = con.execute(
+                    f"SELECT min({c})::VARCHAR, max({c})::VARCHAR FROM {src}"
+                ).fetchone()
                 entry.update(min=lo, max=hi)
             columns[name] = entry
         return {"rows": rows, "columns": columns}
@@ -109,7 +137,9 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
         con.close()
 
 
-def _histogram(con: duckdb.DuckDBPyConnection, src: str, c: str, lo: float | None, hi: float | None) -> dict[str, Any]:
+def _histogram(
+    con: duckdb.DuckDBPyConnection, src: str, c: str, lo: float | None, hi: float | None
+) -> dict[str, Any]:
     if lo is None or hi is None:
         return {"edges": [], "counts": []}
     if hi == lo:
@@ -185,11 +215,17 @@ def validate(
             if ls["count"] == 0:
                 errors.append(f"label column {label!r} is all null")
             elif task == "classification" and ls.get("cardinality", 0) < 2:
-                errors.append(f"label column {label!r} has a single class; classification needs two or more")
+                errors.append(
+                    f"label column {label!r} has a single class; classification needs two or more"
+                )
             elif task == "regression" and ls["kind"] != "numeric":
-                errors.append(f"label column {label!r} is {ls['type']}; regression needs a numeric label")
+                errors.append(
+                    f"label column {label!r} is {ls['type']}; regression needs a numeric label"
+                )
             elif task == "regression" and (ls.get("std") or 0.0) == 0.0:
-                errors.append(f"label column {label!r} is constant ({ls.get('min')}); nothing to learn")
+                errors.append(
+                    f"label column {label!r} is constant ({ls.get('min')}); nothing to learn"
+                )
             if ls["nulls"]:
                 errors.append(f"label column {label!r} has {ls['nulls']} null value(s) in train")
     for name in features or []:
@@ -209,8 +245,12 @@ def validate(
     return ValidationResult(errors=errors, warnings=warnings)
 
 
-def _compare_schema(stats_by_split: dict[str, dict[str, Any]], schema: dict[str, Any],
-                    errors: list[str], warnings: list[str]) -> None:
+def _compare_schema(
+    stats_by_split: dict[str, dict[str, Any]],
+    schema: dict[str, Any],
+    errors: list[str],
+    warnings: list[str],
+) -> None:
     expected = schema["columns"]
     for split, stats in stats_by_split.items():
         cols = stats["columns"]
@@ -225,10 +265,17 @@ def _compare_schema(stats_by_split: dict[str, dict[str, Any]], schema: dict[str,
             if s is None:
                 continue
             if s["kind"] != exp_col["kind"]:
-                errors.append(f"{split}: column {name!r} changed type from {exp_col['type']} to {s['type']}")
+                errors.append(
+                    f"{split}: column {name!r} changed type from {exp_col['type']} to {s['type']}"
+                )
                 continue
             lo, hi = exp_col.get("min"), exp_col.get("max")
-            if s["kind"] == "numeric" and lo is not None and hi is not None and s.get("min") is not None:
+            if (
+                s["kind"] == "numeric"
+                and lo is not None
+                and hi is not None
+                and s.get("min") is not None
+            ):
                 margin = RANGE_MARGIN * max(hi - lo, abs(hi), 1e-9)
                 if s["min"] < lo - margin or s["max"] > hi + margin:
                     errors.append(
@@ -238,7 +285,9 @@ def _compare_schema(stats_by_split: dict[str, dict[str, Any]], schema: dict[str,
             if "categories" in exp_col and "categories" in s:
                 new = sorted(set(s["categories"]) - set(exp_col["categories"]))
                 if new:
-                    warnings.append(f"{split}: column {name!r} has new categories: {', '.join(map(str, new[:10]))}")
+                    warnings.append(
+                        f"{split}: column {name!r} has new categories: {', '.join(map(str, new[:10]))}"
+                    )
 
 
 _BARS = "▁▂▃▄▅▆▇█"
@@ -248,7 +297,10 @@ def sparkline(counts: list[int]) -> str:
     if not counts or max(counts) == 0:
         return ""
     top = max(counts)
-    return "".join(_BARS[min(len(_BARS) - 1, int(c / top * (len(_BARS) - 1) + 0.5))] if c else " " for c in counts)
+    return "".join(
+        _BARS[min(len(_BARS) - 1, int(c / top * (len(_BARS) - 1) + 0.5))] if c else " "
+        for c in counts
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -259,7 +311,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render_report(stats_by_split: dict[str, dict[str, Any]], result: ValidationResult, label: str | None) -> str:
+def render_report(
+    stats_by_split: dict[str, dict[str, Any]], result: ValidationResult, label: str | None
+) -> str:
     """A Markdown report: verdict, problems, and a per-column table with small histograms."""
     lines = ["# Data validation report", ""]
     lines.append(f"**Verdict:** {'passed' if result.ok else 'FAILED'}  ")
@@ -270,20 +324,33 @@ def render_report(stats_by_split: dict[str, dict[str, Any]], result: ValidationR
     if result.warnings:
         lines += ["## Warnings", *[f"- ⚠️ {w}" for w in result.warnings], ""]
     train = stats_by_split["train"]["columns"]
-    lines += ["## Columns (train split)", "",
-              "| column | type | nulls | min | mean | max | std | distinct / top | histogram |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Columns (train split)",
+        "",
+        "| column | type | nulls | min | mean | max | std | distinct / top | histogram |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, s in train.items():
         role = " (label)" if name == label else ""
         if s["kind"] == "numeric":
             hist = sparkline(s.get("histogram", {}).get("counts", []))
-            row = [_fmt(s.get("min")), _fmt(s.get("mean")), _fmt(s.get("max")), _fmt(s.get("std")),
-                   _fmt(s.get("cardinality")), f"`{hist}`" if hist else ""]
+            row = [
+                _fmt(s.get("min")),
+                _fmt(s.get("mean")),
+                _fmt(s.get("max")),
+                _fmt(s.get("std")),
+                _fmt(s.get("cardinality")),
+                f"`{hist}`" if hist else "",
+            ]
         elif "top_values" in s:
             top = ", ".join(f"{t['value']} ({t['count']})" for t in s["top_values"][:4])
             row = ["", "", "", "", f"{s['cardinality']}: {top}", ""]
         else:
             row = [_fmt(s.get("min")), "", _fmt(s.get("max")), "", "", ""]
-        lines.append(f"| `{name}`{role} | {s['type']} | {s['nulls']} ({s['null_rate']:.1%}) | " + " | ".join(row) + " |")
+        lines.append(
+            f"| `{name}`{role} | {s['type']} | {s['nulls']} ({s['null_rate']:.1%}) | "
+            + " | ".join(row)
+            + " |"
+        )
     lines.append("")
     return "\n".join(lines)

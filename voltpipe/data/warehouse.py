@@ -62,7 +62,9 @@ class Warehouse(Protocol):
         """Runs the BigQuery-SQL query and writes each split as parquet into its folder."""
         ...
 
-    def result_schema(self, sql: str, parameters: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    def result_schema(
+        self, sql: str, parameters: dict[str, dict[str, Any]]
+    ) -> list[dict[str, str]]:
         """Returns the columns the query would return, without running it in full."""
         ...
 
@@ -72,9 +74,12 @@ def open_warehouse(uri: str, options: dict[str, Any] | None = None) -> Warehouse
     if uri.startswith("duckdb:///"):
         from voltpipe.data.duckdb_backend import DuckDBWarehouse
 
-        return DuckDBWarehouse(Path(uri[len("duckdb:///"):]))
+        return DuckDBWarehouse(Path(uri[len("duckdb:///") :]))
     if uri.startswith("bigquery://"):
         from voltpipe.data.bigquery_backend import BigQueryWarehouse
 
-        return BigQueryWarehouse(project=uri[len("bigquery://"):], **(options or {}))
+        settings = dict(options or {})
+        # The config's bigquery.project, when set, names the billing project the URI also names.
+        project = settings.pop("project", None) or uri[len("bigquery://") :]
+        return BigQueryWarehouse(project=project, **settings)
     raise ConfigError(f"warehouse {uri!r}: use duckdb:///PATH or bigquery://PROJECT")

@@ -26,7 +26,9 @@ class EvaluationResult:
         return d
 
 
-def score_model(model_dir: str | os.PathLike[str], test_path: str | os.PathLike[str]) -> tuple[dict[str, float], int]:
+def score_model(
+    model_dir: str | os.PathLike[str], test_path: str | os.PathLike[str]
+) -> tuple[dict[str, float], int]:
     """Returns the test metrics of a saved model (by its task) and the number of test rows."""
     from voltpipe.modelling.predict import load_model
     from voltpipe.modelling.train import encode_labels
@@ -63,6 +65,10 @@ def evaluate_challenger(
         try:
             champion_metrics, _ = score_model(champion_dir, test_path)
         except DataError as exc:
-            print(f"voltpipe: the champion cannot score this test data ({exc}); judging the challenger alone")
+            print(
+                f"voltpipe: the champion cannot score this test data ({exc}); judging the challenger alone"
+            )
     decision = decide(metrics, champion_metrics, metric=metric, min_improvement=min_improvement)
-    return EvaluationResult(metrics, champion_metrics, champion_version if champion_metrics else None, decision, rows)
+    return EvaluationResult(
+        metrics, champion_metrics, champion_version if champion_metrics else None, decision, rows
+    )

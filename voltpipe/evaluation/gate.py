@@ -35,10 +35,19 @@ def decide(
     (rmse, mae, log_loss, mape), higher for the others.
     """
     if metric not in challenger:
-        raise ValueError(f"gate metric {metric!r} is not among the evaluation metrics {sorted(challenger)}")
+        raise ValueError(
+            f"gate metric {metric!r} is not among the evaluation metrics {sorted(challenger)}"
+        )
     new = float(challenger[metric])
     if champion is None or metric not in champion:
-        return GateDecision(True, metric, new, None, min_improvement, "no champion yet: the first model becomes champion")
+        return GateDecision(
+            True,
+            metric,
+            new,
+            None,
+            min_improvement,
+            "no champion yet: the first model becomes champion",
+        )
     old = float(champion[metric])
     lower = metric in LOWER_IS_BETTER
     gain = (old - new) if lower else (new - old)

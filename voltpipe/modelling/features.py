@@ -68,13 +68,19 @@ def plan_features(
         DataError: a named feature is missing or has an unusable type, or no feature is left.
     """
     excluded = set(exclude or [])
-    names = features if features is not None else [c for c in table.column_names if c != label and c not in excluded]
+    names = (
+        features
+        if features is not None
+        else [c for c in table.column_names if c != label and c not in excluded]
+    )
     numeric: dict[str, dict[str, float]] = {}
     categorical: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
     for name in names:
         if name not in table.column_names:
-            raise DataError(f"feature column {name!r} is not in the data (columns: {', '.join(table.column_names)})")
+            raise DataError(
+                f"feature column {name!r} is not in the data (columns: {', '.join(table.column_names)})"
+            )
         col = table.column(name)
         kind = _arrow_kind(col.type)
         if kind == "numeric":
@@ -85,7 +91,10 @@ def plan_features(
                     f"feature column {name!r} has {col.null_count} null and {max(bad, 0)} NaN/inf value(s) "
                     "in the training split; fill or filter them in the query (e.g. COALESCE)"
                 )
-            numeric[name] = {"mean": float(values.mean()), "variance": float(max(values.var(), 1e-12))}
+            numeric[name] = {
+                "mean": float(values.mean()),
+                "variance": float(max(values.var(), 1e-12)),
+            }
         elif kind in ("string", "boolean"):
             counts = pc.value_counts(pc.cast(col, pa.string()).drop_null())
             vocab = sorted(str(v["values"]) for v in counts.to_pylist())
@@ -97,7 +106,9 @@ def plan_features(
             categorical[name] = vocab
         else:
             if features is not None:
-                raise DataError(f"feature column {name!r} has type {col.type}, which the model cannot take")
+                raise DataError(
+                    f"feature column {name!r} has type {col.type}, which the model cannot take"
+                )
             skipped[name] = f"type {col.type} is not a model input"
     if not numeric and not categorical:
         raise DataError(f"no usable feature columns besides the label {label!r}")
@@ -127,4 +138,3 @@ def model_inputs(table: pa.Table, plan: FeaturePlan) -> dict[str, np.ndarray]:
         col = pc.fill_null(pc.cast(table.column(name), pa.string()), "")
         out[name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=object).reshape(-1, 1)
     return out
-

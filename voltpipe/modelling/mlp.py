@@ -14,14 +14,13 @@ def build_mlp(
     n_classes: int,
     hidden_units: list[int],
     dropout: float,
-    label_mean: float = 0.0,
-    label_std: float = 1.0,
 ) -> Any:
     """Returns an uncompiled Keras model taking a dict of raw feature columns.
 
     Numbers pass a Normalization layer fixed to the training mean/variance; strings a
-    StringLookup (one-hot when small, an embedding otherwise). Regression outputs are rescaled
-    to the label's units inside the model; classification outputs class probabilities.
+    StringLookup (one-hot when small, an embedding otherwise). Regression outputs one value on
+    the standardised label scale (see ``with_output_scale``); classification outputs class
+    probabilities.
     """
     import keras
     from keras import layers
@@ -31,17 +30,23 @@ def build_mlp(
     for name, st in plan.numeric.items():
         inp = keras.Input(shape=(1,), name=name, dtype="float32")
         inputs[name] = inp
-        encoded.append(layers.Normalization(mean=st["mean"], variance=st["variance"], name=f"norm_{name}")(inp))
+        encoded.append(
+            layers.Normalization(mean=st["mean"], variance=st["variance"], name=f"norm_{name}")(inp)
+        )
     for name, vocab in plan.categorical.items():
         inp = keras.Input(shape=(1,), name=name, dtype="string")
         inputs[name] = inp
         size = len(vocab) + 1  # + the out-of-vocabulary bucket
         if size <= MAX_ONE_HOT:
-            enc = layers.StringLookup(vocabulary=vocab, output_mode="one_hot", name=f"lookup_{name}")(inp)
+            enc = layers.StringLookup(
+                vocabulary=vocab, output_mode="one_hot", name=f"lookup_{name}"
+            )(inp)
         else:
             idx = layers.StringLookup(vocabulary=vocab, name=f"lookup_{name}")(inp)
-            dim = int(min(32, round(1.6 * size ** 0.56)))
-            enc = layers.Flatten(name=f"flat_{name}")(layers.Embedding(size, dim, name=f"embed_{name}")(idx))
+            dim = int(min(32, round(1.6 * size**0.56)))
+            enc = layers.Flatten(name=f"flat_{name}")(
+                layers.Embedding(size, dim, name=f"embed_{name}")(idx)
+            )
         encoded.append(enc)
     x = layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
     for i, units in enumerate(hidden_units):
@@ -51,6 +56,14 @@ def build_mlp(
     if task == "classification":
         outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     else:
-        scaled = layers.Dense(1, name="scaled_prediction")(x)
-        outputs = layers.Rescaling(scale=label_std, offset=label_mean, name="prediction")(scaled)
+        outputs = layers.Dense(1, name="standardised_prediction")(x)
     return keras.Model(inputs=inputs, outputs=outputs, name="voltpipe_mlp")
+
+
+def with_output_scale(model: Any, mean: float, std: float) -> Any:
+    """Wraps a regression model so it predicts in the label's units: ``y = out * std + mean``."""
+    import keras
+    from keras import layers
+
+    outputs = layers.Rescaling(scale=std, offset=mean, name="prediction")(model.output)
+    return keras.Model(inputs=model.inputs, outputs=outputs, name=model.name)

@@ -32,7 +32,9 @@ class TrainResult:
     meta: dict[str, Any]
 
 
-def encode_labels(table: pa.Table, label: str, task: str, classes: list[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
+def encode_labels(
+    table: pa.Table, label: str, task: str, classes: list[str] | None = None
+) -> tuple[np.ndarray, list[str] | None]:
     """Returns label targets: float32 for regression, class indices for classification.
 
     Raises:
@@ -40,7 +42,9 @@ def encode_labels(table: pa.Table, label: str, task: str, classes: list[str] | N
             a class not seen in training.
     """
     if label not in table.column_names:
-        raise DataError(f"label column {label!r} is missing (columns: {', '.join(table.column_names)})")
+        raise DataError(
+            f"label column {label!r} is missing (columns: {', '.join(table.column_names)})"
+        )
     col = table.column(label)
     if col.null_count:
         raise DataError(f"label column {label!r} has {col.null_count} null value(s)")
@@ -49,15 +53,25 @@ def encode_labels(table: pa.Table, label: str, task: str, classes: list[str] | N
         if classes is None:
             classes = sorted(set(as_str.tolist()))
             if len(classes) < 2:
-                raise DataError(f"label column {label!r} has a single class ({classes[0]!r}); classification needs two or more")
+                raise DataError(
+                    f"label column {label!r} has a single class ({classes[0]!r}); classification needs two or more"
+                )
         index = {c: i for i, c in enumerate(classes)}
         try:
             y = np.fromiter((index[v] for v in as_str), dtype="int32", count=len(as_str))
         except KeyError as exc:
-            raise DataError(f"label column {label!r} holds class {exc.args[0]!r} not seen in training") from None
+            raise DataError(
+                f"label column {label!r} holds class {exc.args[0]!r} not seen in training"
+            ) from None
         return y, classes
-    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type)):
-        raise DataError(f"label column {label!r} is {col.type}; task {task!r} needs a numeric label")
+    if not (
+        pa.types.is_integer(col.type)
+        or pa.types.is_floating(col.type)
+        or pa.types.is_decimal(col.type)
+    ):
+        raise DataError(
+            f"label column {label!r} is {col.type}; task {task!r} needs a numeric label"
+        )
     y = col.to_numpy(zero_copy_only=False).astype("float32")
     if not np.all(np.isfinite(y)):
         raise DataError(f"label column {label!r} holds NaN or infinite values")
@@ -121,29 +135,50 @@ def train_model(
     label_mean, label_std = 0.0, 1.0
     if task == "regression":
         label_mean, label_std = float(y_train.mean()), float(y_train.std()) or 1.0
-    from voltpipe.modelling.mlp import build_mlp
+    from voltpipe.modelling.mlp import build_mlp, with_output_scale
 
-    model = build_mlp(
-        plan, task=task, n_classes=len(classes or []), hidden_units=mp.hidden_units,
-        dropout=mp.dropout, label_mean=label_mean, label_std=label_std,
+    # Regression trains on the standardised label (well-conditioned for any unit); the saved
+    # model rescales its output back to the label's units.
+    core = build_mlp(
+        plan,
+        task=task,
+        n_classes=len(classes or []),
+        hidden_units=mp.hidden_units,
+        dropout=mp.dropout,
     )
     if task == "classification":
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+        target_train = y_train
+        target_valid = y_valid if has_valid else None
     else:
         loss, metrics = "mse", ["mae"]
-    model.compile(
-        optimizer=keras.optimizers.Adam(tp.learning_rate), loss=loss, metrics=metrics,
+        target_train = (y_train - label_mean) / label_std
+        target_valid = (y_valid - label_mean) / label_std if has_valid else None
+    core.compile(
+        optimizer=keras.optimizers.Adam(tp.learning_rate),
+        loss=loss,
+        metrics=metrics,
         steps_per_execution=tp.steps_per_execution,
     )
     monitor = "val_loss" if has_valid else "loss"
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=tp.early_stopping_patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=tp.early_stopping_patience, restore_best_weights=True
+        ),
     ]
-    fit = model.fit(
-        _dataset(x_train, y_train, tp.batch_size, True, tp.seed),
-        validation_data=_dataset(x_valid, y_valid, max(tp.batch_size, 2048), False, tp.seed) if has_valid else None,
-        epochs=tp.epochs, callbacks=callbacks, verbose=2,
+    fit = core.fit(
+        _dataset(x_train, target_train, tp.batch_size, True, tp.seed),
+        validation_data=(
+            _dataset(x_valid, target_valid, max(tp.batch_size, 2048), False, tp.seed)
+            if has_valid
+            else None
+        ),
+        epochs=tp.epochs,
+        callbacks=callbacks,
+        verbose=2,
+        shuffle=False,  # tf.data shuffles
     )
+    model = core if task == "classification" else with_output_scale(core, label_mean, label_std)
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     best_epoch = int(np.argmin(history[monitor])) + 1
     meta = {
@@ -167,8 +202,13 @@ def train_model(
     os.replace(tmp, out / MODEL_FILE)
     write_json_atomic(out / META_FILE, meta)
     return TrainResult(
-        model_dir=out, history=history, epochs_run=meta["epochs_run"], best_epoch=best_epoch,
-        rows=meta["rows"], seconds=time.perf_counter() - started, meta=meta,
+        model_dir=out,
+        history=history,
+        epochs_run=meta["epochs_run"],
+        best_epoch=best_epoch,
+        rows=meta["rows"],
+        seconds=time.perf_counter() - started,
+        meta=meta,
     )
 
 

@@ -35,12 +35,16 @@ def parse_model_ref(ref: str) -> ModelRef:
         return ModelRef(path=p)
     name, _, selector = ref.partition("@")
     if not name:
-        raise ConfigError(f"model reference {ref!r}: expected NAME[@ALIAS|@VERSION] or a model folder")
+        raise ConfigError(
+            f"model reference {ref!r}: expected NAME[@ALIAS|@VERSION] or a model folder"
+        )
     return ModelRef(name=name, selector=selector or CHAMPION)
 
 
 class Registry(Protocol):
-    def register(self, name: str, model_dir: str | Path, metadata: dict[str, Any]) -> ModelVersion: ...
+    def register(
+        self, name: str, model_dir: str | Path, metadata: dict[str, Any]
+    ) -> ModelVersion: ...
 
     def set_alias(self, name: str, alias: str, version: str) -> None: ...
 

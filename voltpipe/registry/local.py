@@ -59,7 +59,9 @@ class LocalRegistry:
             try:
                 shutil.copytree(model_dir, tmp / "model", dirs_exist_ok=False)
                 meta = {**metadata, "name": name, "version": version}
-                (tmp / "model" / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+                (tmp / "model" / METADATA_FILE).write_text(
+                    json.dumps(meta, indent=2, sort_keys=True, default=str)
+                )
                 os.replace(tmp / "model", d / "versions" / version)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -93,4 +95,6 @@ class LocalRegistry:
         path = d / "versions" / version
         meta = json.loads((path / METADATA_FILE).read_text())
         aliases = tuple(sorted(a for a, v in self._aliases(d).items() if v == version))
-        return ModelVersion(name=name, version=version, uri=str(path), metadata=meta, aliases=aliases)
+        return ModelVersion(
+            name=name, version=version, uri=str(path), metadata=meta, aliases=aliases
+        )

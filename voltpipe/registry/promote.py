@@ -53,22 +53,33 @@ def register_and_promote(
     if promote:
         registry.set_alias(model_name, CHAMPION, version.version)
     run_id = log_run(
-        tracking_uri, model_name,
+        tracking_uri,
+        model_name,
         run_name=f"{model_name}-v{version.version}",
-        params={"task": model_meta["task"], "label": model_meta["label"],
-                **{f"model.{k}": v for k, v in (model_meta.get("model_params") or {}).items()},
-                **{f"training.{k}": v for k, v in (model_meta.get("training_params") or {}).items()},
-                "query": query, "query_parameters": query_parameters},
+        params={
+            "task": model_meta["task"],
+            "label": model_meta["label"],
+            **{f"model.{k}": v for k, v in (model_meta.get("model_params") or {}).items()},
+            **{f"training.{k}": v for k, v in (model_meta.get("training_params") or {}).items()},
+            "query": query,
+            "query_parameters": query_parameters,
+        },
         metrics={f"test_{k}": v for k, v in evaluation["metrics"].items()},
-        tags={"voltpipe.model_name": model_name, "voltpipe.model_version": version.version,
-              "voltpipe.champion": str(promote).lower(), "voltpipe.model_uri": version.uri},
+        tags={
+            "voltpipe.model_name": model_name,
+            "voltpipe.model_version": version.version,
+            "voltpipe.champion": str(promote).lower(),
+            "voltpipe.model_uri": version.uri,
+        },
     )
     info = {
         "name": model_name,
         "version": version.version,
         "uri": version.uri,
         "champion": promote,
-        "champion_version": version.version if promote else (previous.version if previous else None),
+        "champion_version": version.version
+        if promote
+        else (previous.version if previous else None),
         "previous_champion": previous.version if previous else None,
         "metrics": evaluation["metrics"],
         "decision": evaluation["decision"],

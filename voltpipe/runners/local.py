@@ -70,7 +70,9 @@ def _read_json(path: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def run_local(name: str, cfg: VoltpipeConfig, *, cache: bool = True, debug: bool = False) -> dict[str, Any]:
+def run_local(
+    name: str, cfg: VoltpipeConfig, *, cache: bool = True, debug: bool = False
+) -> dict[str, Any]:
     """Runs pipeline `name` with kfp.local and returns the run summary.
 
     Raises:
@@ -122,7 +124,11 @@ def run_local(name: str, cfg: VoltpipeConfig, *, cache: bool = True, debug: bool
         "target": "local",
         "run_id": run_id,
         "metrics": {"test": evaluation["metrics"]},
-        "model": {"name": registration["name"], "version": registration["version"], "uri": registration["uri"]},
+        "model": {
+            "name": registration["name"],
+            "version": registration["version"],
+            "uri": registration["uri"],
+        },
         "champion": {
             "promoted": registration["champion"],
             "version": registration["champion_version"],

@@ -15,7 +15,7 @@ def ensure_embedded_warehouse(cfg: VoltpipeConfig) -> None:
         return
     from voltpipe.demo import seed_duckdb
 
-    path = Path(cfg.warehouse_uri[len("duckdb:///"):])
+    path = Path(cfg.warehouse_uri[len("duckdb:///") :])
     if not path.exists():
         print(f"voltpipe: seeding the embedded warehouse {path} with the demo wind-farm data")
     seed_duckdb(path)
@@ -34,10 +34,16 @@ def check_query(cfg: VoltpipeConfig) -> list[dict[str, str]]:
     schema = wh.result_schema(cfg.sql, cfg.typed_parameters)
     names = [c["name"] for c in schema]
     if cfg.label not in names:
-        raise DataError(f"label column {cfg.label!r} is not returned by the query (columns: {', '.join(names)})")
+        raise DataError(
+            f"label column {cfg.label!r} is not returned by the query (columns: {', '.join(names)})"
+        )
     for feature in cfg.features or []:
         if feature not in names:
-            raise DataError(f"feature column {feature!r} is not returned by the query (columns: {', '.join(names)})")
+            raise DataError(
+                f"feature column {feature!r} is not returned by the query (columns: {', '.join(names)})"
+            )
     if cfg.split.column and cfg.split.column not in names:
-        raise DataError(f"split.column {cfg.split.column!r} is not returned by the query (columns: {', '.join(names)})")
+        raise DataError(
+            f"split.column {cfg.split.column!r} is not returned by the query (columns: {', '.join(names)})"
+        )
     return schema

@@ -1,0 +1,127 @@
+"""Statistics, schema inference, validation verdicts and the readable report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from voltpipe.data.validation import (
+    compute_statistics,
+    infer_schema,
+    render_report,
+    sparkline,
+    validate,
+)
+from voltpipe.errors import DataError
+
+
+def _write(folder: Path, table: pa.Table) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "part-00000.parquet")
+    return folder
+
+
+def _splits(tmp_path: Path, table: pa.Table) -> dict:
+    return {s: compute_statistics(_write(tmp_path / s, table)) for s in ("train", "valid", "test")}
+
+
+GOOD = pa.table(
+    {"x": np.arange(100, dtype="float64"), "c": ["a", "b"] * 50, "y": np.linspace(0, 1, 100)}
+)
+
+
+def test_statistics_for_numbers_and_strings(tmp_path: Path) -> None:
+    stats = compute_statistics(_write(tmp_path / "d", GOOD))
+    x = stats["columns"]["x"]
+    assert stats["rows"] == 100
+    assert (x["min"], x["max"], x["nulls"], x["kind"]) == (0.0, 99.0, 0, "numeric")
+    assert x["mean"] == pytest.approx(49.5)
+    assert x["quantiles"]["p50"] == pytest.approx(49.5)
+    assert sum(x["histogram"]["counts"]) == 100
+    c = stats["columns"]["c"]
+    assert (
+        c["cardinality"] == 2
+        and c["top_values"][0]["count"] == 50
+        and c["categories"] == ["a", "b"]
+    )
+
+
+def test_good_data_passes(tmp_path: Path) -> None:
+    result = validate(_splits(tmp_path, GOOD), label="y", task="regression")
+    assert result.ok and result.errors == []
+
+
+@pytest.mark.parametrize(
+    ("table", "label", "task", "message"),
+    [
+        (GOOD.slice(0, 0), "y", "regression", "the train split is empty"),
+        (GOOD.drop_columns("y"), "y", "regression", "label column 'y' is missing"),
+        (
+            GOOD.set_column(2, "y", pa.array([None] * 100, pa.float64())),
+            "y",
+            "regression",
+            "label column 'y' is all null",
+        ),
+        (
+            GOOD.set_column(2, "y", pa.array([3.0] * 100)),
+            "y",
+            "regression",
+            "label column 'y' is constant",
+        ),
+        (GOOD.append_column("k", pa.array(["one"] * 100)), "k", "classification", "single class"),
+        (GOOD, "c", "regression", "regression needs a numeric label"),
+        (
+            GOOD.set_column(0, "x", pa.array([None] * 100, pa.float64())),
+            "y",
+            "regression",
+            "column 'x' is all null",
+        ),
+        (
+            GOOD.set_column(0, "x", pa.array([np.nan] + [1.0] * 99)),
+            "y",
+            "regression",
+            "column 'x' has 1 NaN",
+        ),
+    ],
+)
+def test_problems_are_named(
+    tmp_path: Path, table: pa.Table, label: str, task: str, message: str
+) -> None:
+    result = validate(_splits(tmp_path, table), label=label, task=task)
+    assert not result.ok
+    assert any(message in e for e in result.errors), result.errors
+    with pytest.raises(DataError, match="data validation failed"):
+        result.raise_if_failed()
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    table = pa.table({"x": pa.array([None] * 10, pa.float64()), "y": [1.0] * 10})
+    result = validate(_splits(tmp_path, table), label="y", task="regression")
+    assert len(result.errors) == 2
+
+
+def test_schema_comparison(tmp_path: Path) -> None:
+    schema = infer_schema(compute_statistics(_write(tmp_path / "ref", GOOD)))
+    changed = pa.table(
+        {"x": GOOD.column("x").to_numpy() * 100, "c": ["a", "z"] * 50, "extra": [1] * 100}
+    )
+    result = validate(
+        _splits(tmp_path, changed), label=None, task="regression", expected_schema=schema
+    )
+    text = " ".join(result.errors)
+    assert "missing against the schema: y" in text
+    assert "not in the schema: extra" in text
+    assert "far outside" in text
+    assert any("new categories: z" in w for w in result.warnings)
+
+
+def test_report_is_readable_markdown(tmp_path: Path) -> None:
+    stats = _splits(tmp_path, GOOD)
+    report = render_report(stats, validate(stats, label="y", task="regression"), "y")
+    assert "**Verdict:** passed" in report
+    assert "| `y` (label) |" in report and "| `c` |" in report
+    assert sparkline([0, 5, 10]) == " ▅█"
