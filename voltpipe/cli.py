@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -56,6 +57,15 @@ SetOpt = Annotated[
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show every step's full output and tracebacks.")
 ]
+TerraformOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--terraform-output",
+        help="A `terraform output -json` file whose values fill the config "
+        "(vertex.project, vertex.pipeline_root, image, ...).",
+    ),
+]
+TargetOpt = Annotated[str, typer.Option(help="Where to run: local (kfp.local), vertex or kfp.")]
 
 
 def _guard(debug: bool, fn: Callable[[], T]) -> T:
@@ -69,13 +79,35 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
         raise typer.Exit(1) from None
 
 
-def _load(config: Path | None, overrides: list[str] | None) -> Any:
+def _load(
+    config: Path | None, overrides: list[str] | None, terraform_output: Path | None = None
+) -> Any:
     from voltpipe.config import load_config
 
-    return load_config(config, overrides or [])
+    return load_config(config, overrides or [], terraform_output=terraform_output)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    if summary.get("target", "local") != "local":
+        table = Table(
+            title=f"voltpipe {summary['pipeline']} on {summary['target']}", show_header=False
+        )
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for key in (
+            "status",
+            "state",
+            "run_id",
+            "job_name",
+            "run_url",
+            "console_url",
+            "experiment",
+            "template",
+        ):
+            if summary.get(key):
+                table.add_row(key, str(summary[key]))
+        console.print(table)
+        return
     table = Table(
         title=f"voltpipe {summary['pipeline']} run {summary['run_id']}", show_header=False
     )
@@ -104,9 +136,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def run(
     pipeline: Annotated[str, typer.Argument(help="Pipeline to run: training.")],
     config: ConfigOpt = None,
-    target: Annotated[
-        str, typer.Option(help="Where to run: local (kfp.local), vertex or kfp.")
-    ] = "local",
+    target: TargetOpt = "local",
     set_: SetOpt = None,
     summary_json: Annotated[
         Path | None,
@@ -116,6 +146,18 @@ def run(
         bool,
         typer.Option("--no-cache", help="Re-run every step instead of reusing cached outputs."),
     ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="vertex/kfp: follow the run; exit non-zero if it fails.")
+    ] = False,
+    template_tag: Annotated[
+        str | None,
+        typer.Option(
+            "--template-tag",
+            help="vertex/kfp: run the template published under this tag "
+            "(resolved to its immutable sha256 version) instead of compiling one.",
+        ),
+    ] = None,
+    terraform_output: TerraformOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run a pipeline and print a summary of its results.
@@ -130,14 +172,24 @@ def run(
       voltpipe run training --config configs/solar.yaml --summary-json run.json
 
       voltpipe run training --set training.epochs=3 --set split.seed=7 --no-cache
+
+      voltpipe run training --target vertex --config prod.yaml --terraform-output tf.json --wait
     """
 
     def go() -> dict[str, Any]:
         from voltpipe.runners import run_pipeline
 
-        cfg = _load(config, set_)
+        cfg = _load(config, set_, terraform_output)
         try:
-            summary = run_pipeline(pipeline, cfg, target=target, cache=not no_cache, debug=debug)
+            summary = run_pipeline(
+                pipeline,
+                cfg,
+                target=target,
+                cache=not no_cache,
+                debug=debug,
+                wait=wait,
+                template_tag=template_tag,
+            )
         except VoltpipeError as exc:
             if summary_json:
                 _write_summary(
@@ -170,6 +222,7 @@ def compile_(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the KFP IR YAML.")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    terraform_output: TerraformOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Compile a pipeline to KFP IR YAML (for Vertex AI Pipelines or a Kubeflow cluster).
@@ -183,20 +236,186 @@ def compile_(
     """
 
     def go() -> None:
-        from kfp import compiler
+        from voltpipe.runners.templates import compile_template
 
-        from voltpipe.pipelines import build_pipeline
-
-        cfg = _load(config, set_)
-        try:
-            func = build_pipeline(pipeline, cfg)
-        except ValueError as exc:
-            raise VoltpipeError(str(exc)) from None
-        output.parent.mkdir(parents=True, exist_ok=True)
-        compiler.Compiler().compile(func, str(output))
+        compile_template(pipeline, _load(config, set_, terraform_output), output)
         console.print(f"wrote {output}")
 
     _guard(debug, go)
+
+
+@app.command()
+def publish(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline to compile and publish: training.")],
+    tag: Annotated[
+        list[str], typer.Option("--tag", "-t", help="Tag for the template version. Repeatable.")
+    ],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="KFP template repository; default: vertex.template_repository."),
+    ] = None,
+    terraform_output: TerraformOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Compile a pipeline and publish it as a template to an Artifact Registry KFP repository.
+
+    The template is stored as NAME-PIPELINE (e.g. wind-power-training) under an immutable
+    sha256 version; the tags point at it. `voltpipe run --template-tag T` runs it.
+
+    Example:
+
+      voltpipe publish training --tag v1.2.0 --tag latest --config prod.yaml
+    """
+
+    def go() -> dict[str, Any]:
+        from voltpipe.errors import ConfigError
+        from voltpipe.runners.templates import compile_template, publish_template
+
+        cfg = _load(config, set_, terraform_output)
+        repo = host or cfg.vertex.template_repository
+        if not repo:
+            raise ConfigError(
+                "no template repository: pass --host or set vertex.template_repository"
+            )
+        path = compile_template(pipeline, cfg, cfg.workdir / "templates" / f"{pipeline}.yaml")
+        return publish_template(path, host=repo, tags=tag)
+
+    result = _guard(debug, go)
+    console.print(
+        f"published {result['package']} {result['version']} tags {', '.join(result['tags'])}"
+    )
+    console.print(result["template_uri"])
+
+
+class _DefaultToCreate(typer.core.TyperGroup):
+    """`voltpipe schedule PIPELINE --cron ...` means `voltpipe schedule create PIPELINE ...`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["create", *args]
+        return super().parse_args(ctx, args)
+
+
+schedule_app = typer.Typer(
+    cls=_DefaultToCreate,
+    help="Schedule recurring pipeline runs on Vertex AI (PipelineJobSchedule) or Kubeflow (recurring runs).\n\n"
+    "Examples:\n\n  voltpipe schedule training --cron '0 3 * * 1' --target vertex --config prod.yaml\n\n"
+    "  voltpipe schedule list --target vertex --config prod.yaml\n\n"
+    "  voltpipe schedule pause SCHEDULE_ID --target vertex --config prod.yaml",
+    no_args_is_help=True,
+)
+app.add_typer(schedule_app, name="schedule")
+CloudTargetOpt = Annotated[str, typer.Option(help="Scheduler: vertex or kfp.")]
+
+
+@schedule_app.command("create")
+def schedule_create(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline to schedule: training.")],
+    cron: Annotated[
+        str, typer.Option(help="Five-field cron, optionally 'TZ=Europe/Paris 0 3 * * *'.")
+    ],
+    target: CloudTargetOpt = "vertex",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    name: Annotated[str | None, typer.Option(help="Schedule display name.")] = None,
+    template_tag: Annotated[
+        str | None, typer.Option(help="Schedule a published template by tag.")
+    ] = None,
+    terraform_output: TerraformOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Create a schedule that runs PIPELINE on a cron."""
+
+    def go() -> dict[str, Any]:
+        from voltpipe.runners.schedules import create_schedule
+        from voltpipe.runners.templates import compile_template, resolve_template
+
+        cfg = _load(config, set_, terraform_output)
+        path, uri = None, None
+        if template_tag:
+            if not cfg.vertex.template_repository:
+                raise VoltpipeError(
+                    "vertex.template_repository is not set: needed for --template-tag"
+                )
+            uri, _ = resolve_template(
+                cfg.vertex.template_repository, f"{cfg.name}-{pipeline}", template_tag
+            )
+        else:
+            path = compile_template(pipeline, cfg, cfg.workdir / "templates" / f"{pipeline}.yaml")
+        return create_schedule(
+            cfg, pipeline, path, cron=cron, target=target, display_name=name, template_uri=uri
+        )
+
+    _print_schedules([_guard(debug, go)])
+
+
+def _print_schedules(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="schedules")
+    for col in ("id", "display name", "cron", "state", "target"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r.get("id", "")),
+            str(r.get("display_name", "")),
+            str(r.get("cron", "")),
+            str(r.get("state", "")),
+            str(r.get("target", "")),
+        )
+    console.print(table)
+
+
+@schedule_app.command("list")
+def schedule_list(
+    target: CloudTargetOpt = "vertex",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    terraform_output: TerraformOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List schedules (Vertex) or recurring runs (Kubeflow)."""
+    from voltpipe.runners.schedules import list_schedules
+
+    rows = _guard(
+        debug, lambda: list_schedules(_load(config, set_, terraform_output), target=target)
+    )
+    if json_:
+        console.print_json(json.dumps(rows, default=str))
+    else:
+        _print_schedules(rows)
+
+
+def _schedule_action(action: str) -> Callable[..., None]:
+    def command(
+        schedule_id: Annotated[
+            str, typer.Argument(help="Schedule id or resource name (see `schedule list`).")
+        ],
+        target: CloudTargetOpt = "vertex",
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        terraform_output: TerraformOpt = None,
+        debug: DebugOpt = False,
+    ) -> None:
+        from voltpipe.runners import schedules
+
+        fn = getattr(schedules, f"{action}_schedule")
+        _print_schedules(
+            [
+                _guard(
+                    debug,
+                    lambda: fn(_load(config, set_, terraform_output), schedule_id, target=target),
+                )
+            ]
+        )
+
+    command.__doc__ = f"{action.capitalize()} a schedule."
+    return command
+
+
+for _action in ("pause", "resume", "delete"):
+    schedule_app.command(_action)(_schedule_action(_action))
 
 
 @components_app.command("list")

@@ -121,6 +121,7 @@ class VertexConfig(_Strict):
     api_endpoint: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     staging_bucket: str | None = None
+    template_repository: str | None = None  # https://REGION-kfp.pkg.dev/PROJECT/REPO
 
 
 class KfpConfig(_Strict):
@@ -352,16 +353,80 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
+# `terraform output -json` names (terraform/envs/*/outputs.tf) -> config keys they fill.
+TERRAFORM_OUTPUTS = {
+    "vertex_project": "vertex.project",
+    "vertex_location": "vertex.location",
+    "pipeline_root": "vertex.pipeline_root",
+    "service_account": "vertex.service_account",
+    "template_repository": "vertex.template_repository",
+    "bigquery_project": "bigquery.project",
+    "bigquery_location": "bigquery.location",
+}
+
+
+def terraform_defaults(path: str | Path) -> dict[str, Any]:
+    """Reads ``terraform output -json`` into a nested dict of config defaults.
+
+    `image_repository` becomes ``image: REPO/voltpipe:VERSION`` and `bigquery_project` also
+    ``warehouse: bigquery://PROJECT``.
+
+    Raises:
+        ConfigError: the file cannot be read or is not terraform's JSON output.
+    """
+    import json
+
+    from voltpipe import __version__
+
+    try:
+        outputs = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--terraform-output {path}: cannot read terraform's JSON output ({exc})"
+        ) from exc
+    if not isinstance(outputs, dict):
+        raise ConfigError(
+            f"--terraform-output {path}: expected the object `terraform output -json` prints"
+        )
+    values = {
+        k: (v.get("value") if isinstance(v, dict) and "value" in v else v)
+        for k, v in outputs.items()
+    }
+    data: dict[str, Any] = {}
+    for name, key in TERRAFORM_OUTPUTS.items():
+        if values.get(name) is not None:
+            section, field = key.split(".")
+            data.setdefault(section, {})[field] = values[name]
+    if values.get("image_repository"):
+        data["image"] = f"{values['image_repository']}/voltpipe:{__version__}"
+    if values.get("bigquery_project"):
+        data["warehouse"] = f"bigquery://{values['bigquery_project']}"
+    return data
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
+    return out
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     *,
     cwd: Path | None = None,
+    terraform_output: str | Path | None = None,
 ) -> VoltpipeConfig:
     """Loads, overrides and validates a config; without `path`, the built-in demo config.
 
     Relative paths resolve against the config file's folder (the built-in config: the current
-    directory, so its work dir is ``./.voltpipe``).
+    directory, so its work dir is ``./.voltpipe``). Values from `terraform_output` fill keys the
+    file leaves out; ``--set`` overrides win over both.
 
     Raises:
         ConfigError: the file cannot be read or parsed, or a key or value is invalid.
@@ -386,6 +451,8 @@ def load_config(
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    if terraform_output is not None:
+        raw = _merge(terraform_defaults(terraform_output), raw)
     raw = apply_overrides(raw, overrides or [])
     data = _resolve_paths(raw, base)
     if raw.get("query_file"):

@@ -1,4 +1,4 @@
-"""Runners: where a pipeline runs (local kfp.local; Vertex AI and Kubeflow in later versions)."""
+"""Runners: where a pipeline runs — kfp.local, Vertex AI Pipelines or a Kubeflow cluster."""
 
 from __future__ import annotations
 
@@ -17,14 +17,49 @@ def run_pipeline(
     target: str = "local",
     cache: bool = True,
     debug: bool = False,
+    wait: bool = False,
+    template_tag: str | None = None,
 ) -> dict[str, Any]:
-    """Runs pipeline `name` on `target` and returns the run summary."""
+    """Runs pipeline `name` on `target` and returns the run summary.
+
+    Locally the run always completes before this returns; on Vertex AI and Kubeflow it is
+    submitted, and followed to the end when `wait` is set. `template_tag` runs a template
+    published to `vertex.template_repository` (resolved to its immutable digest) instead of
+    compiling one.
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
     if target == "local":
+        if template_tag:
+            raise ConfigError(
+                "--template-tag runs a published template on vertex or kfp, not locally"
+            )
         from voltpipe.runners.local import run_local
 
         return run_local(name, cfg, cache=cache, debug=debug)
-    if target in ("vertex", "kfp"):
-        raise ConfigError(
-            f"--target {target} is not available in this version of voltpipe; use --target local"
+    from voltpipe.runners.templates import compile_template, resolve_template
+
+    template_path, template_uri = None, None
+    if template_tag:
+        host = cfg.vertex.template_repository
+        if not host:
+            raise ConfigError(
+                "vertex.template_repository is not set: needed to resolve --template-tag"
+            )
+        template_uri, _ = resolve_template(host, f"{cfg.name}-{name}", template_tag)
+    if target == "vertex":
+        from voltpipe.runners.vertex import check_vertex_config, submit_vertex
+
+        check_vertex_config(cfg)
+        if template_uri is None:
+            template_path = compile_template(name, cfg, cfg.workdir / "templates" / f"{name}.yaml")
+        return submit_vertex(
+            cfg, name, template_path, cache=cache, wait=wait, template_uri=template_uri
         )
-    raise ConfigError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
+    from voltpipe.runners.kfp import submit_kfp
+    from voltpipe.runners.vertex import require_remote_warehouse
+
+    require_remote_warehouse(cfg, "Kubeflow")
+    if template_uri is None:
+        template_path = compile_template(name, cfg, cfg.workdir / "templates" / f"{name}.yaml")
+    return submit_kfp(cfg, name, template_path, cache=cache, wait=wait, template_uri=template_uri)

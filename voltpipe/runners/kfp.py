@@ -1,0 +1,267 @@
+"""The Kubeflow Pipelines runner: submit a compiled pipeline to a KFP cluster with `kfp.Client`."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from voltpipe.config import VoltpipeConfig
+from voltpipe.errors import ConfigError, PipelineError
+from voltpipe.runners.templates import download_template, load_template, loadable_template
+from voltpipe.runners.vertex import require_remote_warehouse
+
+if TYPE_CHECKING:
+    import kfp
+
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+FAILED_STATES = ("FAILED", "CANCELED")
+
+
+def check_kfp_config(cfg: VoltpipeConfig) -> None:
+    """Checks the config keys a KFP run needs.
+
+    Raises:
+        ConfigError: naming the missing key or the local warehouse.
+    """
+    if not cfg.kfp.host:
+        raise ConfigError(
+            "kfp.host is not set: the KFP API URL, e.g. --set kfp.host=https://kubeflow.example.com/pipeline"
+        )
+    if not cfg.kfp.host.startswith(("http://", "https://")):
+        raise ConfigError(f"kfp.host {cfg.kfp.host!r} must start with http:// or https://")
+    require_remote_warehouse(cfg, "Kubeflow Pipelines")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # kfp.Client prints "Experiment details: URL" lines and warns about its API version; the
+    # summary carries the URLs instead.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def kfp_client(cfg: VoltpipeConfig, client_kwargs: dict[str, Any] | None = None) -> kfp.Client:
+    """A `kfp.Client` for `cfg.kfp`; `client_kwargs` passes its auth options through
+    (``existing_token``, ``cookies``, ``credentials``, ``client_id``, ``ssl_ca_cert`` ...)."""
+    import kfp
+
+    check_kfp_config(cfg)
+    kwargs = dict(client_kwargs or {})
+    for reserved in ("host", "namespace"):
+        if reserved in kwargs:
+            raise ConfigError(f"client_kwargs: set {reserved} with kfp.{reserved} in the config")
+    with _quiet():
+        try:
+            return kfp.Client(host=cfg.kfp.host, namespace=cfg.kfp.namespace, **kwargs)
+        except Exception as exc:
+            raise PipelineError(
+                f"cannot connect to Kubeflow Pipelines at {cfg.kfp.host}: {exc}"
+            ) from exc
+
+
+def _api_call(what: str, cfg: VoltpipeConfig, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        with _quiet():
+            return fn(*args, **kwargs)
+    except ApiException as exc:
+        raise PipelineError(
+            f"Kubeflow Pipelines at {cfg.kfp.host} refused {what}: "
+            f"HTTP {exc.status} {exc.reason}: {(exc.body or '')[:300]}"
+        ) from exc
+
+
+def ensure_experiment(client: kfp.Client, cfg: VoltpipeConfig) -> str:
+    """Gets or creates experiment `cfg.kfp.experiment` and returns its id."""
+    experiment = _api_call(
+        f"experiment {cfg.kfp.experiment!r}", cfg, client.create_experiment, name=cfg.kfp.experiment
+    )
+    return str(experiment.experiment_id)
+
+
+def upload_pipeline_version(
+    client: kfp.Client, cfg: VoltpipeConfig, template: Path, *, display_name: str, version_name: str
+) -> tuple[str, str]:
+    """Uploads `template` as pipeline `display_name` (first time) or as its new version.
+
+    Returns:
+        ``(pipeline_id, version_id)``.
+    """
+    pipeline_id = _api_call("the pipeline lookup", cfg, client.get_pipeline_id, display_name)
+    if pipeline_id is None:
+        pipeline = _api_call(
+            "the pipeline upload",
+            cfg,
+            client.upload_pipeline,
+            str(template),
+            pipeline_name=display_name,
+            description=f"voltpipe {display_name}",
+        )
+        pipeline_id = pipeline.pipeline_id
+        versions = _api_call("the version listing", cfg, client.list_pipeline_versions, pipeline_id)
+        version_id = versions.pipeline_versions[0].pipeline_version_id
+    else:
+        version = _api_call(
+            "the version upload",
+            cfg,
+            client.upload_pipeline_version,
+            str(template),
+            pipeline_version_name=version_name,
+            pipeline_id=pipeline_id,
+        )
+        version_id = version.pipeline_version_id
+    return str(pipeline_id), str(version_id)
+
+
+def wait_for_run(
+    client: kfp.Client,
+    cfg: VoltpipeConfig,
+    run_id: str,
+    *,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float | None = None,
+) -> str:
+    """Polls a run until it ends and returns its state.
+
+    Raises:
+        PipelineError: the run failed or was cancelled, or `timeout_seconds` passed first.
+    """
+    started = time.monotonic()
+    while True:
+        run = _api_call(f"reading run {run_id}", cfg, client.get_run, run_id)
+        state = str(run.state or "PENDING")
+        if state in TERMINAL_STATES:
+            break
+        if timeout_seconds is not None and time.monotonic() - started > timeout_seconds:
+            raise PipelineError(
+                f"KFP run {run_id} is still {state} after {timeout_seconds:.0f} s; "
+                f"follow it at {run_url(cfg, run_id)}"
+            )
+        time.sleep(poll_seconds)
+    if state in FAILED_STATES:
+        detail = f": {run.error.message}" if run.error is not None and run.error.message else ""
+        raise PipelineError(
+            f"KFP run {run_id} ended in state {state}{detail} (see {run_url(cfg, run_id)})"
+        )
+    return state
+
+
+def run_url(cfg: VoltpipeConfig, run_id: str) -> str:
+    return f"{(cfg.kfp.host or '').rstrip('/')}/#/runs/details/{run_id}"
+
+
+def submit_kfp(
+    cfg: VoltpipeConfig,
+    pipeline_name: str,
+    template_path: str | Path | None,
+    *,
+    cache: bool,
+    wait: bool,
+    parameter_values: dict[str, Any] | None = None,
+    client_kwargs: dict[str, Any] | None = None,
+    upload: bool = False,
+    version_name: str | None = None,
+    template_uri: str | None = None,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Submits a compiled pipeline to a Kubeflow Pipelines cluster and optionally waits for it.
+
+    The run is created from the package (so `cache` applies to every task) in experiment
+    `kfp.experiment`, created when missing. With `upload`, the template is also registered as
+    the cluster pipeline ``<pipelineInfo.name>`` (or a new version of it, `version_name`).
+
+    Args:
+        cfg: the config; `kfp.*` says which cluster, namespace and experiment.
+        pipeline_name: the voltpipe pipeline (``training``).
+        template_path: the compiled KFP IR YAML (ignored when `template_uri` is given).
+        cache: reuse cached task outputs.
+        wait: follow the run until it ends; a failed run raises.
+        parameter_values: pipeline parameters overriding the template's defaults.
+        client_kwargs: `kfp.Client` auth options (``existing_token``, ``cookies``, ``credentials`` ...).
+        upload: also upload the pipeline (and a version) to the cluster.
+        version_name: the uploaded version's name (default: a timestamp).
+        template_uri: a registry template ``HOST/PACKAGE/sha256:...`` to download and run.
+        poll_seconds: interval between state reads when waiting.
+        timeout_seconds: stop waiting after this long (raises).
+
+    Returns:
+        The run summary: ``pipeline``, ``status``, ``target``, ``run_id``, ``run_name``, ``state``,
+        ``experiment_id``, ``run_url``, ``pipeline_id``, ``version_id``, ``workdir``, ``seconds``.
+
+    Raises:
+        ConfigError: a missing `kfp.host`, a local warehouse, unknown parameters.
+        PipelineError: the cluster refused a call, or the run failed while waiting.
+    """
+    started = time.perf_counter()
+    check_kfp_config(cfg)
+    out_dir = cfg.workdir / "templates"
+    if template_uri:
+        template = download_template(template_uri, out_dir)
+    elif template_path is not None:
+        template = loadable_template(template_path, out_dir)
+    else:
+        raise ConfigError("give a compiled template_path or a template_uri")
+    spec = load_template(template)
+    known = set(spec["root"].get("inputDefinitions", {}).get("parameters", {}))
+    unknown = sorted(set(parameter_values or {}) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown pipeline parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        )
+
+    client = kfp_client(cfg, client_kwargs)
+    experiment_id = ensure_experiment(client, cfg)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    display = spec["pipelineInfo"]["name"]
+    pipeline_id = version_id = None
+    if upload:
+        pipeline_id, version_id = upload_pipeline_version(
+            client,
+            cfg,
+            template,
+            display_name=display,
+            version_name=version_name or f"{display}-{stamp}",
+        )
+    run_name = f"{cfg.name}-{pipeline_name}-{stamp}"
+    result = _api_call(
+        "the run",
+        cfg,
+        client.create_run_from_pipeline_package,
+        str(template),
+        arguments=dict(parameter_values or {}),
+        run_name=run_name,
+        experiment_id=experiment_id,
+        enable_caching=cache,
+    )
+    run_id = str(result.run_id)
+    state = (
+        wait_for_run(
+            client, cfg, run_id, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds
+        )
+        if wait
+        else "PENDING"
+    )
+    return {
+        "pipeline": pipeline_name,
+        "status": "succeeded" if wait else "submitted",
+        "target": "kfp",
+        "run_id": run_id,
+        "run_name": run_name,
+        "state": state,
+        "experiment_id": experiment_id,
+        "run_url": run_url(cfg, run_id),
+        "pipeline_id": pipeline_id,
+        "version_id": version_id,
+        "template": template_uri or str(template_path),
+        "workdir": str(cfg.workdir),
+        "seconds": round(time.perf_counter() - started, 2),
+    }

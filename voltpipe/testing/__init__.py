@@ -1,0 +1,1 @@
+"""Wire-level local test servers for the cloud APIs voltpipe talks to (BigQuery, Vertex AI, KFP)."""

@@ -1,0 +1,619 @@
+"""A local Vertex AI v1 REST server for the real google-cloud-aiplatform SDK (REST transport).
+
+Point the SDK at it with::
+
+    from google.auth.credentials import AnonymousCredentials
+    with VertexTestServer() as srv:
+        aiplatform.init(project="p", location="europe-west1", credentials=AnonymousCredentials(),
+                        api_endpoint=srv.endpoint, api_transport="rest")
+        ...
+        body = srv.find("POST", r"/pipelineJobs$")[0].json
+
+It serves pipeline jobs, schedules, models (upload as a long-running operation, versions,
+aliases), endpoints (create, deploy, undeploy, predict), custom and hyperparameter tuning
+jobs, operations, the metadata contexts behind Vertex AI Experiments, and the few Cloud
+Storage JSON calls `PipelineJob.submit` makes (bucket get/create): set the environment variable
+``STORAGE_EMULATOR_HOST`` to `srv.endpoint` so google-cloud-storage talks to this server.
+
+Job states are scripted: every GET of a job advances it one step through `pipeline_states`
+(pipeline jobs) or `job_states` (custom and tuning jobs) and it then stays in the last state.
+Long-running operations are done at once. The SDK's REST transport sends enums as integers
+(``$alt=json;enum-encoding=int``), so a recorded request body holds e.g. ``"goal": 2``; the
+server answers with enum names, which the SDK accepts too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from voltpipe.testing._http import HttpError, RecordedRequest, RecordingServer
+
+_V = r"/v1(?:beta1)?/"
+_LOC = _V + r"(?P<parent>projects/[^/]+/locations/[^/]+)"
+_TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
+PIPELINE_TERMINAL = {
+    "PIPELINE_STATE_SUCCEEDED",
+    "PIPELINE_STATE_FAILED",
+    "PIPELINE_STATE_CANCELLED",
+}
+JOB_TERMINAL = {
+    "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_EXPIRED",
+}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _default_predict(instances: list[Any]) -> list[Any]:
+    return [0.0 for _ in instances]
+
+
+class VertexTestServer(RecordingServer):
+    """Vertex AI v1 REST (plus the Cloud Storage bucket calls of `PipelineJob.submit`).
+
+    Args:
+        pipeline_states: states a pipeline job goes through, one per GET after its creation.
+        job_states: the same for custom jobs and hyperparameter tuning jobs.
+        failure_message: the `error.message` of a job that ends in a FAILED state.
+        trials: the `trials` a hyperparameter tuning job reports once it has succeeded.
+        predict: maps an endpoint's `instances` to its `predictions`.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline_states: Sequence[str] = ("PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"),
+        job_states: Sequence[str] = ("JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"),
+        failure_message: str = "step 'train' failed: the job failed in the test server",
+        trials: list[dict[str, Any]] | None = None,
+        predict: Callable[[list[Any]], list[Any]] = _default_predict,
+    ) -> None:
+        super().__init__()
+        self.pipeline_states = list(pipeline_states)
+        self.job_states = list(job_states)
+        self.failure_message = failure_message
+        self.trials = trials or []
+        self.predict = predict
+        self.pipeline_jobs: dict[str, dict[str, Any]] = {}
+        self.schedules: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, dict[str, Any]] = {}  # "models/ID@VERSION" name -> model version
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.custom_jobs: dict[str, dict[str, Any]] = {}
+        self.tuning_jobs: dict[str, dict[str, Any]] = {}
+        self.operations: dict[str, dict[str, Any]] = {}
+        self.contexts: dict[str, dict[str, Any]] = {}
+        self.metadata_stores: dict[str, dict[str, Any]] = {}
+        self.buckets: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, list[str]] = {}
+        self._ids = itertools.count(1000)
+        self._routes_vertex()
+
+    # ----- helpers -----------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        return str(next(self._ids))
+
+    def _operation(
+        self,
+        parent: str,
+        response: dict[str, Any] | None,
+        type_name: str,
+        metadata_type: str = "GenericOperationMetadata",
+    ) -> dict[str, Any]:
+        name = f"{parent}/operations/{self._next_id()}"
+        op: dict[str, Any] = {
+            "name": name,
+            "done": True,
+            "metadata": {"@type": _TYPE + metadata_type, "genericMetadata": {"createTime": _now()}},
+            "response": {
+                "@type": type_name if "/" in type_name else _TYPE + type_name,
+                **(response or {}),
+            },
+        }
+        if metadata_type == "GenericOperationMetadata":
+            op["metadata"] = {"@type": _TYPE + metadata_type, "createTime": _now()}
+        self.operations[name] = op
+        return op
+
+    @staticmethod
+    def _get(store: dict[str, dict[str, Any]], name: str, kind: str) -> dict[str, Any]:
+        if name not in store:
+            raise HttpError(404, f"{kind} {name} not found")
+        return store[name]
+
+    def _advance(self, name: str, resource: dict[str, Any], terminal: set[str]) -> None:
+        steps = self._pending.get(name)
+        if steps:
+            resource["state"] = steps.pop(0)
+            resource["updateTime"] = _now()
+            if resource["state"] in terminal:
+                resource["endTime"] = _now()
+                if resource["state"].endswith("FAILED"):
+                    resource["error"] = {"code": 9, "message": self.failure_message}
+
+    @staticmethod
+    def _list(
+        store: dict[str, dict[str, Any]], prefix: str, key: str, req: RecordedRequest
+    ) -> dict[str, Any]:
+        items = [v for k, v in store.items() if k.startswith(prefix)]
+        flt = req.param("filter") or ""
+        for field, value in re.findall(r'(\w+)\s*=\s*"([^"]*)"', flt):
+            camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), field)
+            items = [i for i in items if str(i.get(camel, i.get(field))) == value]
+        return {key: items}
+
+    # ----- routes ------------------------------------------------------------------------
+
+    def _routes_vertex(self) -> None:
+        r = self.route
+        # pipeline jobs
+        r("POST", _LOC + r"/pipelineJobs", self._create_pipeline_job)
+        r(
+            "GET",
+            _LOC + r"/pipelineJobs",
+            lambda q, m: self._list(
+                self.pipeline_jobs, m["parent"] + "/pipelineJobs/", "pipelineJobs", q
+            ),
+        )
+        r(
+            "GET",
+            _V + r"(?P<name>projects/[^/]+/locations/[^/]+/pipelineJobs/[^/:]+)",
+            self._get_pipeline_job,
+        )
+        r(
+            "POST",
+            _V + r"(?P<name>projects/[^/]+/locations/[^/]+/pipelineJobs/[^/:]+):cancel",
+            self._cancel_pipeline_job,
+        )
+        # schedules
+        r("POST", _LOC + r"/schedules", self._create_schedule)
+        r(
+            "GET",
+            _LOC + r"/schedules",
+            lambda q, m: self._list(self.schedules, m["parent"] + "/schedules/", "schedules", q),
+        )
+        sched = _V + r"(?P<name>projects/[^/]+/locations/[^/]+/schedules/[^/:]+)"
+        r("GET", sched, lambda q, m: self._get(self.schedules, m["name"], "Schedule"))
+        r("PATCH", sched, self._update_schedule)
+        r("POST", sched + ":pause", lambda q, m: self._set_schedule_state(m["name"], "PAUSED"))
+        r("POST", sched + ":resume", lambda q, m: self._set_schedule_state(m["name"], "ACTIVE"))
+        r("DELETE", sched, self._delete_schedule)
+        # models
+        r("POST", _LOC + r"/models:upload", self._upload_model)
+        r("GET", _LOC + r"/models", self._list_models)
+        model = (
+            _V + r"(?P<name>projects/[^/]+/locations/[^/]+/models/[^/:@]+)(?:@(?P<version>[^/:]+))?"
+        )
+        r("GET", model, self._get_model)
+        r("GET", model + ":listVersions", self._list_model_versions)
+        r("POST", model + ":mergeVersionAliases", self._merge_aliases)
+        r("DELETE", model, self._delete_model)
+        # endpoints
+        r("POST", _LOC + r"/endpoints", self._create_endpoint)
+        r(
+            "GET",
+            _LOC + r"/endpoints",
+            lambda q, m: self._list(self.endpoints, m["parent"] + "/endpoints/", "endpoints", q),
+        )
+        endpoint = _V + r"(?P<name>projects/[^/]+/locations/[^/]+/endpoints/[^/:]+)"
+        r("GET", endpoint, lambda q, m: self._get(self.endpoints, m["name"], "Endpoint"))
+        r("DELETE", endpoint, self._delete_endpoint)
+        r("POST", endpoint + ":deployModel", self._deploy_model)
+        r("POST", endpoint + ":undeployModel", self._undeploy_model)
+        r("POST", endpoint + ":predict", self._predict)
+        # custom and tuning jobs
+        for noun, store in (
+            ("customJobs", self.custom_jobs),
+            ("hyperparameterTuningJobs", self.tuning_jobs),
+        ):
+            r("POST", _LOC + rf"/{noun}", self._job_creator(noun, store))
+            r("GET", _LOC + rf"/{noun}", self._job_lister(noun, store))
+            job = _V + rf"(?P<name>projects/[^/]+/locations/[^/]+/{noun}/[^/:]+)"
+            r("GET", job, self._job_getter(store))
+            r("POST", job + ":cancel", self._job_canceller(store))
+        # operations (any resource's)
+        r(
+            "GET",
+            _V + r"(?P<name>projects/.+/operations/[^/:]+)",
+            lambda q, m: self._get(self.operations, m["name"], "Operation"),
+        )
+        # metadata (Vertex AI Experiments)
+        store = _V + r"(?P<name>projects/[^/]+/locations/[^/]+/metadataStores/[^/:]+)"
+        r("GET", store, self._get_metadata_store)
+        r("POST", _LOC + r"/metadataStores", self._create_metadata_store)
+        r("POST", store + r"/contexts", self._create_context)
+        r(
+            "GET",
+            store + r"/contexts",
+            lambda q, m: self._list(self.contexts, m["name"] + "/contexts/", "contexts", q),
+        )
+        context = (
+            _V + r"(?P<name>projects/[^/]+/locations/[^/]+/metadataStores/[^/]+/contexts/[^/:]+)"
+        )
+        r("GET", context, lambda q, m: self._get(self.contexts, m["name"], "Context"))
+        r("PATCH", context, self._update_context)
+        r("POST", context + ":addContextChildren", self._add_context_children)
+        # Cloud Storage JSON API (STORAGE_EMULATOR_HOST)
+        r("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", self._get_bucket)
+        r("POST", r"/storage/v1/b", self._create_bucket)
+        r("GET", r"/storage/v1/b/(?P<bucket>[^/]+)/iam", self._get_bucket_iam)
+        r("PUT", r"/storage/v1/b/(?P<bucket>[^/]+)/iam", self._set_bucket_iam)
+
+    # ----- pipeline jobs -----------------------------------------------------------------
+
+    def _create_pipeline_job(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        parent = m["parent"]
+        job_id = req.param("pipelineJobId") or f"pipeline-job-{self._next_id()}"
+        name = f"{parent}/pipelineJobs/{job_id}"
+        if name in self.pipeline_jobs:
+            raise HttpError(409, f"PipelineJob {name} already exists")
+        store = f"{parent}/metadataStores/default"
+        run_context = {
+            "name": f"{store}/contexts/{job_id}",
+            "displayName": job_id,
+            "schemaTitle": "system.PipelineRun",
+        }
+        self.contexts[run_context["name"]] = run_context
+        job = {
+            **(req.json or {}),
+            "name": name,
+            "state": "PIPELINE_STATE_PENDING",
+            "createTime": _now(),
+            "updateTime": _now(),
+            "jobDetail": {
+                "pipelineRunContext": run_context,
+                "pipelineContext": {
+                    "name": f"{store}/contexts/pipeline",
+                    "schemaTitle": "system.Pipeline",
+                },
+            },
+        }
+        self.pipeline_jobs[name] = job
+        self._pending[name] = list(self.pipeline_states)
+        return job
+
+    def _get_pipeline_job(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        job = self._get(self.pipeline_jobs, m["name"], "PipelineJob")
+        self._advance(m["name"], job, PIPELINE_TERMINAL)
+        return job
+
+    def _cancel_pipeline_job(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        job = self._get(self.pipeline_jobs, m["name"], "PipelineJob")
+        self._pending[m["name"]] = ["PIPELINE_STATE_CANCELLED"]
+        job["state"] = "PIPELINE_STATE_CANCELLING"
+        return {}
+
+    # ----- schedules ---------------------------------------------------------------------
+
+    def _create_schedule(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        name = f"{m['parent']}/schedules/{self._next_id()}"
+        schedule = {
+            **(req.json or {}),
+            "name": name,
+            "state": "ACTIVE",
+            "createTime": _now(),
+            "updateTime": _now(),
+            "startedRunCount": "0",
+        }
+        self.schedules[name] = schedule
+        return schedule
+
+    def _update_schedule(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        schedule = self._get(self.schedules, m["name"], "Schedule")
+        schedule.update({k: v for k, v in (req.json or {}).items() if k != "name"})
+        schedule["updateTime"] = _now()
+        return schedule
+
+    def _set_schedule_state(self, name: str, state: str) -> dict[str, Any]:
+        schedule = self._get(self.schedules, name, "Schedule")
+        schedule["state"] = state
+        schedule["updateTime"] = _now()
+        return {}
+
+    def _delete_schedule(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        self._get(self.schedules, m["name"], "Schedule")
+        del self.schedules[m["name"]]
+        return self._operation(
+            m["name"], None, "type.googleapis.com/google.protobuf.Empty", "DeleteOperationMetadata"
+        )
+
+    # ----- models ------------------------------------------------------------------------
+
+    def _versions(self, model_name: str) -> list[dict[str, Any]]:
+        return [v for k, v in self.models.items() if k.split("@")[0] == model_name]
+
+    def _upload_model(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        body = req.json or {}
+        parent_model = body.get("parentModel")
+        if parent_model:
+            base = parent_model.split("@")[0]
+            if not self._versions(base):
+                raise HttpError(404, f"parent model {parent_model} not found")
+            existing = self._versions(base)
+            version = str(max(int(v["versionId"]) for v in existing) + 1)
+        else:
+            base = f"{m['parent']}/models/{body.get('modelId') or self._next_id()}"
+            if self._versions(base):
+                raise HttpError(409, f"Model {base} already exists")
+            version = "1"
+        aliases = list(body.get("model", {}).get("versionAliases", []))
+        if version == "1" and "default" not in aliases:
+            aliases.insert(0, "default")
+        for other in self._versions(base):  # an alias names one version at a time
+            other["versionAliases"] = [
+                a for a in other.get("versionAliases", []) if a not in aliases
+            ]
+        model = (
+            {"supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"]}
+            if body.get("model", {}).get("containerSpec")
+            else {}
+        )
+        model = {
+            **model,
+            **body.get("model", {}),
+            "name": base,
+            "versionId": version,
+            "versionAliases": aliases,
+            "createTime": _now(),
+            "updateTime": _now(),
+            "versionCreateTime": _now(),
+            "versionUpdateTime": _now(),
+        }
+        self.models[f"{base}@{version}"] = model
+        return self._operation(
+            base,
+            {"model": base, "modelVersionId": version},
+            "UploadModelResponse",
+            "UploadModelOperationMetadata",
+        )
+
+    def _resolve_version(self, name: str, version: str | None) -> dict[str, Any]:
+        versions = self._versions(name)
+        if not versions:
+            raise HttpError(404, f"Model {name} not found")
+        if version is None:
+            version = "default"
+        for v in versions:
+            if v["versionId"] == version or version in v.get("versionAliases", []):
+                return v
+        raise HttpError(404, f"Model {name}@{version} not found")
+
+    def _get_model(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        return self._resolve_version(m["name"], m["version"])
+
+    def _list_models(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        defaults = {}
+        for key, v in self.models.items():
+            base = key.split("@")[0]
+            if base.startswith(m["parent"] + "/models/") and (
+                "default" in v.get("versionAliases", []) or base not in defaults
+            ):
+                defaults[base] = v
+        return self._list(defaults, "", "models", req)
+
+    def _list_model_versions(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        versions = self._versions(m["name"])
+        if not versions:
+            raise HttpError(404, f"Model {m['name']} not found")
+        return {"models": sorted(versions, key=lambda v: int(v["versionId"]))}
+
+    def _merge_aliases(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        target = self._resolve_version(m["name"], m["version"])
+        for alias in (req.json or {}).get("versionAliases", []):
+            if alias.startswith("-"):
+                target["versionAliases"] = [
+                    a for a in target.get("versionAliases", []) if a != alias[1:]
+                ]
+                continue
+            for other in self._versions(m["name"]):
+                other["versionAliases"] = [a for a in other.get("versionAliases", []) if a != alias]
+            target.setdefault("versionAliases", []).append(alias)
+        return target
+
+    def _delete_model(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        if m["version"]:
+            target = self._resolve_version(m["name"], m["version"])
+            del self.models[f"{m['name']}@{target['versionId']}"]
+        else:
+            for key in [k for k in self.models if k.split("@")[0] == m["name"]]:
+                del self.models[key]
+        return self._operation(
+            m["name"], None, "type.googleapis.com/google.protobuf.Empty", "DeleteOperationMetadata"
+        )
+
+    # ----- endpoints ---------------------------------------------------------------------
+
+    def _create_endpoint(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        name = f"{m['parent']}/endpoints/{req.param('endpointId') or self._next_id()}"
+        endpoint = {
+            **(req.json or {}),
+            "name": name,
+            "createTime": _now(),
+            "updateTime": _now(),
+            "deployedModels": [],
+            "trafficSplit": {},
+        }
+        self.endpoints[name] = endpoint
+        return self._operation(name, endpoint, "Endpoint", "CreateEndpointOperationMetadata")
+
+    def _delete_endpoint(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        endpoint = self._get(self.endpoints, m["name"], "Endpoint")
+        if endpoint.get("deployedModels"):
+            raise HttpError(400, f"Endpoint {m['name']} still has deployed models")
+        del self.endpoints[m["name"]]
+        return self._operation(
+            m["name"], None, "type.googleapis.com/google.protobuf.Empty", "DeleteOperationMetadata"
+        )
+
+    def _deploy_model(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        endpoint = self._get(self.endpoints, m["name"], "Endpoint")
+        body = req.json or {}
+        deployed = {**body.get("deployedModel", {}), "id": self._next_id(), "createTime": _now()}
+        model = deployed.get("model", "")
+        base, _, version = model.partition("@")
+        deployed["modelVersionId"] = self._resolve_version(base, version or None)["versionId"]
+        endpoint["deployedModels"].append(deployed)
+        split = dict(body.get("trafficSplit") or {"0": 100})
+        if "0" in split:
+            split[deployed["id"]] = split.pop("0")
+        endpoint["trafficSplit"] = {k: int(v) for k, v in split.items() if int(v) > 0}
+        endpoint["updateTime"] = _now()
+        return self._operation(
+            m["name"],
+            {"deployedModel": deployed},
+            "DeployModelResponse",
+            "DeployModelOperationMetadata",
+        )
+
+    def _undeploy_model(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        endpoint = self._get(self.endpoints, m["name"], "Endpoint")
+        body = req.json or {}
+        model_id = body.get("deployedModelId")
+        if not any(d["id"] == model_id for d in endpoint["deployedModels"]):
+            raise HttpError(404, f"deployed model {model_id} not found on {m['name']}")
+        endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != model_id]
+        split = body.get("trafficSplit") or {
+            k: v for k, v in endpoint["trafficSplit"].items() if k != model_id
+        }
+        endpoint["trafficSplit"] = {k: int(v) for k, v in split.items() if int(v) > 0}
+        return self._operation(
+            m["name"], {}, "UndeployModelResponse", "UndeployModelOperationMetadata"
+        )
+
+    def _predict(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        endpoint = self._get(self.endpoints, m["name"], "Endpoint")
+        if not endpoint["deployedModels"]:
+            raise HttpError(400, f"Endpoint {m['name']} has no deployed model")
+        target = (
+            max(endpoint["trafficSplit"].items(), key=lambda kv: kv[1])[0]
+            if endpoint["trafficSplit"]
+            else endpoint["deployedModels"][0]["id"]
+        )
+        deployed = next(d for d in endpoint["deployedModels"] if d["id"] == target)
+        instances = (req.json or {}).get("instances", [])
+        return {
+            "predictions": self.predict(instances),
+            "deployedModelId": target,
+            "model": deployed.get("model", "").split("@")[0],
+            "modelVersionId": deployed.get("modelVersionId", ""),
+        }
+
+    # ----- custom and tuning jobs --------------------------------------------------------
+
+    def _job_creator(self, noun: str, store: dict[str, dict[str, Any]]) -> Callable[..., Any]:
+        def create(req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+            name = f"{m['parent']}/{noun}/{self._next_id()}"
+            job = {
+                **(req.json or {}),
+                "name": name,
+                "state": "JOB_STATE_PENDING",
+                "createTime": _now(),
+                "updateTime": _now(),
+            }
+            store[name] = job
+            self._pending[name] = list(self.job_states)
+            return job
+
+        return create
+
+    def _job_lister(self, noun: str, store: dict[str, dict[str, Any]]) -> Callable[..., Any]:
+        return lambda req, m: self._list(store, f"{m['parent']}/{noun}/", noun, req)
+
+    def _job_getter(self, store: dict[str, dict[str, Any]]) -> Callable[..., Any]:
+        def get(req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+            job = self._get(store, m["name"], "Job")
+            self._advance(m["name"], job, JOB_TERMINAL)
+            if store is self.tuning_jobs and job["state"] == "JOB_STATE_SUCCEEDED" and self.trials:
+                job["trials"] = self.trials
+            return job
+
+        return get
+
+    def _job_canceller(self, store: dict[str, dict[str, Any]]) -> Callable[..., Any]:
+        def cancel(req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+            job = self._get(store, m["name"], "Job")
+            job["state"] = "JOB_STATE_CANCELLING"
+            self._pending[m["name"]] = ["JOB_STATE_CANCELLED"]
+            return {}
+
+        return cancel
+
+    # ----- metadata ----------------------------------------------------------------------
+
+    def _get_metadata_store(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        name = m["name"]
+        if name not in self.metadata_stores and name.endswith("/metadataStores/default"):
+            self.metadata_stores[name] = {"name": name, "createTime": _now()}
+        return self._get(self.metadata_stores, name, "MetadataStore")
+
+    def _create_metadata_store(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        name = f"{m['parent']}/metadataStores/{req.param('metadataStoreId') or 'default'}"
+        self.metadata_stores[name] = {**(req.json or {}), "name": name, "createTime": _now()}
+        return self._operation(
+            name,
+            self.metadata_stores[name],
+            "MetadataStore",
+            "CreateMetadataStoreOperationMetadata",
+        )
+
+    def _create_context(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        name = f"{m['name']}/contexts/{req.param('contextId') or self._next_id()}"
+        if name in self.contexts:
+            raise HttpError(409, f"Context {name} already exists")
+        self.contexts[name] = {
+            **(req.json or {}),
+            "name": name,
+            "createTime": _now(),
+            "updateTime": _now(),
+        }
+        return self.contexts[name]
+
+    def _update_context(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        ctx = self._get(self.contexts, m["name"], "Context")
+        ctx.update({k: v for k, v in (req.json or {}).items() if k != "name"})
+        return ctx
+
+    def _add_context_children(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        self._get(self.contexts, m["name"], "Context")
+        for child in (req.json or {}).get("childContexts", []):
+            if child in self.contexts:
+                parents = self.contexts[child].setdefault("parentContexts", [])
+                if m["name"] not in parents:
+                    parents.append(m["name"])
+        return {}
+
+    # ----- Cloud Storage -----------------------------------------------------------------
+
+    # A bucket the server has not seen does not exist: `PipelineJob.submit` then creates it and
+    # grants the run-as service account access, instead of verifying the owner's project number
+    # through Cloud Resource Manager (gRPC, which cannot be pointed at this server).
+
+    def _get_bucket(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        return self._get(self.buckets, m["bucket"], "Bucket")
+
+    def _create_bucket(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        body = req.json or {}
+        self.buckets[body["name"]] = {
+            "kind": "storage#bucket",
+            "id": body["name"],
+            "projectNumber": "123456789",
+            "iam": {"kind": "storage#policy", "bindings": [], "etag": "CAE="},
+            **body,
+        }
+        return self.buckets[body["name"]]
+
+    def _get_bucket_iam(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        return self._get(self.buckets, m["bucket"], "Bucket")["iam"]
+
+    def _set_bucket_iam(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        bucket = self._get(self.buckets, m["bucket"], "Bucket")
+        bucket["iam"] = {**(req.json or {}), "kind": "storage#policy", "etag": "CAI="}
+        return bucket["iam"]
