@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INFRA_VENV := .venv-infra
+BENCH_VENV := .venv-bench
 PIP_FLAGS := --disable-pip-version-check --quiet
 export VOLTPIPE_INFRA_BIN := $(CURDIR)/$(INFRA_VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL := 2
@@ -30,6 +31,12 @@ $(INFRA_VENV)/.installed: requirements/infra.txt
 	$(INFRA_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/infra.txt
 	touch $@
 
+$(BENCH_VENV)/.installed: requirements/bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(BENCH_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/bench.txt
+	touch $@
+
 demo: $(VENV)/.installed  ## Run the training pipeline on the embedded demo warehouse
 	$(BIN)/voltpipe run training --summary-json .voltpipe/demo-summary.json
 
@@ -43,7 +50,7 @@ lint: $(VENV)/.installed-test  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(VENV)/.installed-test  ## Run the benchmarks; writes bench-results.json
+bench: $(VENV)/.installed-test $(BENCH_VENV)/.installed  ## Run the benchmarks; writes bench-results.json
 	$(BIN)/python -m benchmarks --output bench-results.json
 
 clean:  ## Remove the work dir and build leftovers (keeps the venvs)

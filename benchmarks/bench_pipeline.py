@@ -30,24 +30,50 @@ def _in_process(cfg, root: Path) -> float:
     ensure_embedded_warehouse(cfg)
     check_query(cfg)
     dirs = {s: root / s for s in ("train", "valid", "test")}
-    extract_splits(cfg.warehouse_uri, cfg.sql, cfg.typed_parameters, cfg.split.model_dump(exclude_none=True), dirs)
+    extract_splits(
+        cfg.warehouse_uri,
+        cfg.sql,
+        cfg.typed_parameters,
+        cfg.split.model_dump(exclude_none=True),
+        dirs,
+    )
     stats = {s: compute_statistics(d) for s, d in dirs.items()}
     validate(stats, label=cfg.label, task=cfg.task, features=cfg.features).raise_if_failed()
     write_json_atomic(root / "statistics.json", stats)
     write_json_atomic(root / "schema.json", infer_schema(stats["train"]))
-    train_model(dirs["train"], dirs["valid"], root / "model", label=cfg.label, task=cfg.task,
-                features=cfg.features, exclude=cfg.exclude, model_params=cfg.model.model_dump(exclude_none=True),
-                training_params=cfg.training.model_dump(exclude_none=True))
+    train_model(
+        dirs["train"],
+        dirs["valid"],
+        root / "model",
+        label=cfg.label,
+        task=cfg.task,
+        features=cfg.features,
+        exclude=cfg.exclude,
+        model_params=cfg.model.model_dump(exclude_none=True),
+        training_params=cfg.training.model_dump(exclude_none=True),
+    )
     champion = open_registry(cfg.registry_uri).get(cfg.name)
-    result = evaluate_challenger(root / "model", dirs["test"], champion_dir=champion.uri if champion else None,
-                                 champion_version=champion.version if champion else None,
-                                 metric=cfg.gate_metric, min_improvement=cfg.deploy.gate.min_improvement)
+    result = evaluate_challenger(
+        root / "model",
+        dirs["test"],
+        champion_dir=champion.uri if champion else None,
+        champion_version=champion.version if champion else None,
+        metric=cfg.gate_metric,
+        min_improvement=cfg.deploy.gate.min_improvement,
+    )
     write_json_atomic(root / "evaluation.json", result.to_dict())
-    register_and_promote(model_dir=str(root / "model"), evaluation_path=str(root / "evaluation.json"),
-                         statistics_path=str(root / "statistics.json"), schema_path=str(root / "schema.json"),
-                         registry_uri=cfg.registry_uri, model_name=cfg.name, query=cfg.sql,
-                         query_parameters=cfg.typed_parameters, tracking_uri=cfg.tracking_uri,
-                         out_path=str(root / "registration.json"))
+    register_and_promote(
+        model_dir=str(root / "model"),
+        evaluation_path=str(root / "evaluation.json"),
+        statistics_path=str(root / "statistics.json"),
+        schema_path=str(root / "schema.json"),
+        registry_uri=cfg.registry_uri,
+        model_name=cfg.name,
+        query=cfg.sql,
+        query_parameters=cfg.typed_parameters,
+        tracking_uri=cfg.tracking_uri,
+        out_path=str(root / "registration.json"),
+    )
     return time.perf_counter() - started
 
 
@@ -59,8 +85,8 @@ def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         # Both runs start from a seeded warehouse and an empty registry, in separate work dirs.
-        cfg_a = load_config(None, overrides + [f"workdir={base / 'a'}"])
-        cfg_b = load_config(None, overrides + [f"workdir={base / 'b'}"])
+        cfg_a = load_config(None, [*overrides, f"workdir={base / 'a'}"])
+        cfg_b = load_config(None, [*overrides, f"workdir={base / 'b'}"])
         from voltpipe.runners.preflight import ensure_embedded_warehouse
 
         ensure_embedded_warehouse(cfg_a)
@@ -73,8 +99,22 @@ def run(quick: bool = False) -> list[Row]:
         run_local("training", cfg_a, cache=True)
         cached = time.perf_counter() - started
     return [
-        Row("pipeline", "demo training: kfp.local vs one process", first, "s", plain,
-            "same steps in one Python process", "ratio <= 1.3"),
-        Row("pipeline", "demo training: cached re-run vs first run", cached, "s", first,
-            "first run", "ratio <= 0.1"),
+        Row(
+            "pipeline",
+            "demo training: kfp.local vs one process",
+            first,
+            "s",
+            plain,
+            "same steps in one Python process",
+            "ratio <= 1.3",
+        ),
+        Row(
+            "pipeline",
+            "demo training: cached re-run vs first run",
+            cached,
+            "s",
+            first,
+            "first run",
+            "ratio <= 0.1",
+        ),
     ]

@@ -9,13 +9,27 @@ from __future__ import annotations
 import copy
 
 from kfp.dsl.base_component import BaseComponent
+from voltpipe.components.drift import drift
 from voltpipe.components.evaluate import evaluate
 from voltpipe.components.extract import extract
+from voltpipe.components.extract_window import extract_window
+from voltpipe.components.keep_champion import keep_champion
 from voltpipe.components.register import register
 from voltpipe.components.train import train
 from voltpipe.components.validate import validate
 
-__all__ = ["CATALOGUE", "evaluate", "extract", "register", "train", "validate", "with_image"]
+__all__ = [
+    "CATALOGUE",
+    "drift",
+    "evaluate",
+    "extract",
+    "extract_window",
+    "keep_champion",
+    "register",
+    "train",
+    "validate",
+    "with_image",
+]
 
 CATALOGUE: dict[str, BaseComponent] = {
     "extract": extract,
@@ -23,6 +37,9 @@ CATALOGUE: dict[str, BaseComponent] = {
     "train": train,
     "evaluate": evaluate,
     "register": register,
+    "extract_window": extract_window,
+    "drift": drift,
+    "keep_champion": keep_champion,
 }
 
 

@@ -16,11 +16,14 @@ def register(
     query: str,
     query_parameters: dict,
     registration: dsl.Output[dsl.Artifact],
+    train_data: dsl.Input[dsl.Dataset] = None,
     tracking_uri: str = "",
+    reference_rows: int = 100000,
 ):
     """Registers the model as a new version (lineage: query, parameters, data statistics,
     metrics, gate decision) and moves the ``champion`` alias to it only if it passed the gate.
-    Logs the run to MLflow when `tracking_uri` is set."""
+    A sample of `train_data` (`reference_rows` rows) is kept with the version as the drift
+    monitoring reference. Logs the run to MLflow when `tracking_uri` is set."""
     from voltpipe.errors import exit_on_user_error
     from voltpipe.registry.promote import register_and_promote
 
@@ -36,6 +39,8 @@ def register(
             query_parameters=query_parameters,
             tracking_uri=tracking_uri,
             out_path=registration.path,
+            reference_path=train_data.path if train_data is not None else None,
+            reference_rows=reference_rows,
         )
     registration.metadata.update(info)
     print(

@@ -7,7 +7,7 @@ from typing import Any
 
 from voltpipe.config import VoltpipeConfig
 
-PIPELINES = ("training",)
+PIPELINES = ("training", "monitoring")
 
 
 def build_pipeline(name: str, cfg: VoltpipeConfig) -> Callable[..., Any]:
@@ -16,4 +16,8 @@ def build_pipeline(name: str, cfg: VoltpipeConfig) -> Callable[..., Any]:
         from voltpipe.pipelines.training import training_pipeline
 
         return training_pipeline(cfg)
+    if name == "monitoring":
+        from voltpipe.pipelines.monitoring import monitoring_pipeline
+
+        return monitoring_pipeline(cfg)
     raise ValueError(f"unknown pipeline {name!r}; available: {', '.join(PIPELINES)}")

@@ -13,8 +13,12 @@ from voltpipe.config import VoltpipeConfig
 from voltpipe.data.sql import one_line
 
 
-def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
-    """Builds the training pipeline for `cfg`; every config value is a parameter default."""
+def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Callable[..., Any]:
+    """Builds the training pipeline for `cfg`; every config value is a parameter default.
+
+    With `retraining` (the monitoring pipeline's branch), train, evaluate and register never
+    reuse cached results: drift was found, so a retrain must really happen.
+    """
     ops = {c.name: with_image(c, cfg.image) for c in (extract, validate, train, evaluate, register)}
     bigquery = cfg.bigquery.model_dump(exclude_none=True)
     split = cfg.split.model_dump(exclude_none=True)
@@ -45,6 +49,7 @@ def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
         min_improvement: float = cfg.deploy.gate.min_improvement,
         tracking_uri: str = cfg.tracking_uri,
         warehouse_options: dict = bigquery,
+        reference_rows: int = cfg.monitoring.reference_sample_rows,
     ) -> Outputs:
         data = ops["extract"](
             warehouse=warehouse,
@@ -75,6 +80,8 @@ def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             .set_display_name("train")
             .after(checked)
         )
+        if retraining:
+            trained.set_caching_options(False)
         evaluated = ops["evaluate"](
             model=trained.outputs["model"],
             test_data=data.outputs["test"],
@@ -83,6 +90,8 @@ def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             gate_metric=gate_metric,
             min_improvement=min_improvement,
         ).set_display_name("evaluate")
+        if retraining:
+            evaluated.set_caching_options(False)
         registered = ops["register"](
             model=trained.outputs["model"],
             evaluation=evaluated.outputs["evaluation"],
@@ -93,7 +102,11 @@ def training_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             query=query,
             query_parameters=query_parameters,
             tracking_uri=tracking_uri,
+            train_data=data.outputs["train"],
+            reference_rows=reference_rows,
         ).set_display_name("register")
+        if retraining:
+            registered.set_caching_options(False)
         return Outputs(
             metrics=evaluated.outputs["metrics"],
             evaluation=evaluated.outputs["evaluation"],

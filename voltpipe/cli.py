@@ -114,7 +114,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("status", f"[green]{summary['status']}[/]")
-    for name, value in summary["metrics"]["test"].items():
+    if "drift_detected" in summary:
+        drifted = ", ".join(summary["drifted_features"]) or "none"
+        table.add_row(
+            "drift", f"[yellow]detected[/] in {drifted}" if summary["drift_detected"] else "none"
+        )
+        table.add_row("retrained", "yes" if summary["retrained"] else "no")
+    for name, value in summary["metrics"].get("test", {}).items():
         table.add_row(f"test {name}", f"{value:.4f}")
     model = summary["model"]
     table.add_row("model", f"{model['name']} version {model['version']}")
@@ -287,6 +293,73 @@ def publish(
         f"published {result['package']} {result['version']} tags {', '.join(result['tags'])}"
     )
     console.print(result["template_uri"])
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A model folder (a run summary's model.uri) or NAME[@ALIAS|@VERSION] "
+            "from the registry; NAME alone means NAME@champion.",
+        ),
+    ],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default: serving.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: serving.port, 8080).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve a model over HTTP with the Vertex AI custom-container contract.
+
+    POST /predict {"instances": [{feature: value, ...}]} -> {"predictions": [...]}; GET /health.
+    The same server runs in the container on Vertex AI (`python -m voltpipe.serving`).
+
+    Examples:
+
+      voltpipe serve --model wind-power@champion
+
+      voltpipe serve --model .voltpipe/registry/wind-power/versions/3 --port 9000
+    """
+
+    def resolve() -> tuple[str, Any]:
+        from voltpipe.errors import ConfigError
+        from voltpipe.registry import open_registry, parse_model_ref
+
+        cfg = _load(config, set_)
+        ref = parse_model_ref(model)
+        if ref.path is not None:
+            if not ref.path.is_dir():
+                raise ConfigError(f"--model {model}: no such model folder")
+            return str(ref.path), cfg
+        found = open_registry(cfg.registry_uri).get(ref.name or "", ref.selector)
+        if found is None:
+            raise ConfigError(
+                f"--model {model}: no version {ref.selector!r} of model {ref.name!r} "
+                f"in the registry at {cfg.registry_uri}"
+            )
+        return found.uri, cfg
+
+    model_dir, cfg = _guard(debug, resolve)
+    from voltpipe.serving import serve as run_server
+
+    s = cfg.serving
+    h, p = host or s.host, port or s.port
+    err_console.print(f"serving {model_dir} on http://{h}:{p}/predict (health: /health)")
+    _guard(
+        debug,
+        lambda: run_server(
+            model_dir,
+            host=h,
+            port=p,
+            max_instances=s.max_instances,
+            max_body_bytes=s.max_body_bytes,
+        ),
+    )
 
 
 class _DefaultToCreate(typer.core.TyperGroup):

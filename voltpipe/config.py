@@ -53,13 +53,42 @@ class SplitConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
-    """Model family and its architecture."""
+MODEL_FAMILIES = {
+    "classification": ("mlp",),
+    "regression": ("mlp",),
+    "forecasting": ("cnn", "lstm", "gru", "transformer", "mlp"),
+    "anomaly": ("autoencoder",),
+}
+DEFAULT_FAMILY = {
+    "classification": "mlp",
+    "regression": "mlp",
+    "forecasting": "cnn",
+    "anomaly": "autoencoder",
+}
+ALL_FAMILIES = ("mlp", "cnn", "lstm", "gru", "transformer", "autoencoder")
 
-    family: Literal["mlp"] = "mlp"
+
+class ModelConfig(_Strict):
+    """Model family and its architecture (each family reads the keys it needs)."""
+
+    family: str | None = None  # default by task: mlp; cnn (forecasting); autoencoder (anomaly)
     hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     embedding_max_categories: int = Field(64, ge=2)
+    filters: int = Field(32, ge=1)  # cnn
+    kernel_size: int = Field(3, ge=1)  # cnn
+    rnn_units: int = Field(32, ge=1)  # lstm, gru
+    num_heads: int = Field(2, ge=1)  # transformer
+    key_dim: int = Field(16, ge=1)  # transformer
+    encoder_layers: int = Field(1, ge=1)  # cnn, transformer, lstm/gru blocks
+    latent_dim: int = Field(4, ge=1)  # autoencoder bottleneck
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str | None) -> str | None:
+        if v is not None and v not in ALL_FAMILIES:
+            raise ValueError(f"unknown model family {v!r}; valid: {', '.join(ALL_FAMILIES)}")
+        return v
 
     @field_validator("hidden_units")
     @classmethod
@@ -69,6 +98,15 @@ class ModelConfig(_Strict):
         return v
 
 
+class TrainingVertexConfig(_Strict):
+    """Machines for training as a Vertex AI CustomJob (and for tuning trials)."""
+
+    machine_type: str = "n1-standard-4"
+    accelerator_type: str | None = None  # e.g. NVIDIA_TESLA_T4
+    accelerator_count: int = Field(0, ge=0)
+    replica_count: int = Field(1, ge=1)  # > 1: MultiWorkerMirroredStrategy across replicas
+
+
 class TrainingConfig(_Strict):
     """Optimisation settings for the training step."""
 
@@ -76,8 +114,96 @@ class TrainingConfig(_Strict):
     batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     early_stopping_patience: int = Field(3, ge=0)
+    reduce_lr_patience: int = Field(2, ge=0)  # 0: never reduce the learning rate
+    reduce_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     steps_per_execution: int = Field(8, ge=1)
+    class_weight: Literal["none", "balanced"] = "none"
+    shuffle_buffer: int = Field(100_000, ge=1)
+    backup_dir: str | None = None  # default: "<model dir>.backup"; on Vertex AIP_CHECKPOINT_DIR
     seed: int = 42
+    vertex: TrainingVertexConfig = TrainingVertexConfig()
+
+
+class ForecastingConfig(_Strict):
+    """Sliding-window forecasting (task: forecasting): `window` past steps -> `horizon` next."""
+
+    window: int = Field(48, ge=1)
+    horizon: int = Field(1, ge=1)
+    group_column: str | None = None  # one series per value (e.g. turbine_id), one model for all
+    covariates: list[str] = Field(default_factory=list)  # numeric columns seen over the window
+    season: int | None = Field(None, ge=2)  # steps; default: detected from the autocorrelation
+    calendar: bool = True  # hour-of-day and day-of-week channels from time_column
+    stride: int = Field(1, ge=1)  # training windows start every `stride` steps
+
+
+class AnomalyConfig(_Strict):
+    """Autoencoder anomaly detection (task: anomaly)."""
+
+    threshold_quantile: float = Field(0.99, gt=0.0, lt=1.0)
+
+
+TUNABLE = {
+    "hidden_units": "model",
+    "dropout": "model",
+    "filters": "model",
+    "kernel_size": "model",
+    "rnn_units": "model",
+    "num_heads": "model",
+    "key_dim": "model",
+    "encoder_layers": "model",
+    "latent_dim": "model",
+    "family": "model",
+    "learning_rate": "training",
+    "batch_size": "training",
+    "window": "forecasting",
+}
+
+
+class TuningConfig(_Strict):
+    """Hyperparameter search: one space for the local (Optuna) and the Vertex AI backends.
+
+    `space` maps a tunable key to a list of choices or to ``{min, max, log}`` (ints when both
+    bounds are ints).
+    """
+
+    enabled: bool = False
+    max_trials: int = Field(20, ge=1)
+    algorithm: Literal["bayesian", "random", "hyperband"] = "bayesian"
+    space: dict[str, Any] = Field(default_factory=dict)
+    folds: int = Field(0, ge=0)  # 0: the valid split; k >= 2: k-fold (expanding-window) CV
+    backend: Literal["local", "vertex"] = "local"
+    max_epochs: int | None = Field(None, ge=1)  # per trial; default training.epochs
+    parallel_trials: int = Field(1, ge=1)  # Vertex
+    timeout_seconds: float | None = Field(None, gt=0)  # local
+    seed: int = 42
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("use 0 (the valid split) or 2 or more folds")
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, dom in v.items():
+            if key not in TUNABLE:
+                raise ValueError(f"space: unknown key {key!r}; tunable: {', '.join(TUNABLE)}")
+            if isinstance(dom, list):
+                if not dom:
+                    raise ValueError(f"space.{key}: needs one or more choices")
+            elif isinstance(dom, dict):
+                extra = set(dom) - {"min", "max", "log"}
+                if extra or "min" not in dom or "max" not in dom:
+                    raise ValueError(f"space.{key}: a range is {{min, max, log}}, got {dom}")
+                if not float(dom["min"]) < float(dom["max"]):
+                    raise ValueError(f"space.{key}: min must be below max, got {dom}")
+                if dom.get("log") and float(dom["min"]) <= 0:
+                    raise ValueError(f"space.{key}: a log range needs min > 0, got {dom}")
+            else:
+                raise ValueError(f"space.{key}: give a list of choices or {{min, max, log}}")
+        return v
 
 
 class GateConfig(_Strict):
@@ -154,6 +280,16 @@ class MonitoringConfig(_Strict):
     thresholds: DriftThresholds = DriftThresholds()
     reference_sample_rows: int = Field(100_000, ge=100)
     retrain_on_drift: bool = True
+    retrain_query_parameters: dict[str, Any] = Field(
+        default_factory=dict
+    )  # override query_parameters
+
+    @field_validator("current_query_parameters", "retrain_query_parameters")
+    @classmethod
+    def _typed_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        normalize_parameters(v)  # raises ConfigError naming the parameter
+        return v
+
     alerts: AlertsConfig = AlertsConfig()
 
 
@@ -170,6 +306,7 @@ class BigQueryConfig(_Strict):
     project: str | None = None
     location: str | None = None
     api_endpoint: str | None = None
+    read_api_endpoint: str | None = None  # BigQuery Storage Read API (gRPC host:port)
     maximum_bytes_billed: int | None = Field(None, gt=0)
     labels: dict[str, str] = Field(default_factory=dict)
     destination_table: str | None = None
@@ -190,8 +327,12 @@ class VoltpipeConfig(_Strict):
     workdir: Path = Path(".voltpipe")
     image: str = DEFAULT_IMAGE
     split: SplitConfig = SplitConfig()
+    time_column: str | None = None  # forecasting: orders each series
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
+    forecasting: ForecastingConfig = ForecastingConfig()
+    anomaly: AnomalyConfig = AnomalyConfig()
+    tuning: TuningConfig = TuningConfig()
     deploy: DeployConfig = DeployConfig()
     tracking: TrackingConfig = TrackingConfig()
     bigquery: BigQueryConfig = BigQueryConfig()
@@ -256,6 +397,35 @@ class VoltpipeConfig(_Strict):
     @property
     def typed_parameters(self) -> dict[str, dict[str, Any]]:
         return normalize_parameters(self.query_parameters)
+
+    @property
+    def monitoring_sql(self) -> str:
+        """The monitoring window's query (`monitoring.current_query` or its file)."""
+        m = self.monitoring
+        if m.current_query is not None:
+            return m.current_query
+        if m.current_query_file is None:
+            raise ConfigError(
+                "monitoring.current_query (or current_query_file) is not set: "
+                "the query that selects the current window to compare with the champion"
+            )
+        try:
+            return m.current_query_file.read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"monitoring.current_query_file: cannot read {m.current_query_file}: {exc.strerror}"
+            ) from exc
+
+    def for_retraining(self) -> VoltpipeConfig:
+        """This config with `monitoring.retrain_query_parameters` laid over `query_parameters`."""
+        return self.model_copy(
+            update={
+                "query_parameters": {
+                    **self.query_parameters,
+                    **self.monitoring.retrain_query_parameters,
+                }
+            }
+        )
 
     @property
     def warehouse_uri(self) -> str:
@@ -432,7 +602,7 @@ def load_config(
         ConfigError: the file cannot be read or parsed, or a key or value is invalid.
     """
     if path is None:
-        text = importlib.resources.files("voltpipe.demo").joinpath("training.yaml").read_text()
+        text = importlib.resources.files("voltpipe.demo").joinpath("demo.yaml").read_text()
         base = (cwd or Path.cwd()).resolve()
         source = "built-in demo config"
         query_base = Path(str(importlib.resources.files("voltpipe.pipelines")))
@@ -457,6 +627,14 @@ def load_config(
     data = _resolve_paths(raw, base)
     if raw.get("query_file"):
         data["query_file"] = str((query_base / str(raw["query_file"])).resolve())
+    monitoring = raw.get("monitoring")
+    if isinstance(monitoring, dict) and monitoring.get("current_query_file"):
+        data["monitoring"] = {
+            **monitoring,
+            "current_query_file": str(
+                (query_base / str(monitoring["current_query_file"])).resolve()
+            ),
+        }
     try:
         return VoltpipeConfig.model_validate(data)
     except ValidationError as exc:

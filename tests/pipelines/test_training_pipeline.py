@@ -51,7 +51,13 @@ def test_regression_pipeline_outputs_of_every_step(wind_config: Path) -> None:
     assert champion is not None and champion.uri == summary["model"]["uri"]
     assert champion.metadata["query_parameters"]["cutoff"]["type"] == "TIMESTAMP"
     assert champion.metadata["data_statistics"]["train"]["rows"] > 1000
-    assert summary["mlflow_run_id"]
+    # tracking: the MLflow run holds the parameters, test metrics and registered version
+    import mlflow
+
+    logged = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).get_run(summary["mlflow_run_id"])
+    assert logged.data.metrics["test_rmse"] == pytest.approx(metrics["rmse"])
+    assert logged.data.params["training.epochs"] == "6"
+    assert logged.data.tags["voltpipe.model_version"] == "1"
 
     # A fully cached re-run reuses every step: same model version, no new registration.
     cached = run_local("training", cfg, cache=True)

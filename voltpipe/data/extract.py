@@ -39,3 +39,31 @@ def extract_splits(
         SplitSpec(method=spec.method, column=spec.column, fractions=spec.fractions, seed=spec.seed),
         {k: Path(v) for k, v in out_dirs.items()},
     )
+
+
+def extract_window(
+    warehouse: str,
+    sql: str,
+    parameters: dict[str, dict[str, Any]],
+    out_dir: str | Path,
+    warehouse_options: dict[str, Any] | None = None,
+) -> ExtractResult:
+    """Runs `sql` and writes every row, unsplit, as parquet into `out_dir` (a monitoring window).
+
+    The split machinery runs with fractions (1, 0, 0), so each backend's extraction path is
+    reused unchanged; the empty valid/test outputs go to a scratch folder that is removed.
+    """
+    import tempfile
+
+    wh = open_warehouse(warehouse, warehouse_options)
+    with tempfile.TemporaryDirectory() as scratch:
+        return wh.extract(
+            sql,
+            parameters,
+            SplitSpec(method="random", fractions=(1.0, 0.0, 0.0)),
+            {
+                "train": Path(out_dir),
+                "valid": Path(scratch) / "valid",
+                "test": Path(scratch) / "test",
+            },
+        )

@@ -50,14 +50,23 @@ class LocalRegistry:
         f = d / "aliases.json"
         return json.loads(f.read_text()) if f.exists() else {}
 
-    def register(self, name: str, model_dir: str | Path, metadata: dict[str, Any]) -> ModelVersion:
-        """Copies `model_dir` in as the next version; the version appears whole or not at all."""
+    def register(
+        self,
+        name: str,
+        model_dir: str | Path,
+        metadata: dict[str, Any],
+        extra_files: dict[str, Path] | None = None,
+    ) -> ModelVersion:
+        """Copies `model_dir` (plus `extra_files`, by target name) in as the next version;
+        the version appears whole or not at all."""
         with self._locked(name) as d:
             existing = [int(p.name) for p in (d / "versions").iterdir() if p.name.isdigit()]
             version = str(max(existing, default=0) + 1)
             tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=d))
             try:
                 shutil.copytree(model_dir, tmp / "model", dirs_exist_ok=False)
+                for target, source in (extra_files or {}).items():
+                    shutil.copyfile(source, tmp / "model" / target)
                 meta = {**metadata, "name": name, "version": version}
                 (tmp / "model" / METADATA_FILE).write_text(
                     json.dumps(meta, indent=2, sort_keys=True, default=str)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from voltpipe.data.io import read_json, write_json_atomic
@@ -21,12 +23,15 @@ def register_and_promote(
     query_parameters: dict[str, Any],
     tracking_uri: str,
     out_path: str,
+    reference_path: str | None = None,
+    reference_rows: int = 100_000,
 ) -> dict[str, Any]:
     """Registers a new version; moves ``champion`` to it only if the evaluation promoted it.
 
     The registration summary ``{name, version, uri, champion, previous_champion, metrics,
     decision}`` is written atomically to `out_path` and returned. The alias moves last, so a
-    failure before it leaves the previous champion in place.
+    failure before it leaves the previous champion in place. A seeded sample of
+    `reference_path` (the training split) is stored with the version as the drift reference.
     """
     from voltpipe.modelling.train import read_model_meta
 
@@ -48,7 +53,21 @@ def register_and_promote(
         "training_params": model_meta.get("training_params"),
         "source_model_uri": model_dir,
     }
-    version = registry.register(model_name, model_dir, lineage)
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = {}
+        if reference_path:
+            import pyarrow.parquet as pq
+
+            from voltpipe.data.io import read_table
+            from voltpipe.monitoring.drift import reference_sample
+            from voltpipe.monitoring.monitor import REFERENCE_FILE
+
+            extra[REFERENCE_FILE] = Path(tmp) / REFERENCE_FILE
+            pq.write_table(
+                reference_sample(read_table(reference_path), reference_rows, seed=0),
+                extra[REFERENCE_FILE],
+            )
+        version = registry.register(model_name, model_dir, lineage, extra_files=extra)
     promote = bool(evaluation["decision"]["promote"])
     if promote:
         registry.set_alias(model_name, CHAMPION, version.version)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from voltpipe.config import VoltpipeConfig
-from voltpipe.errors import ERROR_MARKER, PipelineError
+from voltpipe.errors import ERROR_MARKER, DataError, PipelineError
 from voltpipe.runners.preflight import check_query, ensure_embedded_warehouse
 
 # Lines of a step's own output shown without --debug: voltpipe's messages and Keras progress.
@@ -70,6 +70,20 @@ def _read_json(path: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def _ensure_champion(cfg: VoltpipeConfig, *, cache: bool, debug: bool) -> None:
+    """On the embedded demo warehouse, trains a first champion when there is none to monitor."""
+    from voltpipe.registry import open_registry
+
+    if open_registry(cfg.registry_uri).get(cfg.name) is not None:
+        return
+    if not cfg.uses_embedded_warehouse:
+        raise DataError(
+            f"model {cfg.name!r} has no champion to monitor: run `voltpipe run training` first"
+        )
+    print(f"voltpipe: no {cfg.name} champion yet; training one on the demo data first")
+    run_local("training", cfg, cache=cache, debug=debug)
+
+
 def run_local(
     name: str, cfg: VoltpipeConfig, *, cache: bool = True, debug: bool = False
 ) -> dict[str, Any]:
@@ -87,7 +101,13 @@ def run_local(
     workdir.mkdir(parents=True, exist_ok=True)
     ensure_embedded_warehouse(cfg)
     check_query(cfg)
+    if name == "monitoring":
+        _ensure_champion(cfg, cache=cache, debug=debug)
     pipeline = build_pipeline(name, cfg)
+    from voltpipe.registry import open_registry
+
+    registry = open_registry(cfg.registry_uri)
+    versions_before = {v.version for v in registry.versions(cfg.name)}
 
     root = workdir / "pipeline-root"
     root.mkdir(parents=True, exist_ok=True)
@@ -116,14 +136,28 @@ def run_local(
     created = sorted(set(os.listdir(root)) - before)
     if created:
         run_id = created[-1]
-    registration = _read_json(outputs.outputs["registration"].path)
-    evaluation = _read_json(outputs.outputs["evaluation"].path)
+    artifacts = {
+        k: _read_json(v.path) for k, v in outputs.outputs.items() if Path(v.path).is_file()
+    }
+    summary = (
+        _training_summary(artifacts)
+        if name == "training"
+        else _monitoring_summary(artifacts, cfg, versions_before)
+    )
     return {
         "pipeline": name,
         "status": "succeeded",
         "target": "local",
         "run_id": run_id,
-        "metrics": {"test": evaluation["metrics"]},
+        **summary,
+        "workdir": str(workdir),
+        "log": str(log_path),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _model_fields(registration: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {
         "model": {
             "name": registration["name"],
             "version": registration["version"],
@@ -133,10 +167,69 @@ def run_local(
             "promoted": registration["champion"],
             "version": registration["champion_version"],
             "previous_version": registration["previous_champion"],
-            "reason": evaluation["decision"]["reason"],
+            "reason": reason,
         },
-        "workdir": str(workdir),
-        "log": str(log_path),
         "mlflow_run_id": registration.get("mlflow_run_id"),
-        "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _training_summary(outputs: dict[str, Any]) -> dict[str, Any]:
+    evaluation = outputs["evaluation"]
+    return {
+        "metrics": {"test": evaluation["metrics"]},
+        **_model_fields(outputs["registration"], evaluation["decision"]["reason"]),
+    }
+
+
+def _monitoring_summary(
+    outputs: dict[str, Any], cfg: VoltpipeConfig, versions_before: set[str]
+) -> dict[str, Any]:
+    """Drift verdict plus, when this run retrained, the new version from the registry."""
+    from voltpipe.registry import open_registry
+
+    details = outputs["details"]
+    registry = open_registry(cfg.registry_uri)
+    new = [v for v in registry.versions(cfg.name) if v.version not in versions_before]
+    champion = registry.get(cfg.name)
+    summary: dict[str, Any] = {
+        "drift_detected": bool(details["drift_detected"]),
+        "retrained": bool(new),
+        "drifted_features": list(details.get("drifted_features", [])),
+        "metrics": {},
+    }
+    if new:
+        meta = new[-1].metadata
+        summary["metrics"] = {"test": meta["metrics"]["test"]}
+        summary.update(
+            _model_fields(
+                {
+                    "name": cfg.name,
+                    "version": new[-1].version,
+                    "uri": new[-1].uri,
+                    "champion": champion is not None and champion.version == new[-1].version,
+                    "champion_version": champion.version if champion else None,
+                    "previous_champion": details.get("champion_version"),
+                },
+                meta["decision"]["reason"],
+            )
+        )
+    else:
+        reason = (
+            "no drift detected: the champion stays"
+            if not details["drift_detected"]
+            else "drift detected; retraining is off (monitoring.retrain_on_drift)"
+        )
+        summary.update(
+            _model_fields(
+                {
+                    "name": cfg.name,
+                    "version": champion.version if champion else None,
+                    "uri": champion.uri if champion else None,
+                    "champion": False,
+                    "champion_version": champion.version if champion else None,
+                    "previous_champion": champion.version if champion else None,
+                },
+                reason,
+            )
+        )
+    return summary

@@ -32,6 +32,12 @@ def check_query(cfg: VoltpipeConfig) -> list[dict[str, str]]:
     """
     wh = open_warehouse(cfg.warehouse_uri, cfg.bigquery.model_dump(exclude_none=True))
     schema = wh.result_schema(cfg.sql, cfg.typed_parameters)
+    if cfg.monitoring.current_query or cfg.monitoring.current_query_file:
+        from voltpipe.data.params import normalize_parameters
+
+        wh.result_schema(
+            cfg.monitoring_sql, normalize_parameters(cfg.monitoring.current_query_parameters)
+        )
     names = [c["name"] for c in schema]
     if cfg.label not in names:
         raise DataError(

@@ -1,0 +1,67 @@
+"""Drift: the champion's reference sample against a current window; a report and a verdict."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from voltpipe.config import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def drift(
+    window: dsl.Input[dsl.Dataset],
+    registry_uri: str,
+    model_name: str,
+    metrics: dsl.Output[dsl.Metrics],
+    details: dsl.Output[dsl.Artifact],
+    report: dsl.Output[dsl.HTML],
+    thresholds: dict = {},  # noqa: B006 - KFP parameter defaults must be literals
+    webhook_url: str = "",
+    alert_on_drift: bool = True,
+) -> NamedTuple("DriftOutputs", [("drift_detected", bool), ("drifted_features", list)]):
+    """Compares the champion's stored reference sample with `window` (PSI and KS for numbers,
+    Jensen-Shannon and chi-square for categories, the champion's prediction drift, and
+    performance decay when the window has labels). Posts an alert to `webhook_url` on drift."""
+    from collections import namedtuple
+
+    from voltpipe.data.io import write_json_atomic, write_text_atomic
+    from voltpipe.errors import DataError, exit_on_user_error
+    from voltpipe.monitoring import notify, structured_log_line
+    from voltpipe.monitoring.monitor import detect_drift
+    from voltpipe.registry import open_registry
+
+    with exit_on_user_error():
+        champion = open_registry(registry_uri).get(model_name)
+        if champion is None:
+            raise DataError(
+                f"model {model_name!r} has no champion to monitor: run the training pipeline first"
+            )
+        result = detect_drift(window.path, champion.uri, thresholds=dict(thresholds))
+    summary = result.to_dict()
+    for name, feature in result.drift.features.items():
+        for stat in ("psi", "ks_statistic", "js_distance"):
+            value = getattr(feature, stat, None)
+            if value is not None:
+                metrics.log_metric(f"{name}.{stat}", round(float(value), 6))
+    metrics.log_metric("drifted_features", len(result.drift.drifted_features))
+    write_json_atomic(metrics.path, dict(metrics.metadata))
+    write_json_atomic(details.path, summary | {"champion_version": champion.version})
+    write_text_atomic(report.path, result.html)
+    drifted = list(result.drift.drifted_features)
+    verdict = (
+        f"drift detected in {', '.join(drifted) or 'model performance'}"
+        if result.drift_detected
+        else "no drift"
+    )
+    print(f"voltpipe: {verdict} (champion {model_name} v{champion.version})")
+    if result.drift_detected and alert_on_drift:
+        event = {
+            "model": model_name,
+            "champion_version": champion.version,
+            "drifted_features": drifted,
+        }
+        structured_log_line("drift_detected", event)
+        notify(webhook_url or None, event="drift_detected", summary=event)
+    return namedtuple("DriftOutputs", ["drift_detected", "drifted_features"])(
+        result.drift_detected, drifted
+    )

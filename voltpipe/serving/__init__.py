@@ -1,0 +1,18 @@
+"""Serving: the prediction server (Vertex AI custom-container contract) and the fast predictor.
+
+Imports neither kfp nor TensorFlow; TensorFlow loads with the model.
+"""
+
+from voltpipe.serving.predictor import Predictor, resolve_model_dir
+from voltpipe.serving.server import create_app, serve, serve_from_env, settings_from_env
+from voltpipe.serving.validation import RequestError
+
+__all__ = [
+    "Predictor",
+    "RequestError",
+    "create_app",
+    "resolve_model_dir",
+    "serve",
+    "serve_from_env",
+    "settings_from_env",
+]

@@ -1,0 +1,295 @@
+"""The fast predictor: a saved voltpipe model behind one concrete TF function with a fixed signature.
+
+``keras.Model.predict`` costs tens of milliseconds a call (it builds a data pipeline every time);
+calling a traced concrete function with ready-made tensors costs a few hundred microseconds.
+TensorFlow is imported when a model is loaded, not when this module is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voltpipe.errors import ConfigError, DataError
+from voltpipe.modelling.features import FeaturePlan, model_inputs
+from voltpipe.modelling.train import MODEL_FILE, read_model_meta
+from voltpipe.serving.numpy_engine import Forward, UnsupportedModel, compile_forward
+from voltpipe.serving.validation import instances_to_arrays
+
+log = logging.getLogger("voltpipe.serving")
+
+REGISTRY_METADATA_FILE = "metadata.json"  # written next to the model by the registry
+WARMUP_BATCH_SIZES = (1, 2, 8, 64, 1000)
+BATCH_ROWS = 65_536
+# Batches up to this size take the NumPy replay (numpy_engine); larger ones TensorFlow, whose
+# multi-threaded kernels win once the arithmetic outweighs the per-call overhead.
+NUMPY_MAX_ROWS = 1024
+
+
+class Predictor:
+    """Predicts from JSON-like instances (online) or Arrow tables (batch) with a loaded model.
+
+    Attributes:
+        task: ``regression`` or ``classification``.
+        classes: class labels in output order (classification), else None.
+        plan: the feature plan the model was trained with.
+        name, version: from the registry metadata when the folder came from a registry.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        meta: dict[str, Any],
+        *,
+        name: str,
+        version: str | None = None,
+        engine: str = "auto",
+        numpy_max_rows: int = NUMPY_MAX_ROWS,
+    ) -> None:
+        import tensorflow as tf
+
+        if engine not in ("auto", "tensorflow"):
+            raise ConfigError(f"predictor engine {engine!r}: expected 'auto' or 'tensorflow'")
+
+        self.meta = meta
+        self.task = str(meta["task"])
+        self.classes: list[str] | None = list(meta["classes"]) if meta.get("classes") else None
+        if self.task == "classification" and not self.classes:
+            raise DataError(
+                "the model's voltpipe_model.json has task classification but no classes"
+            )
+        self.plan = FeaturePlan.from_dict(meta["features"])
+        self.name = name
+        self.version = version
+        self._tf = tf
+        numeric, categorical = list(self.plan.numeric), list(self.plan.categorical)
+
+        # Two packed inputs instead of one tensor per feature: each input costs a conversion and
+        # a binding step per call, which dominates the latency of a single-row request.
+        def packed(xn: Any, xc: Any) -> Any:
+            inputs = {name: xn[:, j : j + 1] for j, name in enumerate(numeric)}
+            inputs |= {name: xc[:, j : j + 1] for j, name in enumerate(categorical)}
+            return model(inputs, training=False)
+
+        signature = [
+            tf.TensorSpec((None, len(numeric)), tf.float32, name="numeric"),
+            tf.TensorSpec((None, len(categorical)), tf.string, name="categorical"),
+        ]
+        self._model = model
+        self._fn = tf.function(packed, input_signature=signature).get_concrete_function()
+        self.numpy_max_rows = numpy_max_rows
+        self._forward = (
+            self._numpy_forward(model, numeric, categorical) if engine == "auto" else None
+        )
+
+    @property
+    def engine(self) -> str:
+        """``numpy+tensorflow`` when small batches take the NumPy replay, else ``tensorflow``."""
+        return "numpy+tensorflow" if self._forward is not None else "tensorflow"
+
+    def _numpy_forward(
+        self, model: Any, numeric: list[str], categorical: list[str]
+    ) -> Forward | None:
+        """The NumPy replay of `model`, if it supports the model and agrees with TF on a probe batch."""
+        try:
+            forward = compile_forward(model, numeric, categorical)
+        except UnsupportedModel as exc:
+            log.info("small batches stay on TensorFlow: %s", exc)
+            return None
+        xn, xc = self._probe_batch()
+        expected = self._tf_outputs(xn, xc)
+        got = forward(xn, xc)
+        scale = max(1.0, float(np.abs(expected).max()))
+        if got.shape != expected.shape or not np.allclose(
+            got, expected, rtol=1e-4, atol=1e-5 * scale
+        ):
+            log.warning(
+                "the NumPy replay disagrees with TensorFlow on this model; using TensorFlow only"
+            )
+            return None
+        return forward
+
+    def _probe_batch(self, rows: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Values spread over each numeric feature's range, every category and unseen ones."""
+        rng = np.random.default_rng(0)
+        xn = np.empty((rows, len(self.plan.numeric)), np.float32)
+        for j, st in enumerate(self.plan.numeric.values()):
+            xn[:, j] = st["mean"] + np.sqrt(st["variance"]) * rng.normal(0, 2, rows)
+        xc = np.empty((rows, len(self.plan.categorical)), object)
+        for j, vocab in enumerate(self.plan.categorical.values()):
+            values = [*vocab, "", "\x00unseen"]
+            xc[:, j] = [values[i % len(values)] for i in range(rows)]
+        return xn, xc
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | os.PathLike[str],
+        *,
+        engine: str = "auto",
+        warmup_batch_sizes: Iterable[int] = WARMUP_BATCH_SIZES,
+    ) -> Predictor:
+        """Loads ``model.keras`` (safe mode) and ``voltpipe_model.json`` and warms the function up.
+
+        Raises:
+            DataError: the folder is not a voltpipe model.
+        """
+        import keras
+
+        path = Path(model_dir)
+        meta = read_model_meta(path)
+        model = keras.models.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
+        registry_meta = path / REGISTRY_METADATA_FILE
+        info = json.loads(registry_meta.read_text()) if registry_meta.exists() else {}
+        predictor = cls(
+            model,
+            meta,
+            name=str(info.get("name") or path.name),
+            version=info.get("version"),
+            engine=engine,
+        )
+        predictor.warm_up(warmup_batch_sizes)
+        return predictor
+
+    def warm_up(self, batch_sizes: Iterable[int] = WARMUP_BATCH_SIZES) -> None:
+        """Runs a few batches through both paths so the first requests pay no first-call costs."""
+        row: dict[str, Any] = {n: st["mean"] for n, st in self.plan.numeric.items()}
+        row |= {n: (vocab[0] if vocab else "") for n, vocab in self.plan.categorical.items()}
+        for size in batch_sizes:
+            xn, xc = instances_to_arrays([row] * size, self.plan)
+            for _ in range(3):
+                self.predict([row] * size)
+                self._tf_outputs(xn, xc)
+
+    def predict(self, instances: list[dict[str, Any]]) -> list[Any]:
+        """Predictions for JSON-like instances, in the server's response format.
+
+        Regression: a number per instance. Classification: ``{"class": label, "probabilities":
+        {label: p, ...}}`` per instance.
+
+        Raises:
+            RequestError: a missing or bad feature value (names the feature and instance index).
+        """
+        return self.format(self.predict_arrays(*instances_to_arrays(instances, self.plan)))
+
+    def predict_arrays(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """Raw outputs for packed inputs (see ``validation.instances_to_arrays``).
+
+        Returns:
+            (n,) values for regression, (n, classes) probabilities for classification.
+        """
+        if self._forward is not None and len(numeric) <= self.numpy_max_rows:
+            out = self._forward(numeric, categorical)
+        else:
+            out = self._tf_outputs(numeric, categorical)
+        return out.reshape(-1) if self.task == "regression" else out
+
+    def _tf_outputs(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        tf = self._tf
+        return self._fn(
+            tf.constant(numeric, tf.float32), tf.constant(categorical, tf.string)
+        ).numpy()
+
+    def predict_columns(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Raw outputs for (n, 1) feature columns by name, as ``features.model_inputs`` makes them."""
+        n = len(next(iter(columns.values())))
+        numeric = [columns[name] for name in self.plan.numeric]
+        categorical = [columns[name] for name in self.plan.categorical]
+        xn = np.hstack(numeric) if numeric else np.empty((n, 0), np.float32)
+        xc = np.hstack(categorical) if categorical else np.empty((n, 0), object)
+        return self.predict_arrays(xn, xc)
+
+    def predict_table(self, table: Any, *, batch_rows: int = BATCH_ROWS) -> np.ndarray:
+        """Raw outputs for an Arrow table, in batches of `batch_rows` (the batch path).
+
+        Raises:
+            DataError: a feature column is missing or unusable (see ``model_inputs``).
+        """
+        outs = [
+            self.predict_columns(model_inputs(table.slice(start, batch_rows), self.plan))
+            for start in range(0, table.num_rows, batch_rows)
+        ]
+        if not outs:
+            width = () if self.task == "regression" else (len(self.classes or []),)
+            return np.zeros((0, *width), dtype=np.float32)
+        return np.concatenate(outs)
+
+    def format(self, outputs: np.ndarray) -> list[Any]:
+        """Raw outputs to the response's ``predictions`` list."""
+        if self.task == "regression":
+            return outputs.astype(np.float64).tolist()
+        classes = self.classes or []
+        rows = outputs.astype(np.float64).tolist()
+        best = outputs.argmax(axis=1).tolist()
+        return [
+            {"class": classes[b], "probabilities": dict(zip(classes, p, strict=True))}
+            for b, p in zip(best, rows, strict=True)
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is and takes: for the server's ``GET /``."""
+        return {
+            "model": self.name,
+            "version": self.version,
+            "task": self.task,
+            "classes": self.classes,
+            "features": {
+                **{n: "number" for n in self.plan.numeric},
+                **{n: "string" for n in self.plan.categorical},
+            },
+        }
+
+
+def resolve_model_dir(
+    uri: str | os.PathLike[str], *, download_to: str | os.PathLike[str] | None = None
+) -> Path:
+    """A local model folder for `uri`: a path, ``file://PATH``, or ``gs://BUCKET/PREFIX``.
+
+    ``gs://`` folders are copied to `download_to` (a temporary folder by default) when
+    google-cloud-storage is installed and has credentials.
+
+    Raises:
+        ConfigError: the folder does not exist, or a ``gs://`` URI cannot be fetched.
+    """
+    text = os.fspath(uri)
+    if text.startswith("gs://"):
+        return _download_gcs(text, download_to)
+    path = Path(text.removeprefix("file://"))
+    if not path.is_dir():
+        raise ConfigError(f"model folder {text!r} does not exist")
+    return path
+
+
+def _download_gcs(uri: str, download_to: str | os.PathLike[str] | None) -> Path:
+    try:
+        from google.cloud import storage
+    except ImportError:
+        raise ConfigError(
+            f"model URI {uri!r} is on Cloud Storage but google-cloud-storage is not installed; "
+            "install it, or copy the folder locally and pass its path"
+        ) from None
+    import tempfile
+
+    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    target = Path(download_to) if download_to else Path(tempfile.mkdtemp(prefix="voltpipe-model-"))
+    try:
+        blobs: Sequence[Any] = list(storage.Client().list_blobs(bucket_name, prefix=prefix))
+        for blob in blobs:
+            rel = blob.name[len(prefix) :]
+            if not rel or rel.endswith("/"):
+                continue
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            blob.download_to_filename(str(dest))
+    except Exception as exc:  # auth, network, permissions: one readable message
+        raise ConfigError(f"could not copy model {uri!r} from Cloud Storage: {exc}") from exc
+    if not blobs:
+        raise ConfigError(f"model URI {uri!r} holds no files")
+    return target

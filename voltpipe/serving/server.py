@@ -1,0 +1,352 @@
+"""The prediction server: Vertex AI's custom-container contract as a small ASGI app on uvicorn.
+
+Routes: POST `predict_route` ``{"instances": [...]}`` -> ``{"predictions": [...]}``; GET
+`health_route` -> 200 once the model is loaded and warm (503 before); GET ``/`` -> what the model
+is and takes. Client mistakes get a 4xx ``{"error": "..."}`` naming the field.
+
+The app is plain ASGI rather than FastAPI: with three fixed routes and hand-rolled request checks,
+a framework would add per-request work and a dependency (FastAPI was not benchmarked against it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from voltpipe.errors import ConfigError
+from voltpipe.serving.predictor import Predictor, resolve_model_dir
+from voltpipe.serving.validation import RequestError, parse_instances
+
+log = logging.getLogger("voltpipe.serving")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Bodies up to this size are parsed and predicted on the event loop: a thread hop costs more
+# than the work. Larger ones go to a worker thread so health checks stay answered meanwhile.
+INLINE_MAX_BODY_BYTES = 16_384
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class PredictionApp:
+    """The ASGI app. Build it with `create_app`."""
+
+    def __init__(
+        self,
+        predictor: Predictor | Callable[[], Predictor],
+        *,
+        predict_route: str,
+        health_route: str,
+        max_instances: int,
+        max_body_bytes: int,
+        noop_route: str | None = None,
+        inline_max_body_bytes: int = INLINE_MAX_BODY_BYTES,
+    ) -> None:
+        for what, route in (("predict route", predict_route), ("health route", health_route)):
+            if not route.startswith("/"):
+                raise ConfigError(f"{what} {route!r} must start with '/'")
+        if predict_route == health_route:
+            raise ConfigError(
+                f"the predict and health routes are both {predict_route!r}; they must differ"
+            )
+        self.predict_route = predict_route
+        self.health_route = health_route
+        self.noop_route = noop_route
+        self.max_instances = max_instances
+        self.max_body_bytes = max_body_bytes
+        self.inline_max_body_bytes = inline_max_body_bytes
+        self.predictor: Predictor | None = predictor if isinstance(predictor, Predictor) else None
+        self._loader = None if isinstance(predictor, Predictor) else predictor
+        self.load_error: BaseException | None = None
+        self.on_load_error: Callable[[BaseException], None] | None = None
+        self._noop_response = json.dumps({"predictions": [0.0]}).encode()
+
+    # -- ASGI entry ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.predictor is not None:
+                    _freeze_heap()
+                elif self._loader is not None:
+                    # Load in the background: the port opens at once (Vertex's liveness probe is a
+                    # TCP connect) and the health route answers 503 until the model is warm.
+                    threading.Thread(
+                        target=self._load, name="voltpipe-model-loader", daemon=True
+                    ).start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _load(self) -> None:
+        assert self._loader is not None
+        try:
+            predictor = self._loader()
+        except BaseException as exc:
+            self.load_error = exc
+            log.error("the model failed to load: %s", exc)
+            if self.on_load_error is not None:
+                self.on_load_error(exc)
+            return
+        _freeze_heap()
+        self.predictor = predictor
+        log.info(
+            "model %s (version %s, %s) loaded and warm",
+            predictor.name,
+            predictor.version,
+            predictor.task,
+        )
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        try:
+            if path == self.predict_route:
+                if method != "POST":
+                    raise _method_not_allowed(path, method, "POST")
+                predictor = self._ready()
+                body = await self._read_body(scope, receive)
+                if len(body) <= self.inline_max_body_bytes:
+                    response = self._predict(predictor, body)
+                else:
+                    response = await asyncio.get_running_loop().run_in_executor(
+                        None, self._predict, predictor, body
+                    )
+                await _respond(send, 200, response)
+            elif path == self.health_route:
+                if method not in ("GET", "HEAD"):
+                    raise _method_not_allowed(path, method, "GET, HEAD")
+                self._ready()
+                await _respond(send, 200, b'{"status": "ok"}', head=method == "HEAD")
+            elif path == self.noop_route:
+                # Same stack, no model: the benchmark's floor for the predict route.
+                if method != "POST":
+                    raise _method_not_allowed(path, method, "POST")
+                json.loads(await self._read_body(scope, receive))
+                await _respond(send, 200, self._noop_response)
+            elif path == "/":
+                if method not in ("GET", "HEAD"):
+                    raise _method_not_allowed(path, method, "GET, HEAD")
+                await _respond(
+                    send, 200, json.dumps(self._ready().describe()).encode(), head=method == "HEAD"
+                )
+            else:
+                raise RequestError(
+                    404, f"no route {path}; predictions are at POST {self.predict_route}"
+                )
+        except RequestError as exc:
+            headers = [(b"allow", exc.allow.encode())] if isinstance(exc, _MethodNotAllowed) else []
+            await _respond(send, exc.status, json.dumps({"error": exc.message}).encode(), headers)
+        except Exception as exc:  # a bug, not the client's fault: log it, answer 500
+            log.exception("%s %s failed", method, path)
+            await _respond(
+                send,
+                500,
+                json.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}).encode(),
+            )
+
+    def _ready(self) -> Predictor:
+        if self.predictor is None:
+            state = f"failed to load: {self.load_error}" if self.load_error else "is loading"
+            raise RequestError(503, f"the model {state}")
+        return self.predictor
+
+    def _predict(self, predictor: Predictor, body: bytes) -> bytes:
+        instances = parse_instances(body, max_instances=self.max_instances)
+        return json.dumps({"predictions": predictor.predict(instances)}).encode()
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                raise self._too_large(int(value))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError(
+                    400, "the client closed the connection before sending the whole body"
+                )
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large(size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, size: int) -> RequestError:
+        return RequestError(
+            413,
+            f"request body is {size} bytes or more, over the limit of {self.max_body_bytes}; send fewer instances",
+        )
+
+
+def _freeze_heap() -> None:
+    # TensorFlow and the model leave ~10^6 long-lived objects; without freezing them, every
+    # full collection walks them all and shows up as latency spikes on requests.
+    gc.collect()
+    gc.freeze()
+
+
+class _MethodNotAllowed(RequestError):
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(405, message)
+        self.allow = allow
+
+
+def _method_not_allowed(path: str, method: str, allow: str) -> _MethodNotAllowed:
+    return _MethodNotAllowed(f"method {method} is not allowed on {path}; use {allow}", allow)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    head: bool = False,
+) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def create_app(
+    predictor: Predictor | Callable[[], Predictor],
+    *,
+    predict_route: str = "/predict",
+    health_route: str = "/health",
+    max_instances: int = 1000,
+    max_body_bytes: int = 1_500_000,
+    noop_route: str | None = None,
+) -> PredictionApp:
+    """The ASGI app serving `predictor`.
+
+    Args:
+        predictor: a loaded predictor, or a function returning one; a function is called in a
+            background thread at startup and the health route answers 503 until it returns.
+        predict_route, health_route: paths (Vertex passes them as AIP_PREDICT_ROUTE and
+            AIP_HEALTH_ROUTE).
+        max_instances: more instances in one request is a 413.
+        max_body_bytes: a larger body is a 413 (Vertex's own limit is 1.5 MB).
+        noop_route: if set, a POST route that parses the body and returns a constant (benchmarks).
+
+    Raises:
+        ConfigError: a route does not start with '/', or the two routes are the same.
+    """
+    return PredictionApp(
+        predictor,
+        predict_route=predict_route,
+        health_route=health_route,
+        max_instances=max_instances,
+        max_body_bytes=max_body_bytes,
+        noop_route=noop_route,
+    )
+
+
+def serve(
+    model_dir: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    predict_route: str = "/predict",
+    health_route: str = "/health",
+    max_instances: int = 1000,
+    max_body_bytes: int = 1_500_000,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Serves the model in `model_dir` until interrupted (blocking).
+
+    The port opens at once; the model loads in the background and the health route turns 200
+    when it is warm. If loading fails, the server stops and the error is raised.
+
+    Args:
+        model_dir: a model folder (``model.keras`` + ``voltpipe_model.json``), ``file://`` URI,
+            or ``gs://`` URI (copied locally; needs google-cloud-storage).
+        access_log: log every request (costs a little latency per request).
+
+    Raises:
+        ConfigError: a bad route, or the model folder does not exist.
+        DataError: the folder is not a voltpipe model, or the model fails to load.
+    """
+    import uvicorn
+
+    from voltpipe.modelling.train import read_model_meta
+
+    path = resolve_model_dir(model_dir)
+    read_model_meta(path)  # fail now, before binding the port, if it is not a model folder
+    app = create_app(
+        lambda: Predictor.from_dir(path),
+        predict_route=predict_route,
+        health_route=health_route,
+        max_instances=max_instances,
+        max_body_bytes=max_body_bytes,
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    app.on_load_error = lambda _exc: setattr(server, "should_exit", True)
+    log.info(
+        "serving %s on http://%s:%s%s (health %s)", path, host, port, predict_route, health_route
+    )
+    server.run()
+    if app.load_error is not None:
+        raise app.load_error
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve` arguments from Vertex AI's container environment (AIP_* variables).
+
+    Raises:
+        ConfigError: AIP_STORAGE_URI is unset, or AIP_HTTP_PORT is not a port number.
+    """
+    uri = environ.get("AIP_STORAGE_URI", "").strip()
+    if not uri:
+        raise ConfigError(
+            "AIP_STORAGE_URI is not set: it must name the model folder (a path, file:// or gs:// URI)"
+        )
+    port_text = environ.get("AIP_HTTP_PORT", "8080")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"AIP_HTTP_PORT={port_text!r} is not a port number (1-65535)")
+    return {
+        "model_dir": uri,
+        # Vertex requires listening on all interfaces inside the container.
+        "host": environ.get("VOLTPIPE_SERVING_HOST", "0.0.0.0"),
+        "port": int(port_text),
+        "predict_route": environ.get("AIP_PREDICT_ROUTE") or "/predict",
+        "health_route": environ.get("AIP_HEALTH_ROUTE") or "/health",
+    }
+
+
+def serve_from_env(environ: Mapping[str, str] | None = None) -> None:
+    """The container entrypoint: reads AIP_* variables (here and only here) and calls `serve`."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(**settings_from_env(os.environ if environ is None else environ))
