@@ -170,3 +170,34 @@ def test_demo_run_summary_json_contract(tmp_path: Path, wind_config: Path) -> No
     assert data["status"] == "succeeded" and set(data["metrics"]["test"]) == {"rmse", "mae", "r2"}
     assert Path(data["model"]["uri"], "model.keras").exists()
     assert "test rmse" in result.stdout and data["model"]["uri"] in result.stdout.replace("\n", "")
+
+
+def test_failed_run_posts_an_alert_and_a_structured_log_line(
+    tmp_path: Path, equipment_warehouse: Path
+) -> None:
+    import http.server
+    import threading
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        body = BASE.format(wh=equipment_warehouse).replace("assets.transformers", "assets.gone")
+        body += f"monitoring: {{alerts: {{webhook_url: 'http://127.0.0.1:{server.server_port}/hook'}}}}\n"
+        result = voltpipe("run", "training", "--config", str(write_config(tmp_path, body)))
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    line = next(json.loads(x) for x in result.stdout.splitlines() if '"voltpipe_event"' in x)
+    assert line["voltpipe_event"] == "run_failed" and "assets.gone" in line["error"]
+    assert received and "assets.gone" in json.dumps(received[0])

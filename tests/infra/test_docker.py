@@ -121,7 +121,7 @@ def test_no_entrypoint_so_kfp_commands_run_unchanged() -> None:
 
 def test_default_command_serves_on_vertex_port() -> None:
     cmds = [args for keyword, args in FINAL if keyword == "CMD"]
-    assert cmds and "voltpipe" in cmds[-1] and "serve" in cmds[-1]
+    assert cmds and "voltpipe.serving" in cmds[-1]
     assert any(keyword == "EXPOSE" and "8080" in args for keyword, args in FINAL)
 
 

@@ -117,3 +117,34 @@ def test_compiled_pipeline_loads_with_kfp(tmp_path: Path, wind_config: Path) -> 
     spec = yaml.safe_load(out.read_text())
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"europe-west1-docker.pkg.dev/p/voltpipe/voltpipe:9.9"}
+
+
+def test_the_same_pipeline_on_bigquery_through_the_wire(
+    wind_config: Path, wind_warehouse: Path
+) -> None:
+    """warehouse: bigquery://p, served by the wire-level BigQuery test server (REST + Storage Read)."""
+    from voltpipe.testing.bigquery_server import BigQueryTestServer
+
+    with BigQueryTestServer(wind_warehouse, project="p", location="EU") as srv:
+        cfg = load_config(
+            wind_config,
+            [
+                "warehouse=bigquery://p",
+                f"bigquery.api_endpoint={srv.endpoint}",
+                f"bigquery.read_api_endpoint={srv.read_api_endpoint}",
+                "bigquery.location=EU",
+                "bigquery.labels={team: energy}",
+                "name=wind-bq",
+            ],
+        )
+        summary = run_local("training", cfg, cache=False)
+        jobs = srv.job_requests()
+        reads = srv.grpc_requests("CreateReadSession")
+    assert summary["status"] == "succeeded" and summary["metrics"]["test"]["r2"] > 0.5
+    real = [j for j in jobs if not j["configuration"].get("dryRun")]
+    assert len(reads) == 3  # one Storage Read session per split
+    assert real, "the extraction ran a query job"
+    query = real[-1]["configuration"]["query"]
+    assert query["queryParameters"][0]["parameterType"]["type"] == "TIMESTAMP"
+    assert real[-1]["configuration"]["labels"] == {"team": "energy"}
+    assert real[-1]["jobReference"]["location"] == "EU"

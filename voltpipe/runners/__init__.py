@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from voltpipe.config import VoltpipeConfig
-from voltpipe.errors import ConfigError
+from voltpipe.errors import ConfigError, VoltpipeError
 
 TARGETS = ("local", "vertex", "kfp")
 
@@ -36,7 +36,11 @@ def run_pipeline(
             )
         from voltpipe.runners.local import run_local
 
-        return run_local(name, cfg, cache=cache, debug=debug)
+        try:
+            return run_local(name, cfg, cache=cache, debug=debug)
+        except VoltpipeError as exc:
+            _alert_failure(cfg, name, exc)
+            raise
     from voltpipe.runners.templates import compile_template, resolve_template
 
     template_path, template_uri = None, None
@@ -63,3 +67,15 @@ def run_pipeline(
     if template_uri is None:
         template_path = compile_template(name, cfg, cfg.workdir / "templates" / f"{name}.yaml")
     return submit_kfp(cfg, name, template_path, cache=cache, wait=wait, template_uri=template_uri)
+
+
+def _alert_failure(cfg: VoltpipeConfig, name: str, exc: Exception) -> None:
+    """A structured log line and, when configured, a webhook post for a failed run."""
+    alerts = cfg.monitoring.alerts
+    if "failure" not in alerts.on:
+        return
+    from voltpipe.monitoring.alerts import notify, structured_log_line
+
+    event = {"model": cfg.name, "pipeline": name, "error": str(exc)}
+    structured_log_line("run_failed", event)
+    notify(alerts.webhook_url, event="run_failed", summary=event)
