@@ -17,11 +17,15 @@ def validate(
     report: dsl.Output[dsl.Markdown],
     features: list = [],  # noqa: B006 - KFP parameter defaults must be literals
     expected_schema: dict = {},  # noqa: B006
+    registry_uri: str = "",
+    model_name: str = "",
 ):
     """Computes statistics per split, validates them, and writes a readable report.
 
     Fails (listing every problem) on an empty split, a missing, all-null or constant label,
-    a single class, missing or all-null features, NaN/inf values, or schema violations.
+    a single class, missing or all-null features, NaN/inf values, or schema violations
+    against `expected_schema`, or else the schema stored with the champion of `model_name`
+    in `registry_uri` (when both are given).
     """
     from voltpipe.data.io import write_json_atomic, write_text_atomic
     from voltpipe.data.validation import compute_statistics, infer_schema, render_report
@@ -29,6 +33,15 @@ def validate(
     from voltpipe.errors import exit_on_user_error
 
     with exit_on_user_error():
+        if not expected_schema and registry_uri and model_name:
+            from voltpipe.registry import open_registry
+
+            champion = open_registry(registry_uri).get(model_name)
+            if champion is not None and champion.metadata.get("schema"):
+                expected_schema = champion.metadata["schema"]
+                print(
+                    f"voltpipe: validating against the schema of {model_name} v{champion.version}"
+                )
         stats = {
             name: compute_statistics(art.path)
             for name, art in (("train", train), ("valid", valid), ("test", test))

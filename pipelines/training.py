@@ -50,6 +50,10 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         tracking_uri: str = cfg.tracking_uri,
         warehouse_options: dict = bigquery,
         reference_rows: int = cfg.monitoring.reference_sample_rows,
+        expected_schema: dict = cfg.validation.schema_ or {},
+        champion_schema_registry: str = cfg.registry_uri
+        if cfg.validation.compare_with_champion
+        else "",
     ) -> Outputs:
         data = ops["extract"](
             warehouse=warehouse,
@@ -65,6 +69,9 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             label=label,
             task=task,
             features=features,
+            expected_schema=expected_schema,
+            registry_uri=champion_schema_registry,
+            model_name=model_name,
         ).set_display_name("validate")
         trained = (
             ops["train"](

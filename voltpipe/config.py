@@ -206,6 +206,13 @@ class TuningConfig(_Strict):
         return v
 
 
+class ValidationConfig(_Strict):
+    """Data validation: against a schema given here, or the one stored with the champion."""
+
+    compare_with_champion: bool = True
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+
+
 class GateConfig(_Strict):
     """Champion/challenger gate: the challenger must beat the champion on `metric`."""
 
@@ -336,6 +343,7 @@ class VoltpipeConfig(_Strict):
     deploy: DeployConfig = DeployConfig()
     tracking: TrackingConfig = TrackingConfig()
     bigquery: BigQueryConfig = BigQueryConfig()
+    validation: ValidationConfig = ValidationConfig()
     vertex: VertexConfig = VertexConfig()
     kfp: KfpConfig = KfpConfig()
     serving: ServingConfig = ServingConfig()

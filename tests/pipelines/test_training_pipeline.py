@@ -148,3 +148,15 @@ def test_the_same_pipeline_on_bigquery_through_the_wire(
     assert query["queryParameters"][0]["parameterType"]["type"] == "TIMESTAMP"
     assert real[-1]["configuration"]["labels"] == {"team": "energy"}
     assert real[-1]["jobReference"]["location"] == "EU"
+
+
+def test_data_is_validated_against_the_champions_schema(wind_config: Path) -> None:
+    cfg = load_config(wind_config)
+    run_local("training", cfg, cache=True)
+    changed_query = (
+        "SELECT ts, turbine_id, wind_speed_ms, air_density_kgm3, rotor_speed_rpm, power_kw "
+        "FROM scada.turbine WHERE ts < @cutoff AND status = 'ok'"
+    )
+    with pytest.raises(PipelineError, match="not in the schema: rotor_speed_rpm"):
+        run_local("training", load_config(wind_config, [f"query={changed_query}"]), cache=False)
+    assert open_registry(cfg.registry_uri).get("wind-test").version == "1"
