@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 from kfp.dsl.base_component import BaseComponent
+from voltpipe.components.deploy import deploy
 from voltpipe.components.drift import drift
 from voltpipe.components.evaluate import evaluate
 from voltpipe.components.extract import extract
@@ -20,6 +21,7 @@ from voltpipe.components.validate import validate
 
 __all__ = [
     "CATALOGUE",
+    "deploy",
     "drift",
     "evaluate",
     "extract",
@@ -37,6 +39,7 @@ CATALOGUE: dict[str, BaseComponent] = {
     "train": train,
     "evaluate": evaluate,
     "register": register,
+    "deploy": deploy,
     "extract_window": extract_window,
     "drift": drift,
     "keep_champion": keep_champion,

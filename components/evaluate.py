@@ -33,7 +33,8 @@ def evaluate(
         result = evaluate_challenger(
             model.path,
             test_data.path,
-            champion_dir=champion.uri if champion else None,
+            # On Vertex a registered version lives in gs://, mounted at /gcs/ in the step.
+            champion_dir=champion.uri.replace("gs://", "/gcs/", 1) if champion else None,
             champion_version=champion.version if champion else None,
             metric=gate_metric,
             min_improvement=min_improvement,

@@ -7,7 +7,16 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
-from voltpipe.components import evaluate, extract, register, train, validate, with_image
+from voltpipe.components import (
+    deploy,
+    evaluate,
+    extract,
+    keep_champion,
+    register,
+    train,
+    validate,
+    with_image,
+)
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.sql import one_line
@@ -19,7 +28,21 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
     With `retraining` (the monitoring pipeline's branch), train, evaluate and register never
     reuse cached results: drift was found, so a retrain must really happen.
     """
-    ops = {c.name: with_image(c, cfg.image) for c in (extract, validate, train, evaluate, register)}
+    ops = {
+        c.name: with_image(c, cfg.image)
+        for c in (extract, validate, train, evaluate, register, deploy, keep_champion)
+    }
+    deploy_params = cfg.deploy.model_dump(exclude={"gate"}, exclude_none=True)
+    vertex_params = {
+        k: v
+        for k, v in {
+            "project": cfg.vertex.project,
+            "location": cfg.vertex.location,
+            "api_endpoint": cfg.vertex.api_endpoint,
+            "labels": cfg.vertex.labels,
+        }.items()
+        if v is not None
+    }
     bigquery = cfg.bigquery.model_dump(exclude_none=True)
     split = cfg.split.model_dump(exclude_none=True)
     split["fractions"] = list(split["fractions"])
@@ -54,6 +77,9 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         champion_schema_registry: str = cfg.registry_uri
         if cfg.validation.compare_with_champion
         else "",
+        deploy_target: str = cfg.deploy.target,
+        deploy_params: dict = deploy_params,
+        vertex_params: dict = vertex_params,
     ) -> Outputs:
         data = ops["extract"](
             warehouse=warehouse,
@@ -114,6 +140,21 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         ).set_display_name("register")
         if retraining:
             registered.set_caching_options(False)
+        # A model that fails the gate is never deployed. (The Else branch is also what lets
+        # kfp.local 2.17 resolve the condition: a lone dsl.If is skipped there.)
+        with dsl.If(evaluated.outputs["promote"] == True, name="promoted"):  # noqa: E712
+            ops["deploy"](
+                registration=registered.outputs["registration"],
+                registry_uri=registry_uri,
+                model_name=model_name,
+                target=deploy_target,
+                deploy_params=deploy_params,
+                vertex_params=vertex_params,
+            ).set_display_name("deploy").set_caching_options(False)
+        with dsl.Else(name="not-promoted"):
+            ops["keep-champion"](registry_uri=registry_uri, model_name=model_name).set_display_name(
+                "keep-champion"
+            ).set_caching_options(False)
         return Outputs(
             metrics=evaluated.outputs["metrics"],
             evaluation=evaluated.outputs["evaluation"],

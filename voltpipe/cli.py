@@ -326,7 +326,7 @@ def serve(
       voltpipe serve --model .voltpipe/registry/wind-power/versions/3 --port 9000
     """
 
-    def resolve() -> tuple[str, Any]:
+    def resolve() -> tuple[str, Any, Any]:
         from voltpipe.errors import ConfigError
         from voltpipe.registry import open_registry, parse_model_ref
 
@@ -335,16 +335,20 @@ def serve(
         if ref.path is not None:
             if not ref.path.is_dir():
                 raise ConfigError(f"--model {model}: no such model folder")
-            return str(ref.path), cfg
+            return str(ref.path), cfg, None
         found = open_registry(cfg.registry_uri).get(ref.name or "", ref.selector)
         if found is None:
             raise ConfigError(
                 f"--model {model}: no version {ref.selector!r} of model {ref.name!r} "
                 f"in the registry at {cfg.registry_uri}"
             )
-        return found.uri, cfg
+        from voltpipe.deploy.local import registry_source
 
-    model_dir, cfg = _guard(debug, resolve)
+        # A server started from the registry follows its alias: a new champion is loaded,
+        # warmed and swapped in without downtime (a broken one is refused, the old one stays).
+        return found.uri, cfg, registry_source(cfg.registry_uri, ref.name or "", ref.selector)
+
+    model_dir, cfg, source = _guard(debug, resolve)
     from voltpipe.serving import serve as run_server
 
     s = cfg.serving
@@ -358,6 +362,7 @@ def serve(
             port=p,
             max_instances=s.max_instances,
             max_body_bytes=s.max_body_bytes,
+            source=source,
         ),
     )
 

@@ -230,6 +230,10 @@ class DeployConfig(_Strict):
     machine_type: str = "n1-standard-2"
     min_replicas: int = Field(1, ge=1)
     max_replicas: int = Field(1, ge=1)
+    target: Literal["local", "vertex"] = "local"  # vertex needs a vertex:// registry
+    health_check: bool = True  # predict sample rows after deploying; roll back if it fails
+    health_check_attempts: int = Field(3, ge=1)
+    deploy_timeout_seconds: float | None = Field(None, gt=0)  # Vertex deployModel request
 
 
 class ServingConfig(_Strict):
@@ -448,6 +452,20 @@ class VoltpipeConfig(_Strict):
 
     @property
     def registry_uri(self) -> str:
+        """The local registry under the work dir; the Vertex AI Model Registry when
+        ``deploy.target`` is ``vertex``."""
+        if self.deploy.target == "vertex":
+            from voltpipe.registry.vertex import vertex_registry_uri
+
+            if not self.vertex.project:
+                raise ConfigError("vertex.project is not set: needed for the Vertex AI Model Registry")
+            return vertex_registry_uri(
+                self.vertex.project,
+                self.vertex.location,
+                image=self.image,
+                api_endpoint=self.vertex.api_endpoint,
+                labels=self.vertex.labels,
+            )
         return str((self.workdir / "registry").resolve())
 
     @property

@@ -191,4 +191,14 @@ def test_with_image_sets_the_container_image_without_touching_the_original() -> 
 
 
 def test_catalogue_lists_every_component() -> None:
-    assert list(CATALOGUE) == ["extract", "validate", "train", "evaluate", "register"]
+    assert list(CATALOGUE) == [
+        "extract",
+        "validate",
+        "train",
+        "evaluate",
+        "register",
+        "deploy",
+        "extract_window",
+        "drift",
+        "keep_champion",
+    ]

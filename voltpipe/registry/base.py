@@ -54,9 +54,12 @@ class Registry(Protocol):
 
 
 def open_registry(uri: str) -> Registry:
-    """Returns the registry for `uri`: a local folder (the default)."""
+    """Returns the registry for `uri`: a local folder (the default), or the Vertex AI Model
+    Registry for ``vertex://PROJECT/LOCATION[?image=IMAGE&...]`` (see `registry.vertex`)."""
     if uri.startswith("vertex://"):
-        raise ConfigError("the Vertex AI Model Registry backend is not available in this version")
+        from voltpipe.registry.vertex import VertexRegistry, parse_vertex_uri
+
+        return VertexRegistry(**parse_vertex_uri(uri))
     from voltpipe.registry.local import LocalRegistry
 
     return LocalRegistry(Path(uri))

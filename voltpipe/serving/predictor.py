@@ -268,7 +268,7 @@ def resolve_model_dir(
 
 def _download_gcs(uri: str, download_to: str | os.PathLike[str] | None) -> Path:
     try:
-        from google.cloud import storage
+        import google.cloud.storage as storage
     except ImportError:
         raise ConfigError(
             f"model URI {uri!r} is on Cloud Storage but google-cloud-storage is not installed; "

@@ -4,6 +4,11 @@ Routes: POST `predict_route` ``{"instances": [...]}`` -> ``{"predictions": [...]
 `health_route` -> 200 once the model is loaded and warm (503 before); GET ``/`` -> what the model
 is and takes. Client mistakes get a 4xx ``{"error": "..."}`` naming the field.
 
+Hot reload: given a `ModelSource` (e.g. a registry alias), a `ModelReloader` thread polls the
+source's watch file (and reacts to SIGHUP), loads and warms the newly selected model beside the
+serving one and swaps it in only once it is ready; a model that fails to load is logged and the
+previous one keeps serving.
+
 The app is plain ASGI rather than FastAPI: with three fixed routes and hand-rolled request checks,
 a framework would add per-request work and a dependency (FastAPI was not benchmarked against it).
 """
@@ -11,12 +16,15 @@ a framework would add per-request work and a dependency (FastAPI was not benchma
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import logging
 import os
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from voltpipe.errors import ConfigError
@@ -68,6 +76,18 @@ class PredictionApp:
         self.load_error: BaseException | None = None
         self.on_load_error: Callable[[BaseException], None] | None = None
         self._noop_response = json.dumps({"predictions": [0.0]}).encode()
+
+    def swap(self, predictor: Predictor) -> Predictor | None:
+        """Serves `predictor` from now on (a loaded, warm one) and returns the one it replaces.
+
+        Requests already running finish on the predictor they started with: each reads
+        `self.predictor` once, and the assignment is atomic.
+        """
+        previous, self.predictor = self.predictor, predictor
+        # Unfreeze so the replaced model's objects can be collected, then freeze the new heap.
+        gc.unfreeze()
+        _freeze_heap()
+        return previous
 
     # -- ASGI entry ---------------------------------------------------------------------------
 
@@ -198,6 +218,113 @@ class PredictionApp:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """Where the served model comes from when it can change (a registry alias, say).
+
+    Attributes:
+        resolve: returns the model folder to serve now.
+        watch: a file whose modification means `resolve` may answer differently (the
+            registry's ``aliases.json``); None: reload only on SIGHUP or `ModelReloader.check`.
+        interval_seconds: how often the watch file is polled.
+    """
+
+    resolve: Callable[[], str | os.PathLike[str]]
+    watch: Path | None = None
+    interval_seconds: float = 2.0
+
+
+class ModelReloader:
+    """Swaps a newly selected model into a running `PredictionApp` without downtime.
+
+    `check` (called by the polling thread, or directly) reloads when the watch file changed or a
+    reload was requested (SIGHUP) and `source.resolve()` names another folder than the one
+    serving. The new model is loaded and warmed while the old one keeps answering; on failure the
+    error is logged, kept in `last_error`, and the old model keeps serving.
+    """
+
+    def __init__(
+        self,
+        app: PredictionApp,
+        source: ModelSource,
+        current: str | os.PathLike[str],
+        *,
+        loader: Callable[[Path], Predictor] | None = None,
+    ) -> None:
+        self.app = app
+        self.source = source
+        self.current = Path(current)
+        self.loader = loader or (lambda path: Predictor.from_dir(path))
+        self.last_error: BaseException | None = None
+        self.reloads = 0
+        self._stamp = self._watch_stamp()
+        self._requested = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _watch_stamp(self) -> tuple[int, int] | None:
+        if self.source.watch is None:
+            return None
+        try:
+            st = os.stat(self.source.watch)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def request(self) -> None:
+        """Asks for a reload at the next check, at once (safe from a signal handler)."""
+        self._requested.set()
+        self._wake.set()
+
+    def check(self) -> bool:
+        """Reloads if the source changed; True if a new model was swapped in."""
+        if self.app.predictor is None:  # still loading the first model: look again later
+            return False
+        stamp = self._watch_stamp()
+        if stamp == self._stamp and not self._requested.is_set():
+            return False
+        self._requested.clear()
+        self._stamp = stamp
+        try:
+            path = Path(os.fspath(self.source.resolve()))
+            if path.resolve() == self.current.resolve():
+                return False
+            log.info("reloading: loading and warming %s", path)
+            predictor = self.loader(path)
+        except Exception as exc:
+            self.last_error = exc
+            log.error("hot reload failed; still serving %s: %s", self.current, exc)
+            return False
+        self.app.swap(predictor)
+        self.current = path
+        self.last_error = None
+        self.reloads += 1
+        log.info("now serving model %s version %s from %s", predictor.name, predictor.version, path)
+        return True
+
+    def start(self) -> ModelReloader:
+        """Starts the polling thread (a daemon)."""
+        self._thread = threading.Thread(
+            target=self._run, name="voltpipe-model-reloader", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.source.interval_seconds)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.check()
+
+
 def _freeze_heap() -> None:
     # TensorFlow and the model leave ~10^6 long-lived objects; without freezing them, every
     # full collection walks them all and shows up as latency spikes on requests.
@@ -272,6 +399,7 @@ def serve(
     max_body_bytes: int = 1_500_000,
     log_level: str = "info",
     access_log: bool = False,
+    source: ModelSource | None = None,
 ) -> None:
     """Serves the model in `model_dir` until interrupted (blocking).
 
@@ -282,6 +410,9 @@ def serve(
         model_dir: a model folder (``model.keras`` + ``voltpipe_model.json``), ``file://`` URI,
             or ``gs://`` URI (copied locally; needs google-cloud-storage).
         access_log: log every request (costs a little latency per request).
+        source: where `model_dir` came from (e.g. a registry alias): the server then hot-reloads
+            when it changes (polling `source.watch`, or on SIGHUP), keeping the old model on
+            failure. See `voltpipe.deploy.local.registry_source`.
 
     Raises:
         ConfigError: a bad route, or the model folder does not exist.
@@ -315,7 +446,17 @@ def serve(
     log.info(
         "serving %s on http://%s:%s%s (health %s)", path, host, port, predict_route, health_route
     )
-    server.run()
+    reloader = ModelReloader(app, source, path).start() if source is not None else None
+    on_hup = None
+    if reloader is not None and threading.current_thread() is threading.main_thread():
+        on_hup = signal.signal(signal.SIGHUP, lambda _sig, _frame: reloader.request())
+    try:
+        server.run()
+    finally:
+        if reloader is not None:
+            reloader.stop()
+        if on_hup is not None:
+            signal.signal(signal.SIGHUP, on_hup)
     if app.load_error is not None:
         raise app.load_error
 

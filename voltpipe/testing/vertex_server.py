@@ -10,7 +10,7 @@ Point the SDK at it with::
         body = srv.find("POST", r"/pipelineJobs$")[0].json
 
 It serves pipeline jobs, schedules, models (upload as a long-running operation, versions,
-aliases), endpoints (create, deploy, undeploy, predict), custom and hyperparameter tuning
+aliases, imported evaluations), endpoints (create, deploy, undeploy, predict), custom and hyperparameter tuning
 jobs, operations, the metadata contexts behind Vertex AI Experiments, and the few Cloud
 Storage JSON calls `PipelineJob.submit` makes (bucket get/create): set the environment variable
 ``STORAGE_EMULATOR_HOST`` to `srv.endpoint` so google-cloud-storage talks to this server.
@@ -85,6 +85,7 @@ class VertexTestServer(RecordingServer):
         self.pipeline_jobs: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, dict[str, Any]] = {}
         self.models: dict[str, dict[str, Any]] = {}  # "models/ID@VERSION" name -> model version
+        self.evaluations: dict[str, dict[str, Any]] = {}  # ".../models/ID@V/evaluations/N"
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.custom_jobs: dict[str, dict[str, Any]] = {}
         self.tuning_jobs: dict[str, dict[str, Any]] = {}
@@ -195,6 +196,7 @@ class VertexTestServer(RecordingServer):
         r("GET", model, self._get_model)
         r("GET", model + ":listVersions", self._list_model_versions)
         r("POST", model + ":mergeVersionAliases", self._merge_aliases)
+        r("POST", model + "/evaluations:import", self._import_evaluation)
         r("DELETE", model, self._delete_model)
         # endpoints
         r("POST", _LOC + r"/endpoints", self._create_endpoint)
@@ -417,6 +419,14 @@ class VertexTestServer(RecordingServer):
                 other["versionAliases"] = [a for a in other.get("versionAliases", []) if a != alias]
             target.setdefault("versionAliases", []).append(alias)
         return target
+
+    def _import_evaluation(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        target = self._resolve_version(m["name"], m["version"])
+        name = f"{m['name']}@{target['versionId']}/evaluations/{self._next_id()}"
+        evaluation = {**(req.json or {}).get("modelEvaluation", {}), "name": name}
+        evaluation["createTime"] = _now()
+        self.evaluations[name] = evaluation
+        return evaluation
 
     def _delete_model(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         if m["version"]:

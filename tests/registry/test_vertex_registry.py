@@ -1,0 +1,157 @@
+"""The Vertex AI Model Registry backend through the real aiplatform SDK, against VertexTestServer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from voltpipe.errors import ConfigError
+from voltpipe.registry import open_registry
+from voltpipe.registry.vertex import VertexRegistry, parse_vertex_uri, vertex_registry_uri
+from voltpipe.testing.vertex_server import VertexTestServer
+
+pytestmark = pytest.mark.integration
+IMAGE = "europe-west1-docker.pkg.dev/my-proj/voltpipe/voltpipe:1"
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexTestServer]:
+    with VertexTestServer() as srv:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", srv.endpoint)
+        yield srv
+
+
+@pytest.fixture
+def registry(server: VertexTestServer, tmp_path: Path) -> VertexRegistry:
+    uri = vertex_registry_uri(
+        "my-proj",
+        "europe-west1",
+        image=IMAGE,
+        api_endpoint=server.endpoint,
+        labels={"team": "energy"},
+        gcs_mount=str(tmp_path / "gcs"),
+    )
+    reg = open_registry(uri)
+    assert isinstance(reg, VertexRegistry)
+    return reg
+
+
+def _model_dir(registry: VertexRegistry, run: str) -> Path:
+    """A model folder as a KFP Model artifact is on Vertex: under the gs:// mount."""
+    path = registry.gcs_mount / "bucket" / "pipeline-root" / run / "model"
+    path.mkdir(parents=True)
+    (path / "voltpipe_model.json").write_text("{}")
+    return path
+
+
+def _lineage(promote: bool) -> dict:
+    return {
+        "task": "regression",
+        "label": "power_kW",
+        "metrics": {"test": {"rmse": 12.5}},
+        "decision": {"promote": promote, "reason": "rmse 12.5 beats 13.0" if promote else "no"},
+        "data_statistics": {"rows": 1000},
+    }
+
+
+def test_register_uploads_versions_under_one_parent(registry, server) -> None:
+    first = registry.register("wind-power", _model_dir(registry, "r1"), _lineage(True))
+    second = registry.register("wind-power", _model_dir(registry, "r2"), _lineage(False))
+
+    assert (first.version, second.version) == ("1", "2")
+    assert first.uri == "gs://bucket/pipeline-root/r1/model"
+    up1, up2 = (r.json for r in server.find("POST", r"/models:upload$"))
+    assert "parentModel" not in up1
+    assert up2["parentModel"] == first.metadata["vertex_model"]
+    m1, m2 = up1["model"], up2["model"]
+    assert m1["displayName"] == "wind-power"
+    assert m1["artifactUri"] == "gs://bucket/pipeline-root/r1/model"
+    assert m1["versionAliases"] == ["champion", "default"]  # promoted: champion and default
+    assert "versionAliases" not in m2  # not promoted: the default stays where it was
+    assert m1["containerSpec"] == {
+        "imageUri": IMAGE,
+        "predictRoute": "/predict",
+        "healthRoute": "/health",
+        "ports": [{"containerPort": 8080}],
+    }
+    assert m1["labels"] == {
+        "team": "energy",
+        "voltpipe-model": "wind-power",
+        "voltpipe-promoted": "true",
+        "voltpipe-task": "regression",
+        "voltpipe-label": "power_kw",
+    }
+    assert m2["labels"]["voltpipe-promoted"] == "false"
+    assert json.loads(m1["description"])["metrics"] == {"test": {"rmse": 12.5}}
+    assert m1["versionDescription"] == "rmse 12.5 beats 13.0"
+    # The test metrics are imported as each version's model evaluation.
+    evaluation, _ = server.find("POST", r"/evaluations:import$")
+    assert evaluation.path.endswith(f"{first.metadata['vertex_model']}@1/evaluations:import")
+    assert evaluation.json["modelEvaluation"]["metrics"] == {"rmse": 12.5}
+    assert evaluation.json["modelEvaluation"]["metricsSchemaUri"].endswith(
+        "regression_metrics_1.0.0.yaml"
+    )
+    assert first.metadata["vertex_evaluation"].startswith(f"{first.metadata['vertex_model']}@1/")
+    # The full lineage is stored next to the model, with the version Vertex gave it.
+    stored = json.loads(
+        (registry.gcs_mount / "bucket/pipeline-root/r1/model/metadata.json").read_text()
+    )
+    assert stored["version"] == "1"
+    assert stored["data_statistics"] == {"rows": 1000}
+
+
+def test_aliases_get_and_versions(registry, server) -> None:
+    registry.register("wind-power", _model_dir(registry, "r1"), _lineage(True))
+    registry.register("wind-power", _model_dir(registry, "r2"), _lineage(False))
+    assert registry.get("wind-power").version == "1"  # champion
+
+    registry.set_alias("wind-power", "champion", "2")
+    [merge] = server.find("POST", r":mergeVersionAliases$")
+    assert merge.path.endswith("@2:mergeVersionAliases")
+    assert merge.json["versionAliases"] == ["champion", "default"]
+    champion = registry.get("wind-power", "champion")
+    assert champion.version == "2"
+    assert champion.uri == "gs://bucket/pipeline-root/r2/model"
+    assert champion.metadata["decision"]["promote"] is False
+    assert set(champion.aliases) == {"champion", "default"}
+
+    registry.set_alias("wind-power", "staging", "1")
+    registry.remove_alias("wind-power", "staging", "1")
+    assert registry.get("wind-power", "staging") is None
+
+    versions = registry.versions("wind-power")
+    assert [(v.version, set(v.aliases)) for v in versions] == [
+        ("1", set()),
+        ("2", {"champion", "default"}),
+    ]
+    assert registry.get("wind-power", "7") is None
+    assert registry.get("solar") is None
+    assert registry.versions("solar") == []
+
+
+def test_metadata_falls_back_to_the_description(registry, tmp_path) -> None:
+    version = registry.register("wind-power", _model_dir(registry, "r1"), _lineage(True))
+    (registry.gcs_mount / "bucket/pipeline-root/r1/model/metadata.json").unlink()
+    meta = registry.get("wind-power", version.version).metadata
+    assert meta["metrics"] == {"test": {"rmse": 12.5}}
+    assert meta["vertex_model_version"].endswith("@1")
+
+
+def test_local_folders_and_bad_uris_are_config_errors(registry, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not on Cloud Storage"):
+        registry.register("wind-power", tmp_path, _lineage(True))
+    with pytest.raises(ConfigError, match="vertex://PROJECT/LOCATION"):
+        open_registry("vertex://my-proj")
+    with pytest.raises(ConfigError, match="unknown option 'colour'"):
+        parse_vertex_uri("vertex://p/l?colour=blue")
+    with pytest.raises(ConfigError, match="not in the Vertex AI Model Registry"):
+        registry.set_alias("solar", "champion", "1")
+    assert parse_vertex_uri("vertex://p/europe-west4?image=i&label.a=b") == {
+        "project": "p",
+        "location": "europe-west4",
+        "image": "i",
+        "labels": {"a": "b"},
+    }

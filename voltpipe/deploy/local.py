@@ -1,0 +1,183 @@
+"""Deploying a registered version locally: smoke-test it, then point ``champion`` at it.
+
+A server started with ``voltpipe serve --model NAME@champion`` and `registry_source` follows the
+alias (hot reload, see `voltpipe.serving.server.ModelReloader`), so moving the alias is the
+deployment; a version that fails its smoke test never gets (or keeps) the alias.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from voltpipe.errors import ConfigError, DataError
+from voltpipe.registry.base import CHAMPION, open_registry
+from voltpipe.registry.local import LocalRegistry
+from voltpipe.serving.server import ModelSource
+
+log = logging.getLogger("voltpipe.deploy")
+
+REFERENCE_FILE = "reference_sample.parquet"  # as voltpipe.monitoring.monitor stores it
+SMOKE_ROWS = 5
+
+
+def sample_instances(model_dir: str | Path, n: int = SMOKE_ROWS) -> list[dict[str, Any]]:
+    """Up to `n` JSON-able request instances for the model in `model_dir`.
+
+    Complete rows of the version's stored reference sample (features only) when present, else
+    one row built from the feature plan (numeric means, first category).
+
+    Raises:
+        DataError: the folder is not a voltpipe model.
+    """
+    from voltpipe.modelling.train import read_model_meta
+
+    path = Path(model_dir)
+    features = read_model_meta(path)["features"]
+    numeric, categorical = dict(features["numeric"]), dict(features["categorical"])
+    names = [*numeric, *categorical]
+    reference = path / REFERENCE_FILE
+    if reference.exists():
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(reference)
+        if all(n in table.column_names for n in names):
+            rows = [
+                r
+                for r in table.select(names).slice(0, 50 * n).to_pylist()
+                if all(v is not None for v in r.values())
+            ]
+            if rows:
+                return [_jsonable(r) for r in rows[:n]]
+    row: dict[str, Any] = {k: float(st["mean"]) for k, st in numeric.items()}
+    row |= {k: (vocab[0] if vocab else "") for k, vocab in categorical.items()}
+    return [row]
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(row, default=str))
+
+
+def smoke_test(model_dir: str | Path, instances: list[dict[str, Any]]) -> list[Any]:
+    """Loads the model as the server does and predicts `instances`; returns the predictions.
+
+    Raises:
+        DataError: it does not load, fails to predict, or predicts a wrong count or non-finite
+            values.
+    """
+    from voltpipe.serving.predictor import Predictor
+
+    try:
+        predictor = Predictor.from_dir(model_dir, warmup_batch_sizes=(1,))
+        predictions = predictor.predict(instances)
+    except Exception as exc:
+        raise DataError(f"{type(exc).__name__}: {exc}") from exc
+    if len(predictions) != len(instances):
+        raise DataError(f"{len(predictions)} predictions for {len(instances)} instances")
+    for p in predictions:
+        values = p["probabilities"].values() if isinstance(p, dict) else [p]
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            raise DataError(f"non-finite prediction {p!r}")
+    return predictions
+
+
+def deploy_local(
+    registry_uri: str,
+    model_name: str,
+    version: str,
+    *,
+    previous_version: str | None = None,
+    smoke_instances: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Smoke-tests `version` and makes it the ``champion`` (what a hot-reloading server serves).
+
+    The alias moves only after the smoke test passed. If it fails and the alias already points at
+    `version` (the register step moves it when the gate passes), it is moved back to
+    `previous_version` (default: the champion before this call), or removed if there was none.
+
+    Returns:
+        ``{target, name, version, champion, previous_champion, smoke_rows, predictions}``.
+
+    Raises:
+        ConfigError: no such version in the registry.
+        DataError: the smoke test failed (the previous champion keeps serving).
+    """
+    registry = open_registry(registry_uri)
+    found = registry.get(model_name, version)
+    if found is None:
+        raise ConfigError(f"model {model_name!r} has no version {version!r} in {registry_uri}")
+    current = registry.get(model_name, CHAMPION)
+    if previous_version is None and current is not None and current.version != version:
+        previous_version = current.version
+    instances = smoke_instances or sample_instances(found.uri)
+    try:
+        predictions = smoke_test(found.uri, instances)
+    except DataError as exc:
+        if current is not None and current.version == version:
+            if previous_version:
+                registry.set_alias(model_name, CHAMPION, previous_version)
+            else:
+                _remove_alias(registry, model_name, CHAMPION)
+        keeps = (
+            f"the previous champion (version {previous_version}) keeps serving"
+            if previous_version
+            else "there is no previous champion to serve"
+        )
+        raise DataError(
+            f"model {model_name} version {version} failed its smoke test, so it was not "
+            f"deployed; {keeps}: {exc}"
+        ) from exc
+    registry.set_alias(model_name, CHAMPION, version)
+    log.info("model %s version %s is the champion", model_name, version)
+    return {
+        "target": "local",
+        "name": model_name,
+        "version": version,
+        "champion": version,
+        "previous_champion": previous_version,
+        "smoke_rows": len(instances),
+        "predictions": predictions[:3],
+    }
+
+
+def _remove_alias(registry: Any, name: str, alias: str) -> None:
+    if isinstance(registry, LocalRegistry):
+        from voltpipe.data.io import write_json_atomic
+
+        # LocalRegistry has no public remove; this keeps its lock and atomic replace.
+        with registry._locked(name) as d:
+            aliases = registry._aliases(d)
+            aliases.pop(alias, None)
+            write_json_atomic(d / "aliases.json", aliases)
+    elif hasattr(registry, "remove_alias"):
+        found = registry.get(name, alias)
+        if found is not None:
+            registry.remove_alias(name, alias, found.version)
+
+
+def registry_source(
+    registry_uri: str, model_name: str, selector: str = CHAMPION, *, interval_seconds: float = 2.0
+) -> ModelSource:
+    """The `ModelSource` for ``serve(..., source=...)``: the version `selector` names in a local
+    registry, watched through the registry's ``aliases.json``.
+
+    Raises:
+        ConfigError: the registry is not a local folder.
+    """
+    registry = open_registry(registry_uri)
+    if not isinstance(registry, LocalRegistry):
+        raise ConfigError(
+            f"hot reload follows a local registry folder; {registry_uri!r} is not one"
+        )
+
+    def resolve() -> str:
+        found = registry.get(model_name, selector)
+        if found is None:
+            raise ConfigError(f"model {model_name!r} has no version {selector!r}")
+        return found.uri
+
+    watch = None if selector.isdigit() else registry.root / model_name / "aliases.json"
+    return ModelSource(resolve=resolve, watch=watch, interval_seconds=interval_seconds)
