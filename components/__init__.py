@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 from kfp.dsl.base_component import BaseComponent
+from voltpipe.components.batch_predict import batch_predict
 from voltpipe.components.deploy import deploy
 from voltpipe.components.drift import drift
 from voltpipe.components.evaluate import evaluate
@@ -21,6 +22,7 @@ from voltpipe.components.validate import validate
 
 __all__ = [
     "CATALOGUE",
+    "batch_predict",
     "deploy",
     "drift",
     "evaluate",
@@ -43,6 +45,7 @@ CATALOGUE: dict[str, BaseComponent] = {
     "extract_window": extract_window,
     "drift": drift,
     "keep_champion": keep_champion,
+    "batch_predict": batch_predict,
 }
 
 

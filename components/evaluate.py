@@ -1,6 +1,6 @@
-"""Evaluate: test metrics, and the champion/challenger gate on the same test data."""
+"""Evaluate: test metrics, slices and plots, and the champion/challenger gate on the same test data."""
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from kfp import dsl
 
@@ -17,16 +17,25 @@ def evaluate(
     metrics: dsl.Output[dsl.Metrics],
     evaluation: dsl.Output[dsl.Artifact],
     decision_report: dsl.Output[dsl.Markdown],
+    classification_metrics: dsl.Output[dsl.ClassificationMetrics],
+    plots: dsl.Output[dsl.HTML],
     min_improvement: float = 0.0,
+    slice_columns: Optional[list] = None,  # noqa: UP045 (KFP cannot read `X | None`)
+    classification_threshold: Optional[float] = None,  # noqa: UP045
 ) -> NamedTuple("EvaluateOutputs", [("promote", bool)]):
-    """Scores the challenger and the current champion on the test split and applies the gate."""
+    """Scores the challenger and the current champion on the test split and applies the gate.
+
+    `metrics` holds the headline metrics; `evaluation` the full result (precision/recall,
+    confusion matrix, ROC, slice metrics per `slice_columns` value, the decision);
+    `classification_metrics` the confusion matrix and ROC curve (classification only); `plots`
+    the ROC/confusion matrix or the residual plots.
+    """
     from collections import namedtuple
 
     from voltpipe.data.io import write_json_atomic, write_text_atomic
     from voltpipe.errors import exit_on_user_error
-    from voltpipe.evaluation.evaluate import evaluate_challenger
+    from voltpipe.evaluation.evaluate import decision_report_markdown, evaluate_challenger
     from voltpipe.registry import open_registry
-    from voltpipe.reports import decision_markdown
 
     with exit_on_user_error():
         champion = open_registry(registry_uri).get(model_name) if registry_uri else None
@@ -38,12 +47,26 @@ def evaluate(
             champion_version=champion.version if champion else None,
             metric=gate_metric,
             min_improvement=min_improvement,
+            slice_columns=slice_columns or [],
+            classification_threshold=classification_threshold,
         )
     for key, value in result.metrics.items():
         metrics.log_metric(key, value)
     write_json_atomic(metrics.path, result.metrics)  # readable without the run; cacheable
     write_json_atomic(evaluation.path, result.to_dict())
-    write_text_atomic(decision_report.path, decision_markdown(result))
+    write_text_atomic(decision_report.path, decision_report_markdown(result))
+    cm = result.details.get("confusion_matrix")
+    curves = {}
+    if cm is not None:
+        classification_metrics.log_confusion_matrix(cm["categories"], cm["matrix"])
+        roc = result.details["roc"]
+        classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+        curves = {"confusion_matrix": cm, "roc": roc}
+    # Always written: kfp.local treats a missing output file as a cache miss.
+    write_json_atomic(classification_metrics.path, curves)
+    write_text_atomic(
+        plots.path, result.plots_html or "<!doctype html><p>no plots for this task</p>"
+    )
     evaluation.metadata.update(
         {"promote": result.decision.promote, "reason": result.decision.reason}
     )

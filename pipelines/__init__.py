@@ -7,7 +7,7 @@ from typing import Any
 
 from voltpipe.config import VoltpipeConfig
 
-PIPELINES = ("training", "monitoring")
+PIPELINES = ("training", "monitoring", "prediction")
 
 
 def build_pipeline(name: str, cfg: VoltpipeConfig) -> Callable[..., Any]:
@@ -20,4 +20,8 @@ def build_pipeline(name: str, cfg: VoltpipeConfig) -> Callable[..., Any]:
         from voltpipe.pipelines.monitoring import monitoring_pipeline
 
         return monitoring_pipeline(cfg)
+    if name == "prediction":
+        from voltpipe.pipelines.prediction import prediction_pipeline
+
+        return prediction_pipeline(cfg)
     raise ValueError(f"unknown pipeline {name!r}; available: {', '.join(PIPELINES)}")

@@ -32,6 +32,8 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         c.name: with_image(c, cfg.image)
         for c in (extract, validate, train, evaluate, register, deploy, keep_champion)
     }
+    # Evaluation options are compiled in as constants (KFP constants cannot be None).
+    evaluation_options = cfg.evaluation.model_dump(exclude_none=True)
     deploy_params = cfg.deploy.model_dump(exclude={"gate"}, exclude_none=True)
     vertex_params = {
         k: v
@@ -122,6 +124,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             model_name=model_name,
             gate_metric=gate_metric,
             min_improvement=min_improvement,
+            **evaluation_options,
         ).set_display_name("evaluate")
         if retraining:
             evaluated.set_caching_options(False)

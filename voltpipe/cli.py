@@ -114,6 +114,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("status", f"[green]{summary['status']}[/]")
+    if "predictions" in summary:
+        p = summary["predictions"]
+        table.add_row("predictions", f"{p['rows']:,} rows -> {p['destination']}")
+        table.add_row("model", f"{p['model']['name']} version {p['model']['version']}")
+        table.add_row("wall time", f"{summary['seconds']:.1f} s")
+        console.print(table)
+        return
     if "drift_detected" in summary:
         drifted = ", ".join(summary["drifted_features"]) or "none"
         table.add_row(
@@ -140,7 +147,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 @app.command()
 def run(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline to run: training.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline to run: training, monitoring or prediction.")
+    ],
     config: ConfigOpt = None,
     target: TargetOpt = "local",
     set_: SetOpt = None,
@@ -224,7 +233,9 @@ def _write_summary(path: Path, summary: dict[str, Any]) -> None:
 
 @app.command("compile")
 def compile_(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline to compile: training.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline to compile: training, monitoring or prediction.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the KFP IR YAML.")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -252,7 +263,10 @@ def compile_(
 
 @app.command()
 def publish(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline to compile and publish: training.")],
+    pipeline: Annotated[
+        str,
+        typer.Argument(help="Pipeline to compile and publish: training, monitoring or prediction."),
+    ],
     tag: Annotated[
         list[str], typer.Option("--tag", "-t", help="Tag for the template version. Repeatable.")
     ],
@@ -390,7 +404,9 @@ CloudTargetOpt = Annotated[str, typer.Option(help="Scheduler: vertex or kfp.")]
 
 @schedule_app.command("create")
 def schedule_create(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline to schedule: training.")],
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline to schedule: training, monitoring or prediction.")
+    ],
     cron: Annotated[
         str, typer.Option(help="Five-field cron, optionally 'TZ=Europe/Paris 0 3 * * *'.")
     ],

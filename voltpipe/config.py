@@ -304,6 +304,38 @@ class MonitoringConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
 
 
+class EvaluationConfig(_Strict):
+    """Test-split evaluation: slice metrics and the binary decision threshold."""
+
+    slice_columns: list[str] = Field(default_factory=list)  # metrics per value (top 50 values)
+    classification_threshold: float | None = Field(None, gt=0.0, lt=1.0)  # binary; default argmax
+
+
+class PredictionConfig(_Strict):
+    """Batch prediction (`voltpipe run prediction`): score a query's rows into a table."""
+
+    query: str | None = None
+    query_file: Path | None = None
+    query_parameters: dict[str, Any] = Field(default_factory=dict)
+    destination_table: str = "predictions.predictions"  # dataset.table (DuckDB: schema.table)
+    model: str = "champion"  # a registry alias or a version number of the config's model
+    write_mode: Literal["append", "replace"] = "append"
+    batch_size: int = Field(262_144, ge=1)
+
+    @field_validator("query_parameters")
+    @classmethod
+    def _typed_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        normalize_parameters(v)  # raises ConfigError naming the parameter
+        return v
+
+    @field_validator("destination_table")
+    @classmethod
+    def _table_name(cls, v: str) -> str:
+        if not re.fullmatch(r"([\w-]+\.)?\w+\.\w+", v):
+            raise ValueError(f"{v!r}: expected DATASET.TABLE or PROJECT.DATASET.TABLE")
+        return v
+
+
 class TrackingConfig(_Strict):
     """MLflow tracking; the default store is a sqlite file under the work dir."""
 
@@ -352,6 +384,8 @@ class VoltpipeConfig(_Strict):
     kfp: KfpConfig = KfpConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    prediction: PredictionConfig = PredictionConfig()
 
     @field_validator("name")
     @classmethod
@@ -428,6 +462,24 @@ class VoltpipeConfig(_Strict):
                 f"monitoring.current_query_file: cannot read {m.current_query_file}: {exc.strerror}"
             ) from exc
 
+    @property
+    def prediction_sql(self) -> str:
+        """The batch-prediction query (`prediction.query` or its file)."""
+        p = self.prediction
+        if p.query is not None:
+            return p.query
+        if p.query_file is None:
+            raise ConfigError(
+                "prediction.query (or prediction.query_file) is not set: "
+                "the query that selects the rows to score"
+            )
+        try:
+            return p.query_file.read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"prediction.query_file: cannot read {p.query_file}: {exc.strerror}"
+            ) from exc
+
     def for_retraining(self) -> VoltpipeConfig:
         """This config with `monitoring.retrain_query_parameters` laid over `query_parameters`."""
         return self.model_copy(
@@ -458,7 +510,9 @@ class VoltpipeConfig(_Strict):
             from voltpipe.registry.vertex import vertex_registry_uri
 
             if not self.vertex.project:
-                raise ConfigError("vertex.project is not set: needed for the Vertex AI Model Registry")
+                raise ConfigError(
+                    "vertex.project is not set: needed for the Vertex AI Model Registry"
+                )
             return vertex_registry_uri(
                 self.vertex.project,
                 self.vertex.location,
@@ -660,6 +714,12 @@ def load_config(
             "current_query_file": str(
                 (query_base / str(monitoring["current_query_file"])).resolve()
             ),
+        }
+    prediction = raw.get("prediction")
+    if isinstance(prediction, dict) and prediction.get("query_file"):
+        data["prediction"] = {
+            **prediction,
+            "query_file": str((query_base / str(prediction["query_file"])).resolve()),
         }
     try:
         return VoltpipeConfig.model_validate(data)

@@ -201,4 +201,5 @@ def test_catalogue_lists_every_component() -> None:
         "extract_window",
         "drift",
         "keep_champion",
+        "batch_predict",
     ]

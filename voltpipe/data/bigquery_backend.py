@@ -387,6 +387,61 @@ class BigQueryWarehouse:
             job_id=job.job_id,
         )
 
+    # -- writing -----------------------------------------------------------------------------------
+
+    def write_table(self, table: pa.Table, destination: str, *, mode: str = "append") -> int:
+        """Loads `table` into ``[PROJECT.]DATASET.TABLE`` with one load job from parquet.
+
+        ``append`` is WRITE_APPEND, ``replace`` WRITE_TRUNCATE; the table is created when missing
+        (CREATE_IF_NEEDED). A load job is atomic: the rows all land or none do. The job carries
+        the configured labels and location.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: BigQuery refused the load (missing dataset, permissions, schema mismatch).
+        """
+        import io
+
+        from google.api_core import exceptions
+        from google.cloud import bigquery
+
+        from voltpipe.data.warehouse import WRITE_MODES, table_parts
+        from voltpipe.errors import ConfigError
+
+        if mode not in WRITE_MODES:
+            raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
+        parts = table_parts(destination)
+        ref = ".".join(parts if len(parts) == 3 else [self.project, *parts])
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        buffer.seek(0)
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=(
+                bigquery.WriteDisposition.WRITE_TRUNCATE
+                if mode == "replace"
+                else bigquery.WriteDisposition.WRITE_APPEND
+            ),
+            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+            labels=self.labels or None,
+        )
+        try:
+            job = self._client().load_table_from_file(
+                buffer,
+                ref,
+                job_config=config,
+                location=self.location,
+                job_id_prefix="voltpipe_write_",
+                size=buffer.getbuffer().nbytes,  # multipart up to 5 MB, resumable above
+                rewind=True,
+            )
+            job.result()
+        except exceptions.GoogleAPICallError as exc:
+            message = (getattr(exc, "message", None) or str(exc)).split("\n")[0]
+            message = message.split("; message: ")[0]  # the client repeats the job's errors
+            raise DataError(f"cannot write to {destination}: {message}") from None
+        return int(job.output_rows if job.output_rows is not None else table.num_rows)
+
     # -- reading -----------------------------------------------------------------------------------
 
     def _read_storage_api(

@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import python_value
-from voltpipe.data.warehouse import SPLITS, ExtractResult, SplitSpec
-from voltpipe.errors import DataError
+from voltpipe.data.warehouse import SPLITS, WRITE_MODES, ExtractResult, SplitSpec, table_parts
+from voltpipe.errors import ConfigError, DataError
 
 _SPLIT_COL = "__voltpipe_split"
 _ROW = "__voltpipe_row"
@@ -183,6 +185,92 @@ class DuckDBWarehouse:
             parameters=parameters,
             source=f"duckdb:///{self.path}",
         )
+
+    def iter_batches(
+        self, sql: str, parameters: dict[str, dict[str, Any]], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        """Streams the query's rows as Arrow record batches of up to `batch_rows` rows.
+
+        The first batch (possibly empty) carries the schema; the connection closes when the
+        iterator is exhausted or closed.
+
+        Raises:
+            DataError: the query cannot run (missing table or column, bad parameter, ...).
+        """
+        translated, values = self._prepare(sql, parameters)
+        con = self._connect()
+        try:
+            try:
+                reader = con.sql(f"SELECT * FROM ({translated})", params=values).to_arrow_reader(
+                    batch_rows
+                )
+            except duckdb.Error as exc:
+                raise _translate_error(exc, sql, parameters) from None
+            yield pa.RecordBatch.from_pylist([], schema=reader.schema)
+            try:
+                yield from reader
+            except duckdb.Error as exc:
+                raise _translate_error(exc, sql, parameters) from None
+        finally:
+            con.close()
+
+    def write_table(self, table: pa.Table, destination: str, *, mode: str = "append") -> int:
+        """Writes `table` to ``schema.table`` in one transaction; returns the rows written.
+
+        The database is opened read-write for this call only. The schema and table are created
+        when missing; `mode` ``replace`` swaps the table's contents, ``append`` adds rows (by
+        column name). A failure leaves the table as it was.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: the warehouse cannot be written (locked, read-only, missing folder) or
+                the rows do not fit the existing table.
+        """
+        if mode not in WRITE_MODES:
+            raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
+        parts = table_parts(destination)
+        if len(parts) != 2:
+            raise ConfigError(f"destination {destination!r}: a DuckDB destination is SCHEMA.TABLE")
+        schema, name = (_quote(p) for p in parts)
+        target = f"{schema}.{name}"
+        if not self.path.parent.is_dir():
+            raise DataError(
+                f"destination {destination} is not writable: folder {self.path.parent} does not exist"
+            )
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            raise DataError(
+                f"destination {destination} is not writable: cannot open {self.path} for "
+                f"writing ({str(exc).splitlines()[0]})"
+            ) from None
+        try:
+            con.execute("SET enable_progress_bar = false")
+            con.register("__voltpipe_rows", table)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                exists = con.execute(
+                    "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_schema = ? AND table_name = ?",
+                    parts,
+                ).fetchone()[0]
+                if exists and mode == "append":
+                    con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM __voltpipe_rows")
+                else:
+                    con.execute(
+                        f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM __voltpipe_rows"
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        except duckdb.Error as exc:
+            text = str(exc).splitlines()[0]
+            raise DataError(f"cannot write to {destination}: {text}") from None
+        finally:
+            con.close()
+        return table.num_rows
 
     @staticmethod
     def _columns(

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from voltpipe.errors import ConfigError
 
 SPLITS = ("train", "valid", "test")
+WRITE_MODES = ("append", "replace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,25 @@ class Warehouse(Protocol):
     ) -> list[dict[str, str]]:
         """Returns the columns the query would return, without running it in full."""
         ...
+
+    def write_table(self, table: Any, destination: str, *, mode: str = "append") -> int:
+        """Writes an Arrow table to ``DATASET.TABLE`` (``append`` or ``replace``) atomically,
+        creating it when missing; returns the rows written."""
+        ...
+
+
+def table_parts(destination: str) -> list[str]:
+    """``[dataset, table]`` or ``[project, dataset, table]`` of a destination name.
+
+    Raises:
+        ConfigError: the name is not DATASET.TABLE or PROJECT.DATASET.TABLE.
+    """
+    parts = destination.split(".")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ConfigError(
+            f"destination table {destination!r}: expected DATASET.TABLE or PROJECT.DATASET.TABLE"
+        )
+    return parts
 
 
 def open_warehouse(uri: str, options: dict[str, Any] | None = None) -> Warehouse:

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from voltpipe.data.io import read_json, write_json_atomic
+from voltpipe.data.io import read_json, write_json_atomic, write_text_atomic
 from voltpipe.registry.base import CHAMPION, open_registry
 from voltpipe.tracking import log_run
 
@@ -69,6 +69,7 @@ def register_and_promote(
             )
         version = registry.register(model_name, model_dir, lineage, extra_files=extra)
     promote = bool(evaluation["decision"]["promote"])
+    _write_model_card(version, lineage, model_meta, evaluation, promote)
     if promote:
         registry.set_alias(model_name, CHAMPION, version.version)
     run_id = log_run(
@@ -106,3 +107,32 @@ def register_and_promote(
     }
     write_json_atomic(out_path, info)
     return info
+
+
+def _write_model_card(
+    version: Any,
+    lineage: dict[str, Any],
+    model_meta: dict[str, Any],
+    evaluation: dict[str, Any],
+    champion: bool,
+) -> None:
+    """Writes ``model_card.md`` into the version's folder (before the alias moves).
+
+    The card names its own version number, which the registry assigns on registration, so it
+    is added to the fresh version rather than copied in with it. Only local folders get one
+    here; a remote registry backend writes its own.
+    """
+    from voltpipe.registry.model_card import MODEL_CARD_FILE, model_card_markdown
+
+    folder = Path(version.uri)
+    if not folder.is_dir():
+        return
+    card = model_card_markdown(
+        name=version.name,
+        version=version.version,
+        lineage=lineage,
+        model_meta=model_meta,
+        evaluation=evaluation,
+        champion=champion,
+    )
+    write_text_atomic(folder / MODEL_CARD_FILE, card)

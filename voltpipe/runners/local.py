@@ -139,11 +139,12 @@ def run_local(
     artifacts = {
         k: _read_json(v.path) for k, v in outputs.outputs.items() if Path(v.path).is_file()
     }
-    summary = (
-        _training_summary(artifacts)
-        if name == "training"
-        else _monitoring_summary(artifacts, cfg, versions_before)
-    )
+    if name == "training":
+        summary = _training_summary(artifacts)
+    elif name == "prediction":
+        summary = _prediction_summary(artifacts)
+    else:
+        summary = _monitoring_summary(artifacts, cfg, versions_before)
     return {
         "pipeline": name,
         "status": "succeeded",
@@ -178,6 +179,19 @@ def _training_summary(outputs: dict[str, Any]) -> dict[str, Any]:
     return {
         "metrics": {"test": evaluation["metrics"]},
         **_model_fields(outputs["registration"], evaluation["decision"]["reason"]),
+    }
+
+
+def _prediction_summary(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Rows written, where, by which model version, and how long the step took."""
+    p = outputs["predictions"]
+    return {
+        "predictions": {
+            "rows": p["rows"],
+            "destination": p["destination"],
+            "model": p["model"],
+            "seconds": p["seconds"],
+        }
     }
 
 

@@ -10,7 +10,9 @@ Usage::
 
 What it speaks: jobs.insert (query jobs: dryRun, maximumBytesBilled, labels, location, typed
 queryParameters, destinationTable, writeDisposition), jobs.get, jobs.getQueryResults,
-tabledata.list (pageToken paging), tables.get, datasets.get; and, with ``storage_api=True``
+tabledata.list (pageToken paging), tables.get, datasets.get; load jobs from PARQUET through the
+upload endpoint ``/upload/bigquery/v2/projects/P/jobs`` (``uploadType=multipart`` and
+``resumable``: writeDisposition, createDisposition, labels; ``srv.load_jobs()``); and, with ``storage_api=True``
 (the default), the Storage Read API's ``BigQueryRead`` service over gRPC at
 ``srv.read_api_endpoint`` (see ``bigquery_storage_server``).
 
@@ -42,7 +44,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import email.parser
+import email.policy
 import http.server
+import io
 import json
 import re
 import threading
@@ -569,6 +574,7 @@ class BigQueryTestServer:
         self.project, self.location = project, location
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
         self._storage_api = storage_api
         self._lock = threading.Lock()
         self._httpd: http.server.ThreadingHTTPServer | None = None
@@ -631,6 +637,16 @@ class BigQueryTestServer:
             r["body"]
             for r in self.requests
             if r["method"] == "POST" and r["path"].endswith("/jobs")
+        ]
+
+    def load_jobs(self) -> list[dict[str, Any]]:
+        """The job resources of the load jobs uploaded (multipart or resumable), in order."""
+        return [
+            r["body"]["job"]
+            for r in self.requests
+            if r["path"].startswith("/upload/")
+            and isinstance(r["body"], dict)
+            and "job" in r["body"]
         ]
 
     def grpc_requests(self, rpc: str | None = None) -> list[dict[str, Any]]:
@@ -722,6 +738,82 @@ class BigQueryTestServer:
         stats["totalBytesBilled"] = str(processed)
         job["_rows"] = table.num_rows
         job["_schema"] = schema_json(table.schema)
+        return job
+
+    def insert_load_job(self, project: str, body: dict[str, Any], data: bytes) -> dict[str, Any]:
+        """Runs a load job on uploaded bytes (PARQUET only) into its destination table."""
+        import pyarrow.parquet as pq
+
+        config = body.get("configuration", {})
+        load = config.get("load")
+        if load is None:
+            raise BigQueryError(400, "invalid", "An upload must carry a load job configuration")
+        ref = dict(body.get("jobReference") or {})
+        job_id = ref.get("jobId") or f"job_{uuid.uuid4().hex}"
+        location = ref.get("location") or self.location
+        ref.update(projectId=project, jobId=job_id, location=location)
+        if job_id in self.jobs:
+            raise BigQueryError(
+                409, "duplicate", f"Already Exists: Job {project}:{location}.{job_id}"
+            )
+        now = str(int(time.time() * 1000))
+        job: dict[str, Any] = {
+            "kind": "bigquery#job",
+            "id": f"{project}:{location}.{job_id}",
+            "jobReference": ref,
+            "configuration": {**config, "jobType": "LOAD"},
+            "status": {"state": "DONE"},
+            "statistics": {"creationTime": now, "startTime": now, "endTime": now},
+            "user_email": "anonymous@voltpipe.test",
+        }
+        self.jobs[job_id] = job
+        try:
+            if (load.get("sourceFormat") or "CSV") != "PARQUET":
+                raise BigQueryError(
+                    400, "invalid", "This test server loads only sourceFormat PARQUET"
+                )
+            dest = load.get("destinationTable") or {}
+            dataset, table_id = dest.get("datasetId"), dest.get("tableId")
+            if not dataset or not table_id:
+                raise BigQueryError(400, "invalid", "Load configuration must specify destination")
+            try:
+                table = pq.read_table(io.BytesIO(data))
+            except Exception as exc:
+                raise BigQueryError(
+                    400, "invalid", f"Error while reading data, error message: {exc}"
+                ) from None
+            exists = True
+            try:
+                self.engine.resolve(dest.get("projectId", project), dataset, table_id)
+            except BigQueryError:
+                exists = False
+            if not exists and load.get("createDisposition") == "CREATE_NEVER":
+                raise BigQueryError(
+                    404, "notFound", f"Not found: Table {project}:{dataset}.{table_id}"
+                )
+            disposition = load.get("writeDisposition") or "WRITE_APPEND"
+            try:
+                self.engine.write_table(dataset, table_id, table, disposition, project)
+            except duckdb.Error as exc:
+                raise BigQueryError(
+                    400,
+                    "invalid",
+                    f"Provided Schema does not match Table {project}:{dataset}.{table_id}. "
+                    + str(exc).splitlines()[0],
+                ) from None
+        except BigQueryError as exc:
+            job["status"] = {
+                "state": "DONE",
+                "errorResult": exc.body()["error"]["errors"][0],
+                "errors": exc.body()["error"]["errors"],
+            }
+            return job
+        job["statistics"]["load"] = {
+            "inputFiles": "1",
+            "inputFileBytes": str(len(data)),
+            "outputRows": str(table.num_rows),
+            "outputBytes": str(table.nbytes),
+        }
         return job
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -818,8 +910,65 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # tests read srv.requests, not stderr
 
+    def _handle_upload(self, method: str, url: urllib.parse.SplitResult) -> None:
+        """The media upload endpoint of jobs.insert: multipart, or resumable (start + PUTs)."""
+        srv = self.server_state
+        query = urllib.parse.parse_qs(url.query)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = url.path
+        m = re.fullmatch(r"/upload/bigquery/v2/projects/([^/]+)/jobs", path)
+        if not m:
+            self._send(404, BigQueryError(404, "notFound", f"Not found: {method} {path}").body())
+            return
+        project = urllib.parse.unquote(m.group(1))
+        kind = query.get("uploadType", [""])[0]
+        try:
+            if method == "POST" and kind == "multipart":
+                message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                    b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw
+                )
+                parts = list(message.iter_parts())
+                resource = json.loads(parts[0].get_payload(decode=True))
+                data = parts[1].get_payload(decode=True) or b""
+                srv.record(method, path, query, {"job": resource, "bytes": len(data)})
+                self._send(200, _public(srv.insert_load_job(project, resource, data)))
+            elif method == "POST" and kind == "resumable":
+                resource = json.loads(raw) if raw else {}
+                upload_id = uuid.uuid4().hex
+                srv.uploads[upload_id] = {"job": resource, "data": bytearray()}
+                srv.record(method, path, query, {"job": resource})
+                location = f"{srv.endpoint}{path}?uploadType=resumable&upload_id={upload_id}"
+                self._send(200, {}, {"Location": location})
+            elif method == "PUT" and kind == "resumable":
+                upload_id = query.get("upload_id", [""])[0]
+                upload = srv.uploads.get(upload_id)
+                if upload is None:
+                    raise BigQueryError(404, "notFound", f"Not found: upload {upload_id}")
+                upload["data"] += raw
+                srv.record(method, path, query, {"upload_id": upload_id, "bytes": len(raw)})
+                total = (self.headers.get("Content-Range") or "").rpartition("/")[2]
+                received = len(upload["data"])
+                if total.isdigit() and int(total) == received:
+                    del srv.uploads[upload_id]
+                    self._send(
+                        200,
+                        _public(srv.insert_load_job(project, upload["job"], bytes(upload["data"]))),
+                    )
+                else:
+                    self._send(308, {}, {"Range": f"bytes=0-{received - 1}"} if received else {})
+            else:
+                raise BigQueryError(
+                    400, "invalid", f"Unsupported upload: {method} uploadType={kind}"
+                )
+        except BigQueryError as exc:
+            self._send(exc.code, exc.body())
+
     def _handle(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/upload/"):
+            self._handle_upload(method, url)
+            return
         query = urllib.parse.parse_qs(url.query)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -842,7 +991,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         result = srv.table_data(*args, query)
                     else:
                         result = getattr(srv, name)(*args)
-                    self._send(200, {k: v for k, v in result.items() if not k.startswith("_")})
+                    self._send(200, _public(result))
                     return
             self._send(404, BigQueryError(404, "notFound", f"Not found: {method} {path}").body())
         except BigQueryError as exc:
@@ -852,10 +1001,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 500, BigQueryError(500, "internalError", f"{type(exc).__name__}: {exc}").body()
             )
 
-    def _send(self, code: int, payload: dict[str, Any]) -> None:
+    def _send(
+        self, code: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -865,3 +1018,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+
+def _public(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource without the server's private ``_`` keys."""
+    return {k: v for k, v in resource.items() if not k.startswith("_")}

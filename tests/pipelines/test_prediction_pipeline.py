@@ -1,0 +1,75 @@
+"""The prediction pipeline under kfp.local: score the drift period with the champion."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from voltpipe.config import load_config
+from voltpipe.errors import PipelineError
+from voltpipe.runners.local import run_local
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+SCORING = (
+    "prediction.query=SELECT ts, turbine_id, status, wind_speed_ms, air_density_kgm3 "
+    "FROM scada.turbine WHERE ts >= @start"
+)
+START = "prediction.query_parameters={start: {type: TIMESTAMP, value: '2024-11-01T00:00:00'}}"
+
+
+def test_prediction_pipeline_scores_the_drift_period(
+    tmp_path: Path, wind_config: Path, wind_warehouse: Path
+) -> None:
+    own = tmp_path / "own.duckdb"  # the pipeline writes: keep the session's warehouse untouched
+    shutil.copy(wind_warehouse, own)
+    overrides = [
+        f"warehouse=duckdb:///{own}",
+        SCORING,
+        START,
+        "prediction.destination_table=predictions.wind_power",
+        "prediction.write_mode=replace",
+    ]
+    cfg = load_config(wind_config, overrides)
+    with pytest.raises(PipelineError, match="no champion .*run training first"):
+        run_local("prediction", cfg, cache=False)
+
+    trained = run_local("training", cfg, cache=False)
+    summary = run_local("prediction", cfg)
+    p = summary["predictions"]
+    assert summary["pipeline"] == "prediction" and summary["status"] == "succeeded"
+    assert p["destination"] == "predictions.wind_power"
+    assert p["model"] == trained["model"] and p["seconds"] > 0
+    con = duckdb.connect(str(own), read_only=True)
+    try:
+        expected = con.execute(
+            "SELECT count(*) FROM scada.turbine WHERE ts >= TIMESTAMP '2024-11-01'"
+        ).fetchone()[0]
+        cols = [
+            d[0] for d in con.execute("SELECT * FROM predictions.wind_power LIMIT 0").description
+        ]
+        versions = con.execute(
+            "SELECT DISTINCT model_name, model_version FROM predictions.wind_power"
+        ).fetchall()
+        lo = con.execute("SELECT min(ts) FROM predictions.wind_power").fetchone()[0]
+    finally:
+        con.close()
+    assert p["rows"] == expected > 0
+    assert cols == [
+        "ts",
+        "turbine_id",
+        "status",
+        "prediction",
+        "model_name",
+        "model_version",
+        "predicted_at",
+    ]
+    assert versions == [("wind-test", "1")] and str(lo) >= "2024-11-01"
+
+    # A scoring query without a feature fails naming it, and leaves the table as it was.
+    bad = load_config(wind_config, [*overrides, SCORING.replace("wind_speed_ms, ", "")])
+    with pytest.raises(PipelineError, match="lacks the model's feature column.*wind_speed_ms"):
+        run_local("prediction", bad)

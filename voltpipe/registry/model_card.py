@@ -1,0 +1,213 @@
+"""Model cards: a Markdown page per registered version, generated from its lineage and metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+MODEL_CARD_FILE = "model_card.md"
+_SPLITS = ("train", "valid", "test")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return lines
+
+
+def _train_columns(lineage: dict[str, Any]) -> dict[str, Any]:
+    return ((lineage.get("data_statistics") or {}).get("train") or {}).get("columns") or {}
+
+
+def model_card_markdown(
+    *,
+    name: str,
+    version: str,
+    lineage: dict[str, Any],
+    model_meta: dict[str, Any],
+    evaluation: dict[str, Any],
+    champion: bool,
+) -> str:
+    """The model card of one registered version.
+
+    Args:
+        lineage: the version's registry metadata (query, parameters, data statistics, ...).
+        model_meta: ``voltpipe_model.json`` (features, classes, training settings).
+        evaluation: the evaluate step's result (metrics, details, slices, decision).
+        champion: whether this version became the champion.
+    """
+    from voltpipe.evaluation.slices import slices_markdown
+
+    task, label = model_meta.get("task", lineage.get("task")), model_meta.get("label")
+    features = model_meta.get("features") or {}
+    numeric = features.get("numeric") or {}
+    categorical = features.get("categorical") or {}
+    classes = model_meta.get("classes")
+    stats = lineage.get("data_statistics") or {}
+    cols = _train_columns(lineage)
+    lines = [
+        f"# Model card: {name} version {version}",
+        "",
+        f"- **Task:** {task}",
+        f"- **Label:** `{label}`"
+        + (f" (classes: {', '.join(map(str, classes))})" if classes else ""),
+        f"- **Model family:** {model_meta.get('family') or (model_meta.get('model_params') or {}).get('family', '–')}",
+        f"- **Registered:** {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- **Status:** {'champion' if champion else 'registered, not champion'}",
+        "",
+        "## Features",
+        "",
+    ]
+    if numeric:
+        rows = []
+        for f, st in numeric.items():
+            c = cols.get(f, {})
+            rows.append([f"`{f}`", st.get("mean"), c.get("min"), c.get("max")])
+        lines += ["Numeric (normalised with the training mean and variance):", ""]
+        lines += [*_table(["feature", "train mean", "train min", "train max"], rows), ""]
+    if categorical:
+        rows = [
+            [
+                f"`{f}`",
+                len(vocab),
+                ", ".join(map(str, vocab[:20])) + (" …" if len(vocab) > 20 else ""),
+            ]
+            for f, vocab in categorical.items()
+        ]
+        lines += ["Categorical (one vocabulary each; unseen values share one bucket):", ""]
+        lines += [*_table(["feature", "categories", "seen in training"], rows), ""]
+    skipped = features.get("skipped") or {}
+    if skipped:
+        lines += [
+            "Not used: " + ", ".join(f"`{k}` ({v})" for k, v in skipped.items()),
+            "",
+        ]
+    lines += [
+        "## Data",
+        "",
+        "Query:",
+        "",
+        "```sql",
+        str(lineage.get("query", "")).strip(),
+        "```",
+        "",
+        "Parameters: "
+        + (
+            ", ".join(
+                f"`@{k}` = {v.get('value')!r} ({v.get('type')})"
+                for k, v in (lineage.get("query_parameters") or {}).items()
+            )
+            or "none"
+        ),
+        "",
+    ]
+    lines += _table(["split", "rows"], [[s, (stats.get(s) or {}).get("rows")] for s in _SPLITS])
+    lines.append("")
+    key = []
+    if label in cols:
+        c = cols[label]
+        if c.get("kind") == "numeric":
+            key.append(
+                f"- Label `{label}` (train): mean {_fmt(c.get('mean'))}, std {_fmt(c.get('std'))}, "
+                f"range [{_fmt(c.get('min'))}, {_fmt(c.get('max'))}]"
+            )
+        elif c.get("top_values"):
+            dist = ", ".join(f"{t['value']}: {_fmt(t['count'])}" for t in c["top_values"][:10])
+            key.append(f"- Label `{label}` (train) counts: {dist}")
+    periods = [
+        (n, c) for n, c in cols.items() if c.get("kind") in ("timestamp", "date") and c.get("min")
+    ]
+    for n, c in periods:
+        key.append(f"- `{n}` (train) spans {c['min']} to {c['max']}")
+    nulls = [n for n, c in cols.items() if c.get("nulls")]
+    if nulls:
+        key.append("- Columns with nulls in train: " + ", ".join(f"`{n}`" for n in nulls))
+    if key:
+        lines += ["Key statistics:", "", *key, ""]
+    metrics = evaluation.get("metrics") or {}
+    lines += ["## Test metrics", ""]
+    lines += _table(["metric", "value"], [[k, v] for k, v in metrics.items()])
+    details = evaluation.get("details") or {}
+    if "precision" in details:
+        lines += ["", f"Precision {_fmt(details['precision'])}, recall {_fmt(details['recall'])}."]
+        cm = details.get("confusion_matrix")
+        if cm:
+            lines += ["", "Confusion matrix (rows: actual, columns: predicted):", ""]
+            lines += _table(
+                ["actual \\ predicted", *cm["categories"]],
+                [[c, *row] for c, row in zip(cm["categories"], cm["matrix"], strict=True)],
+            )
+    lines.append("")
+    slices = evaluation.get("slices") or {}
+    if slices:
+        lines += ["## Slice metrics", "", slices_markdown(slices).replace("### ", "#### ")]
+    decision = evaluation.get("decision") or {}
+    lines += [
+        "## Gate decision",
+        "",
+        f"**{'Promoted' if decision.get('promote') else 'Not promoted'}** on `{decision.get('metric')}`: "
+        f"{decision.get('reason', '')}",
+        "",
+        "## Intended use",
+        "",
+        f"Predicts `{label}` ({task}) from "
+        + ", ".join(f"`{f}`" for f in [*numeric, *categorical])
+        + ", for rows drawn like the training query's (same table, filters and units). "
+        "It is a statistical model of the training period: check its drift report before "
+        "relying on it for new conditions.",
+        "",
+        "## Limitations",
+        "",
+    ]
+    limits = []
+    for n, c in periods:
+        limits.append(f"- Trained on data from {c['min']} to {c['max']} (`{n}`).")
+    ranges = [
+        f"`{f}` [{_fmt(cols[f].get('min'))}, {_fmt(cols[f].get('max'))}]"
+        for f in numeric
+        if f in cols and cols[f].get("min") is not None
+    ]
+    if ranges:
+        limits.append(
+            "- Numeric inputs outside the training ranges are extrapolation: "
+            + ", ".join(ranges)
+            + "."
+        )
+    for f, vocab in categorical.items():
+        limits.append(
+            f"- `{f}`: only {len(vocab)} categories were seen; others are scored as one unknown value."
+        )
+    train_rows = (stats.get("train") or {}).get("rows")
+    if train_rows is not None:
+        limits.append(f"- Trained on {_fmt(train_rows)} rows.")
+    if classes and label in cols and cols[label].get("top_values"):
+        counts = [t["count"] for t in cols[label]["top_values"]]
+        if counts and max(counts) > 3 * max(min(counts), 1):
+            limits.append("- The classes are imbalanced in training; read precision and recall.")
+    lines += limits or ["- None recorded."]
+    lines += [
+        "",
+        "## How to serve it",
+        "",
+        "```bash",
+        f"voltpipe serve --model {name}@{version}        # HTTP prediction server",
+        f"voltpipe run prediction --set prediction.model={version}   # batch scoring into a table",
+        "```",
+        "",
+        "Training settings: `"
+        + json.dumps(model_meta.get("training_params") or {}, sort_keys=True, default=str)
+        + "`",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""Batch prediction: score a query's rows with a registered model and write them to a table.
+
+Rows stream from the warehouse as Arrow record batches (DuckDB: ``fetch_record_batch``;
+BigQuery: the extraction path's parquet shards), are predicted in large batches with the fast
+``Predictor.predict_table`` and written with one atomic ``Warehouse.write_table`` call. No
+per-row Python anywhere: features, predictions and the constant columns are built in NumPy/Arrow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from voltpipe.errors import DataError
+
+DEFAULT_BATCH_ROWS = 262_144
+OUTPUT_COLUMNS = ("prediction", "predicted_class", "model_name", "model_version", "predicted_at")
+PROBABILITY_PREFIX = "probability_"
+
+
+def resolve_model(registry_uri: str, model_name: str, selector: str = "champion") -> Any:
+    """The registry's version of `model_name` for an alias (``champion``) or a version number.
+
+    Raises:
+        DataError: the model has no such alias or version (no champion: run training first).
+    """
+    from voltpipe.registry import open_registry
+
+    registry = open_registry(registry_uri)
+    version = registry.get(model_name, str(selector))
+    if version is not None:
+        return version
+    if str(selector) == "champion":
+        raise DataError(
+            f"model {model_name!r} has no champion in {registry_uri}: "
+            "run training first (`voltpipe run training`)"
+        )
+    known = [v.version for v in registry.versions(model_name)]
+    raise DataError(
+        f"model {model_name!r} has no version or alias {selector!r} "
+        f"(versions: {', '.join(known) or 'none; run training first'})"
+    )
+
+
+def _column_name(label: str) -> str:
+    """A warehouse-safe column name for a class label (BigQuery: letters, digits, _)."""
+    return re.sub(r"\W", "_", str(label))
+
+
+def probability_columns(classes: list[str]) -> list[str]:
+    """``probability_<class>`` per class, made unique when two labels clean to the same name."""
+    names: list[str] = []
+    for label in classes:
+        name = PROBABILITY_PREFIX + _column_name(label)
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
+
+
+def passthrough_columns(schema: pa.Schema, predictor: Any) -> list[str]:
+    """The query columns copied to the output: every column but the numeric features.
+
+    Non-features (keys such as ``ts``) and categorical features (identifiers such as
+    ``turbine_id``) are kept, so each prediction can be joined back and grouped.
+
+    Raises:
+        DataError: a model feature is missing from the query, or a column would clash with an
+            output column.
+    """
+    names = schema.names
+    missing = [f for f in predictor.plan.names if f not in names]
+    if missing:
+        raise DataError(
+            f"the scoring query lacks the model's feature column(s) {', '.join(missing)} "
+            f"(query columns: {', '.join(names)})"
+        )
+    keep = [c for c in names if c not in predictor.plan.numeric]
+    reserved = set(OUTPUT_COLUMNS) | set(probability_columns(predictor.classes or []))
+    clash = [c for c in keep if c in reserved]
+    if clash:
+        raise DataError(
+            f"the scoring query's column(s) {', '.join(clash)} clash with the prediction "
+            "output columns; rename them in the query"
+        )
+    return keep
+
+
+def _prediction_columns(predictor: Any, outputs: np.ndarray) -> dict[str, pa.Array]:
+    if predictor.task == "regression":
+        return {"prediction": pa.array(outputs.astype("float64", copy=False).reshape(-1))}
+    classes = list(predictor.classes or [])
+    proba = outputs.astype("float64", copy=False)
+    best = proba.argmax(axis=1)
+    columns = {
+        "prediction": pa.array(proba[np.arange(len(proba)), best]),
+        "predicted_class": pa.array(classes, pa.string()).take(pa.array(best)),
+    }
+    for k, name in enumerate(probability_columns(classes)):
+        columns[name] = pa.array(proba[:, k])
+    return columns
+
+
+def score_batch(
+    predictor: Any, batch: pa.RecordBatch | pa.Table, keep: list[str], batch_rows: int
+) -> pa.Table:
+    """The pass-through columns of `batch` with its prediction columns (no constant columns)."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    outputs = predictor.predict_table(table, batch_rows=batch_rows)
+    columns = {name: table.column(name) for name in keep}
+    columns.update(_prediction_columns(predictor, outputs))
+    return pa.table(columns)
+
+
+def _batches(
+    warehouse: str,
+    sql: str,
+    parameters: dict[str, dict[str, Any]],
+    batch_rows: int,
+    warehouse_options: dict[str, Any] | None,
+) -> Iterator[pa.RecordBatch]:
+    """The query's rows as record batches; the first one (possibly empty) carries the schema."""
+    from voltpipe.data.warehouse import open_warehouse
+
+    wh = open_warehouse(warehouse, warehouse_options)
+    if hasattr(wh, "iter_batches"):  # DuckDB: stream straight from the query
+        yield from wh.iter_batches(sql, parameters, batch_rows)
+        return
+    # BigQuery: the extraction path (Storage Read API -> parquet shards), read back in batches.
+    import pyarrow.parquet as pq
+
+    from voltpipe.data.extract import extract_window
+    from voltpipe.data.io import parquet_files
+
+    with tempfile.TemporaryDirectory(prefix="voltpipe-score-") as tmp:
+        extract_window(warehouse, sql, parameters, Path(tmp) / "rows", warehouse_options)
+        files = parquet_files(Path(tmp) / "rows")
+        yield pa.RecordBatch.from_pylist([], schema=pq.read_schema(files[0]))
+        for f in files:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows)
+
+
+def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, type_), n)
+
+
+def predict_batch(
+    warehouse: str,
+    sql: str,
+    parameters: dict[str, dict[str, Any]],
+    model_dir: str | os.PathLike[str],
+    destination: str,
+    *,
+    mode: str = "append",
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    warehouse_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Scores every row of `sql` with the model in `model_dir` and writes them to `destination`.
+
+    The output holds the query's pass-through columns (see ``passthrough_columns``), then
+    ``prediction`` (regression: the value; classification: the probability of
+    ``predicted_class``), for classification ``predicted_class`` and ``probability_<class>``
+    per class, and ``model_name``, ``model_version`` and ``predicted_at`` (one UTC time per run).
+    The write is one transaction (DuckDB) or one load job (BigQuery).
+
+    Args:
+        warehouse: ``duckdb:///PATH`` or ``bigquery://PROJECT``.
+        sql: BigQuery Standard SQL with ``@named`` parameters selecting the rows to score.
+        parameters: ``{name: {"type": T, "value": v}}``.
+        model_dir: a voltpipe model folder (a registry version's ``uri``).
+        destination: ``DATASET.TABLE`` (DuckDB: ``SCHEMA.TABLE``).
+        mode: ``append`` or ``replace``.
+        batch_size: rows per read and predict batch.
+        warehouse_options: backend settings (the config's ``bigquery:`` section).
+
+    Returns:
+        ``{rows, destination, mode, model: {name, version, uri}, predicted_at, columns,
+        seconds, rows_per_second}``.
+
+    Raises:
+        DataError: missing features, an empty result, an unusable query or model, or a
+            destination that cannot be written.
+        ConfigError: a bad destination name or mode.
+    """
+    from voltpipe.data.warehouse import WRITE_MODES, open_warehouse, table_parts
+    from voltpipe.errors import ConfigError
+    from voltpipe.serving.predictor import Predictor, resolve_model_dir
+
+    if mode not in WRITE_MODES:
+        raise ConfigError(f"prediction.write_mode {mode!r}: expected append or replace")
+    table_parts(destination)  # fail on a bad name before any work
+    if batch_size < 1:
+        raise ConfigError(f"prediction.batch_size must be >= 1, got {batch_size}")
+    started = time.perf_counter()
+    predictor = Predictor.from_dir(resolve_model_dir(model_dir), warmup_batch_sizes=())
+    if predictor.task not in ("regression", "classification"):
+        raise DataError(f"task {predictor.task}: batch prediction not supported")
+    predicted_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    parts: list[pa.Table] = []
+    batches = _batches(warehouse, sql, parameters, batch_size, warehouse_options)
+    try:
+        first = next(batches)
+        keep = passthrough_columns(first.schema, predictor)
+        for batch in batches:
+            if batch.num_rows:
+                parts.append(score_batch(predictor, batch, keep, batch_size))
+    finally:
+        batches.close()  # releases the read connection before the write opens one
+    rows = sum(p.num_rows for p in parts)
+    if rows == 0:
+        shown = ", ".join(f"@{k}={v['value']!r}" for k, v in parameters.items()) or "none"
+        raise DataError(f"the scoring query returned no rows (parameters: {shown})")
+    scored = pa.concat_tables(parts)
+    scored = scored.append_column("model_name", _constant(predictor.name, pa.string(), rows))
+    scored = scored.append_column(
+        "model_version", _constant(str(predictor.version or ""), pa.string(), rows)
+    )
+    scored = scored.append_column(
+        "predicted_at", _constant(predicted_at, pa.timestamp("us", tz="UTC"), rows)
+    )
+    predict_seconds = time.perf_counter() - started
+    written = open_warehouse(warehouse, warehouse_options).write_table(
+        scored, destination, mode=mode
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "rows": int(written),
+        "destination": destination,
+        "mode": mode,
+        "model": {
+            "name": predictor.name,
+            "version": predictor.version,
+            "uri": str(model_dir),
+        },
+        "predicted_at": predicted_at.isoformat(),
+        "columns": scored.column_names,
+        "seconds": round(seconds, 3),
+        "predict_seconds": round(predict_seconds, 3),
+        "rows_per_second": round(rows / seconds) if seconds > 0 else None,
+    }
