@@ -137,6 +137,8 @@ def test_train_evaluate_register_chain(extracted: dict[str, dsl.Dataset], tmp_pa
         "metrics": _art(dsl.Metrics, tmp_path, "metrics"),
         "evaluation": _art(dsl.Artifact, tmp_path, "evaluation"),
         "decision_report": _art(dsl.Markdown, tmp_path, "decision"),
+        "classification_metrics": _art(dsl.ClassificationMetrics, tmp_path, "classification"),
+        "plots": _art(dsl.HTML, tmp_path, "plots"),
     }
     out = evaluate.python_func(
         model=model,
@@ -147,6 +149,7 @@ def test_train_evaluate_register_chain(extracted: dict[str, dsl.Dataset], tmp_pa
         **ev,
     )
     assert out.promote is True
+    assert "<svg" in Path(tmp_path / "plots").read_text()  # the residual plot
     assert set(ev["metrics"].metadata) == {"rmse", "mae", "r2"}
     stats = {
         "statistics": _art(dsl.Artifact, tmp_path, "stats"),
