@@ -62,7 +62,7 @@ def _in_process(cfg, root: Path) -> float:
         min_improvement=cfg.deploy.gate.min_improvement,
     )
     write_json_atomic(root / "evaluation.json", result.to_dict())
-    register_and_promote(
+    info = register_and_promote(
         model_dir=str(root / "model"),
         evaluation_path=str(root / "evaluation.json"),
         statistics_path=str(root / "statistics.json"),
@@ -73,7 +73,12 @@ def _in_process(cfg, root: Path) -> float:
         query_parameters=cfg.typed_parameters,
         tracking_uri=cfg.tracking_uri,
         out_path=str(root / "registration.json"),
+        reference_path=str(dirs["train"]),
     )
+    if info["champion"]:  # the pipeline's deploy step: smoke-test the new champion
+        from voltpipe.deploy.local import sample_instances, smoke_test
+
+        smoke_test(info["uri"], sample_instances(info["uri"]))
     return time.perf_counter() - started
 
 

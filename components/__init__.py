@@ -18,6 +18,7 @@ from voltpipe.components.extract_window import extract_window
 from voltpipe.components.keep_champion import keep_champion
 from voltpipe.components.register import register
 from voltpipe.components.train import train
+from voltpipe.components.tune import tune
 from voltpipe.components.validate import validate
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "keep_champion",
     "register",
     "train",
+    "tune",
     "validate",
     "with_image",
 ]
@@ -38,6 +40,7 @@ __all__ = [
 CATALOGUE: dict[str, BaseComponent] = {
     "extract": extract,
     "validate": validate,
+    "tune": tune,
     "train": train,
     "evaluate": evaluate,
     "register": register,

@@ -1,5 +1,7 @@
 """Train: a Keras model with its preprocessing inside, early-stopped on the valid split."""
 
+from typing import Optional
+
 from kfp import dsl
 
 from voltpipe.config import DEFAULT_IMAGE
@@ -18,15 +20,28 @@ def train(
     exclude: list = [],  # noqa: B006
     model_params: dict = {},  # noqa: B006
     training_params: dict = {},  # noqa: B006
+    task_params: dict = {},  # noqa: B006
+    best_params: Optional[dsl.Input[dsl.Artifact]] = None,  # noqa: UP045 - KFP reads Optional
 ):
     """Trains the configured model family and writes the Model (.keras + metadata),
-    training metrics and a training-curve plot."""
+    training metrics and a training-curve plot.
+
+    `task_params` holds ``{time_column, forecasting, anomaly}``; `best_params` is the tune
+    step's output, applied over the parameters. The per-epoch backup that lets a retried step
+    resume goes to Vertex's AIP_CHECKPOINT_DIR when set, else next to the model.
+    """
     import json
+    import os
 
     from voltpipe.errors import exit_on_user_error
     from voltpipe.modelling.train import train_model
+    from voltpipe.modelling.trial import gcs_fuse_path
     from voltpipe.reports import history_html
 
+    tuned = None
+    if best_params is not None:
+        with open(best_params.path) as fh:
+            tuned = json.load(fh)
     with exit_on_user_error():
         result = train_model(
             train_data.path,
@@ -38,12 +53,16 @@ def train(
             exclude=list(exclude),
             model_params=dict(model_params),
             training_params=dict(training_params),
+            task_params=dict(task_params),
+            best_params=tuned,
+            backup_dir=gcs_fuse_path(os.environ.get("AIP_CHECKPOINT_DIR", "")) or None,
         )
     model.metadata.update(
         {
             "task": task,
             "label": label,
             "framework": "keras",
+            "family": result.meta["family"],
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
         }

@@ -14,6 +14,7 @@ from voltpipe.components import (
     keep_champion,
     register,
     train,
+    tune,
     validate,
     with_image,
 )
@@ -30,8 +31,14 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
     """
     ops = {
         c.name: with_image(c, cfg.image)
-        for c in (extract, validate, train, evaluate, register, deploy, keep_champion)
+        for c in (extract, validate, tune, train, evaluate, register, deploy, keep_champion)
     }
+    task_params = {
+        "time_column": cfg.time_column,
+        "forecasting": cfg.forecasting.model_dump(exclude_none=True),
+        "anomaly": cfg.anomaly.model_dump(exclude_none=True),
+    }
+    task_params = {k: v for k, v in task_params.items() if v is not None}
     # Evaluation options are compiled in as constants (KFP constants cannot be None).
     evaluation_options = cfg.evaluation.model_dump(exclude_none=True)
     deploy_params = cfg.deploy.model_dump(exclude={"gate"}, exclude_none=True)
@@ -79,6 +86,8 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         champion_schema_registry: str = cfg.registry_uri
         if cfg.validation.compare_with_champion
         else "",
+        task_params: dict = task_params,
+        tuning: dict = cfg.tuning.model_dump(exclude_none=True),
         deploy_target: str = cfg.deploy.target,
         deploy_params: dict = deploy_params,
         vertex_params: dict = vertex_params,
@@ -101,6 +110,30 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             registry_uri=champion_schema_registry,
             model_name=model_name,
         ).set_display_name("validate")
+        # Tuning is decided when the pipeline is built: its best hyperparameters feed train.
+        tuned_params = {}
+        if cfg.tuning.enabled:
+            tuned = (
+                ops["tune"](
+                    train_data=data.outputs["train"],
+                    valid_data=data.outputs["valid"],
+                    label=label,
+                    task=task,
+                    tuning=tuning,
+                    features=features,
+                    exclude=exclude,
+                    model_params=model_params,
+                    training_params=training_params,
+                    task_params=task_params,
+                    tracking_uri=tracking_uri,
+                    vertex=cfg.vertex.model_dump(exclude_none=True),
+                    image=cfg.image,
+                    run_name=f"{cfg.name}-tuning",
+                )
+                .set_display_name("tune")
+                .after(checked)
+            )
+            tuned_params["best_params"] = tuned.outputs["best_params"]
         trained = (
             ops["train"](
                 train_data=data.outputs["train"],
@@ -111,6 +144,8 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
                 exclude=exclude,
                 model_params=model_params,
                 training_params=training_params,
+                task_params=task_params,
+                **tuned_params,
             )
             .set_display_name("train")
             .after(checked)
@@ -146,14 +181,17 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         # A model that fails the gate is never deployed. (The Else branch is also what lets
         # kfp.local 2.17 resolve the condition: a lone dsl.If is skipped there.)
         with dsl.If(evaluated.outputs["promote"] == True, name="promoted"):  # noqa: E712
-            ops["deploy"](
+            # Cached like the steps before it: the same registration was deployed by that run.
+            deployed = ops["deploy"](
                 registration=registered.outputs["registration"],
                 registry_uri=registry_uri,
                 model_name=model_name,
                 target=deploy_target,
                 deploy_params=deploy_params,
                 vertex_params=vertex_params,
-            ).set_display_name("deploy").set_caching_options(False)
+            ).set_display_name("deploy")
+            if retraining:
+                deployed.set_caching_options(False)
         with dsl.Else(name="not-promoted"):
             ops["keep-champion"](registry_uri=registry_uri, model_name=model_name).set_display_name(
                 "keep-champion"

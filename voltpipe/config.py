@@ -21,8 +21,13 @@ from voltpipe.errors import ConfigError
 TASKS = ("classification", "regression", "forecasting", "anomaly")
 DEFAULT_IMAGE = "europe-west1-docker.pkg.dev/PROJECT/voltpipe/voltpipe:0.1.0"
 EMBEDDED_WAREHOUSE_FILE = "warehouse.duckdb"
-PRIMARY_METRIC = {"classification": "auc", "regression": "rmse"}
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "mape"}
+PRIMARY_METRIC = {
+    "classification": "auc",
+    "regression": "rmse",
+    "forecasting": "mae",
+    "anomaly": "f1",
+}
+LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "mape", "reconstruction_error"}
 
 
 class _Strict(BaseModel):

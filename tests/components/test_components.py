@@ -197,6 +197,7 @@ def test_catalogue_lists_every_component() -> None:
     assert list(CATALOGUE) == [
         "extract",
         "validate",
+        "tune",
         "train",
         "evaluate",
         "register",

@@ -68,8 +68,11 @@ def smoke_test(model_dir: str | Path, instances: list[dict[str, Any]]) -> list[A
         DataError: it does not load, fails to predict, or predicts a wrong count or non-finite
             values.
     """
+    from voltpipe.modelling.train import read_model_meta
     from voltpipe.serving.predictor import Predictor
 
+    if read_model_meta(model_dir)["task"] not in ("regression", "classification"):
+        return _smoke_test_in_process(model_dir)
     try:
         predictor = Predictor.from_dir(model_dir, warmup_batch_sizes=(1,))
         predictions = predictor.predict(instances)
@@ -82,6 +85,27 @@ def smoke_test(model_dir: str | Path, instances: list[dict[str, Any]]) -> list[A
         if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
             raise DataError(f"non-finite prediction {p!r}")
     return predictions
+
+
+def _smoke_test_in_process(model_dir: str | Path) -> list[Any]:
+    """Forecasting and anomaly models (which the row-wise HTTP server does not serve): load the
+    model and score its stored reference sample in process."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from voltpipe.modelling.predict import load_model
+
+    sample = Path(model_dir) / "reference_sample.parquet"
+    try:
+        model = load_model(model_dir)
+        if not sample.exists():
+            return []
+        out = np.asarray(model.predict_raw(pq.read_table(sample)))
+    except Exception as exc:
+        raise DataError(f"{type(exc).__name__}: {exc}") from exc
+    if out.size and not np.all(np.isfinite(out)):
+        raise DataError("non-finite predictions on the reference sample")
+    return out.reshape(len(out), -1)[:5].tolist()
 
 
 def deploy_local(

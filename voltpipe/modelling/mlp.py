@@ -7,20 +7,11 @@ from typing import Any
 from voltpipe.modelling.features import MAX_ONE_HOT, FeaturePlan
 
 
-def build_mlp(
-    plan: FeaturePlan,
-    *,
-    task: str,
-    n_classes: int,
-    hidden_units: list[int],
-    dropout: float,
-) -> Any:
-    """Returns an uncompiled Keras model taking a dict of raw feature columns.
+def encode_tabular(plan: FeaturePlan, *, one_hot_only: bool = False) -> tuple[dict[str, Any], Any]:
+    """Keras inputs for the raw feature columns and their encoded, concatenated tensor.
 
     Numbers pass a Normalization layer fixed to the training mean/variance; strings a
-    StringLookup (one-hot when small, an embedding otherwise). Regression outputs one value on
-    the standardised label scale (see ``with_output_scale``); classification outputs class
-    probabilities.
+    StringLookup (one-hot when small or `one_hot_only`, an embedding otherwise).
     """
     import keras
     from keras import layers
@@ -37,7 +28,7 @@ def build_mlp(
         inp = keras.Input(shape=(1,), name=name, dtype="string")
         inputs[name] = inp
         size = len(vocab) + 1  # + the out-of-vocabulary bucket
-        if size <= MAX_ONE_HOT:
+        if size <= MAX_ONE_HOT or one_hot_only:
             enc = layers.StringLookup(
                 vocabulary=vocab, output_mode="one_hot", name=f"lookup_{name}"
             )(inp)
@@ -49,6 +40,27 @@ def build_mlp(
             )
         encoded.append(enc)
     x = layers.Concatenate(name="features")(encoded) if len(encoded) > 1 else encoded[0]
+    return inputs, x
+
+
+def build_mlp(
+    plan: FeaturePlan,
+    *,
+    task: str,
+    n_classes: int,
+    hidden_units: list[int],
+    dropout: float,
+) -> Any:
+    """Returns an uncompiled Keras model taking a dict of raw feature columns.
+
+    Preprocessing is inside (see ``encode_tabular``). Regression outputs one value on the
+    standardised label scale (see ``with_output_scale``); classification outputs class
+    probabilities.
+    """
+    import keras
+    from keras import layers
+
+    inputs, x = encode_tabular(plan)
     for i, units in enumerate(hidden_units):
         x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         if dropout:

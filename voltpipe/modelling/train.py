@@ -1,7 +1,13 @@
-"""Training: read parquet splits, build the model family, fit with early stopping, save."""
+"""Training: read parquet splits, build the task's model family, fit resumably, save.
+
+Fitting early-stops and reduces the learning rate on the valid loss, and backs its state up
+every epoch (``keras.callbacks.BackupAndRestore``) to a folder that is stable across retries, so
+a killed run started again resumes after its last finished epoch.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -11,14 +17,33 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+from pydantic import ValidationError
 
 from voltpipe.data.io import read_table, write_json_atomic
 from voltpipe.errors import DataError
-from voltpipe.modelling.features import FeaturePlan, model_inputs, plan_features
+from voltpipe.modelling.features import FeaturePlan
+from voltpipe.modelling.problems import (
+    OUTPUTS,
+    Problem,
+    TaskParams,
+    encode_labels,
+    make_problem,
+)
+
+__all__ = [
+    "META_FILE",
+    "MODEL_FILE",
+    "TrainResult",
+    "encode_labels",
+    "feature_plan",
+    "fit_tables",
+    "read_model_meta",
+    "train_model",
+]
 
 MODEL_FILE = "model.keras"
 META_FILE = "voltpipe_model.json"
+HISTORY_FILE = "voltpipe_history.json"
 
 
 @dataclasses.dataclass
@@ -30,61 +55,221 @@ class TrainResult:
     rows: dict[str, int]
     seconds: float
     meta: dict[str, Any]
+    initial_epoch: int = 0  # > 0: resumed from a backup after this many epochs
 
 
-def encode_labels(
-    table: pa.Table, label: str, task: str, classes: list[str] | None = None
-) -> tuple[np.ndarray, list[str] | None]:
-    """Returns label targets: float32 for regression, class indices for classification.
+@dataclasses.dataclass
+class Fitted:
+    model: Any
+    history: dict[str, list[float]]
+    best_epoch: int
+    initial_epoch: int
+    meta: dict[str, Any]
+    monitor: str
+
+
+def _settings(
+    model_params: dict[str, Any] | None, training_params: dict[str, Any] | None, task_params: Any
+) -> tuple[Any, Any, TaskParams]:
+    from voltpipe.config import ModelConfig, TrainingConfig
+
+    try:
+        mp = ModelConfig(**(model_params or {}))
+        tp = TrainingConfig(**(training_params or {}))
+        params = (
+            task_params
+            if isinstance(task_params, TaskParams)
+            else TaskParams.from_dict(task_params)
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = {
+            "ModelConfig": "model",
+            "TrainingConfig": "training",
+            "ForecastingConfig": "forecasting",
+            "AnomalyConfig": "anomaly",
+        }.get(exc.title, exc.title)
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise DataError(f"{where}.{key}: {msg}") from None
+    return mp, tp, params
+
+
+def _resumable_history(backup_dir: str | None) -> Any:
+    """A callback keeping the history of every epoch across a resume, next to Keras' backup."""
+    import keras
+
+    class ResumableHistory(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.path = Path(backup_dir, HISTORY_FILE) if backup_dir else None
+            self.history: dict[str, list[float]] = {}
+            self.initial_epoch = 0
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            # BackupAndRestore (earlier in the list) has set the epoch to resume from.
+            self.initial_epoch = int(getattr(self.model, "_initial_epoch", 0) or 0)
+            if self.initial_epoch and self.path and self.path.exists():
+                saved = json.loads(self.path.read_text())
+                self.history = {k: v[: self.initial_epoch] for k, v in saved.items()}
+                print(f"voltpipe: resuming training after epoch {self.initial_epoch}", flush=True)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            for k, v in (logs or {}).items():
+                if k != "learning_rate":
+                    self.history.setdefault(k, []).append(float(v))
+            self.history.setdefault("learning_rate", []).append(
+                float(np.asarray(self.model.optimizer.learning_rate))
+            )
+            if self.path:
+                write_json_atomic(self.path, self.history)
+
+    return ResumableHistory()
+
+
+def _claim_backup(backup_dir: str, fingerprint: dict[str, Any]) -> None:
+    """Drops a backup left by a different training setup (it would not fit this model)."""
+    import shutil
+
+    marker = Path(backup_dir, "voltpipe_backup.json")
+    if Path(backup_dir).exists():
+        try:
+            same = json.loads(marker.read_text()) == fingerprint
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(backup_dir, ignore_errors=True)
+    Path(backup_dir).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, fingerprint)
+
+
+def fit_problem(
+    problem: Problem,
+    mp: Any,
+    tp: Any,
+    *,
+    callbacks: list[Any] | None = None,
+    backup_dir: str | os.PathLike[str] | None = None,
+    strategy: Any = None,
+    verbose: int = 2,
+) -> Fitted:
+    """Builds, compiles and fits the problem's model; returns the model to save and its history."""
+    import keras
+
+    keras.utils.set_random_seed(tp.seed)
+    train_ds, valid_ds = problem.datasets(tp)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        core = problem.build(mp)
+        core.compile(
+            optimizer=keras.optimizers.Adam(tp.learning_rate),
+            loss=problem.loss,
+            metrics=problem.metrics or None,
+            steps_per_execution=tp.steps_per_execution,
+        )
+    monitor = "val_loss" if valid_ds is not None else "loss"
+    cbs: list[Any] = [
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=tp.early_stopping_patience, restore_best_weights=True
+        )
+    ]
+    if tp.reduce_lr_patience:
+        cbs.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                factor=tp.reduce_lr_factor,
+                patience=tp.reduce_lr_patience,
+                min_lr=tp.learning_rate * 1e-3,
+                verbose=0,
+            )
+        )
+    backup = str(backup_dir) if backup_dir else None
+    if backup:
+        fingerprint = {
+            "task": problem.task,
+            "family": problem.family,
+            "model": mp.model_dump(),
+            "training": tp.model_dump(exclude={"backup_dir", "vertex"}),
+            "rows": problem.rows,
+        }
+        _claim_backup(backup, json.loads(json.dumps(fingerprint, default=str)))
+        cbs.append(keras.callbacks.BackupAndRestore(backup))
+    history_cb = _resumable_history(backup)
+    cbs.append(history_cb)
+    cbs.extend(callbacks or [])
+    core.fit(
+        train_ds,
+        validation_data=valid_ds,
+        epochs=tp.epochs,
+        callbacks=cbs,
+        verbose=verbose,
+        shuffle=False,  # the dataset reshuffles every epoch
+    )
+    history = history_cb.history
+    best_epoch = int(np.argmin(history[monitor])) + 1 if history.get(monitor) else 0
+    model = problem.finish(core)
+    return Fitted(model, history, best_epoch, history_cb.initial_epoch, problem.meta(), monitor)
+
+
+def fit_tables(
+    train: pa.Table,
+    valid: pa.Table,
+    *,
+    label: str,
+    task: str,
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+    model_params: dict[str, Any] | None = None,
+    training_params: dict[str, Any] | None = None,
+    task_params: dict[str, Any] | TaskParams | None = None,
+    callbacks: list[Any] | None = None,
+    backup_dir: str | os.PathLike[str] | None = None,
+    strategy: Any = None,
+    verbose: int = 2,
+) -> tuple[Fitted, Problem]:
+    """Trains on in-memory tables (the tuner calls this once per trial and fold).
 
     Raises:
-        DataError: the label is missing, null, non-finite, non-numeric for regression, or holds
-            a class not seen in training.
+        DataError: the data or a setting cannot train this task.
     """
-    if label not in table.column_names:
-        raise DataError(
-            f"label column {label!r} is missing (columns: {', '.join(table.column_names)})"
-        )
-    col = table.column(label)
-    if col.null_count:
-        raise DataError(f"label column {label!r} has {col.null_count} null value(s)")
-    if task == "classification":
-        as_str = pc.cast(col, pa.string()).to_numpy(zero_copy_only=False).astype(str)
-        if classes is None:
-            classes = sorted(set(as_str.tolist()))
-            if len(classes) < 2:
-                raise DataError(
-                    f"label column {label!r} has a single class ({classes[0]!r}); classification needs two or more"
-                )
-        index = {c: i for i, c in enumerate(classes)}
-        try:
-            y = np.fromiter((index[v] for v in as_str), dtype="int32", count=len(as_str))
-        except KeyError as exc:
-            raise DataError(
-                f"label column {label!r} holds class {exc.args[0]!r} not seen in training"
-            ) from None
-        return y, classes
-    if not (
-        pa.types.is_integer(col.type)
-        or pa.types.is_floating(col.type)
-        or pa.types.is_decimal(col.type)
-    ):
-        raise DataError(
-            f"label column {label!r} is {col.type}; task {task!r} needs a numeric label"
-        )
-    y = col.to_numpy(zero_copy_only=False).astype("float32")
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"label column {label!r} holds NaN or infinite values")
-    return y, None
-
-
-def _dataset(x: dict[str, np.ndarray], y: np.ndarray, batch: int, shuffle: bool, seed: int) -> Any:
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(min(len(y), 100_000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    mp, tp, params = _settings(model_params, training_params, task_params)
+    problem = make_problem(
+        train,
+        valid,
+        label=label,
+        task=task,
+        features=features,
+        exclude=exclude,
+        mp=mp,
+        tp=tp,
+        params=params,
+    )
+    fitted = fit_problem(
+        problem,
+        mp,
+        tp,
+        callbacks=callbacks,
+        backup_dir=backup_dir,
+        strategy=strategy,
+        verbose=verbose,
+    )
+    fitted.meta.update(
+        {
+            "format": "voltpipe-keras-v1",
+            "task": task,
+            "label": label,
+            "family": problem.family,
+            "output": OUTPUTS[task],
+            "model_params": {**mp.model_dump(), "family": problem.family},
+            "training_params": tp.model_dump(),
+            "task_params": params.to_dict(),
+            "rows": problem.rows,
+            "best_epoch": fitted.best_epoch,
+            "epochs_run": len(fitted.history.get(fitted.monitor, [])),
+            "resumed_after_epoch": fitted.initial_epoch,
+        }
+    )
+    return fitted, problem
 
 
 def train_model(
@@ -98,117 +283,77 @@ def train_model(
     exclude: list[str] | None = None,
     model_params: dict[str, Any] | None = None,
     training_params: dict[str, Any] | None = None,
+    task_params: dict[str, Any] | None = None,
+    best_params: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
+    backup_dir: str | os.PathLike[str] | None = None,
+    strategy: Any = None,
 ) -> TrainResult:
     """Trains a model on the train split, early-stopping on the valid split, and saves it.
 
-    `out_dir` receives ``model.keras`` (preprocessing inside) and ``voltpipe_model.json``
-    (task, label, feature plan, classes, hyperparameters). Writes go to a temp folder first
+    `out_dir` receives ``model.keras`` (preprocessing inside: it takes raw values) and
+    ``voltpipe_model.json`` (task, label, classes, features, the task's settings, what
+    ``predict_raw`` returns under "output", hyperparameters). Writes go to a temp file first
     and are renamed into place, so a killed run leaves no half-written model.
 
-    Raises:
-        DataError: the data cannot train this task (see ``encode_labels`` and ``plan_features``).
-    """
-    from voltpipe.config import ModelConfig, TrainingConfig
+    Args:
+        task_params: ``{time_column, forecasting: {...}, anomaly: {...}}`` (see the config).
+        best_params: a tuner's best hyperparameters (``{model, training, forecasting}``),
+            applied over `model_params`, `training_params` and `task_params`.
+        callbacks: extra Keras callbacks (after voltpipe's own).
+        backup_dir: where the per-epoch backup lives; default ``<out_dir>.backup`` (training.
+            backup_dir wins over the default; the caller's value over both).
+        strategy: a ``tf.distribute.Strategy`` to build the model under (see ``distribute``).
 
-    if task not in ("classification", "regression"):
-        raise DataError(
-            f"task {task!r} has no model family in this version (classification and regression are supported)"
-        )
-    mp = ModelConfig(**(model_params or {}))
-    tp = TrainingConfig(**(training_params or {}))
+    Raises:
+        DataError: the data cannot train this task (a message naming the column or setting).
+    """
+    from voltpipe.modelling.tuning import apply_best_params
+
     started = time.perf_counter()
+    if best_params:
+        model_params, training_params, task_params = apply_best_params(
+            best_params, model_params, training_params, task_params
+        )
     train_tbl = read_table(train_path)
     valid_tbl = read_table(valid_path)
-    if train_tbl.num_rows == 0:
-        raise DataError("the train split is empty")
-    plan = plan_features(train_tbl, label=label, features=features, exclude=exclude)
-    y_train, classes = encode_labels(train_tbl, label, task)
-    x_train = model_inputs(train_tbl, plan)
-    has_valid = valid_tbl.num_rows > 0
-    if has_valid:
-        y_valid, _ = encode_labels(valid_tbl, label, task, classes)
-        x_valid = model_inputs(valid_tbl, plan)
-
-    import keras
-
-    keras.utils.set_random_seed(tp.seed)
-    label_mean, label_std = 0.0, 1.0
-    if task == "regression":
-        label_mean, label_std = float(y_train.mean()), float(y_train.std()) or 1.0
-    from voltpipe.modelling.mlp import build_mlp, with_output_scale
-
-    # Regression trains on the standardised label (well-conditioned for any unit); the saved
-    # model rescales its output back to the label's units.
-    core = build_mlp(
-        plan,
+    backup = (
+        backup_dir
+        or (training_params or {}).get("backup_dir")
+        or f"{os.fspath(out_dir).rstrip('/')}.backup"
+    )
+    fitted, _ = fit_tables(
+        train_tbl,
+        valid_tbl,
+        label=label,
         task=task,
-        n_classes=len(classes or []),
-        hidden_units=mp.hidden_units,
-        dropout=mp.dropout,
-    )
-    if task == "classification":
-        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
-        target_train = y_train
-        target_valid = y_valid if has_valid else None
-    else:
-        loss, metrics = "mse", ["mae"]
-        target_train = (y_train - label_mean) / label_std
-        target_valid = (y_valid - label_mean) / label_std if has_valid else None
-    core.compile(
-        optimizer=keras.optimizers.Adam(tp.learning_rate),
-        loss=loss,
-        metrics=metrics,
-        steps_per_execution=tp.steps_per_execution,
-    )
-    monitor = "val_loss" if has_valid else "loss"
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=tp.early_stopping_patience, restore_best_weights=True
-        ),
-    ]
-    fit = core.fit(
-        _dataset(x_train, target_train, tp.batch_size, True, tp.seed),
-        validation_data=(
-            _dataset(x_valid, target_valid, max(tp.batch_size, 2048), False, tp.seed)
-            if has_valid
-            else None
-        ),
-        epochs=tp.epochs,
+        features=features,
+        exclude=exclude,
+        model_params=model_params,
+        training_params=training_params,
+        task_params=task_params,
         callbacks=callbacks,
-        verbose=2,
-        shuffle=False,  # tf.data shuffles
+        backup_dir=backup,
+        strategy=strategy,
     )
-    model = core if task == "classification" else with_output_scale(core, label_mean, label_std)
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
-    best_epoch = int(np.argmin(history[monitor])) + 1
-    meta = {
-        "format": "voltpipe-keras-v1",
-        "task": task,
-        "label": label,
-        "classes": classes,
-        "features": plan.to_dict(),
-        "family": mp.family,
-        "model_params": mp.model_dump(),
-        "training_params": tp.model_dump(),
-        "label_stats": {"mean": label_mean, "std": label_std} if task == "regression" else None,
-        "rows": {"train": train_tbl.num_rows, "valid": valid_tbl.num_rows},
-        "best_epoch": best_epoch,
-        "epochs_run": len(history[monitor]),
-    }
+    meta = fitted.meta
+    if best_params:
+        meta["best_params"] = best_params
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".tmp-model.keras"
-    model.save(tmp)
+    fitted.model.save(tmp)
     os.replace(tmp, out / MODEL_FILE)
     write_json_atomic(out / META_FILE, meta)
     return TrainResult(
         model_dir=out,
-        history=history,
+        history=fitted.history,
         epochs_run=meta["epochs_run"],
-        best_epoch=best_epoch,
+        best_epoch=fitted.best_epoch,
         rows=meta["rows"],
         seconds=time.perf_counter() - started,
         meta=meta,
+        initial_epoch=fitted.initial_epoch,
     )
 
 

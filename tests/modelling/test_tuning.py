@@ -1,0 +1,185 @@
+"""Local tuning: Optuna with pruning, nested MLflow runs, folds, and the tune -> train wiring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from kfp import dsl
+from voltpipe.components.train import train
+from voltpipe.components.tune import tune
+
+from tests.modelling.synthetic import tabular_table, write_split
+from voltpipe.config import TuningConfig
+from voltpipe.errors import ConfigError
+from voltpipe.modelling.tuning import (
+    apply_best_params,
+    expanding_window_indices,
+    kfold_indices,
+    run_tuning,
+)
+
+SPACE = {
+    "hidden_units": [[8], [16, 8]],
+    "learning_rate": {"min": 1e-4, "max": 3e-2, "log": True},
+    "batch_size": [128, 256],
+}
+TRAINING = {"epochs": 5, "early_stopping_patience": 5, "steps_per_execution": 1}
+
+
+def _art(cls: type, root: Path, name: str) -> dsl.Artifact:
+    return cls(name=name, uri=str(root / name), metadata={})
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tune")
+    return {
+        "train": write_split(root / "train", tabular_table(1200, 2, 1)),
+        "valid": write_split(root / "valid", tabular_table(400, 2, 2)),
+    }
+
+
+def test_space_is_validated() -> None:
+    with pytest.raises(ValueError, match="unknown key 'layers'"):
+        TuningConfig(space={"layers": [1, 2]})
+    with pytest.raises(ValueError, match="a log range needs min > 0"):
+        TuningConfig(space={"learning_rate": {"min": 0, "max": 1, "log": True}})
+    from voltpipe.config import load_config
+
+    with pytest.raises(ConfigError, match="tuning.folds"):
+        load_config(None, ["tuning.folds=1"])
+    with pytest.raises(ConfigError, match="unknown model family 'xgb'"):
+        load_config(None, ["model.family=xgb"])
+    cfg = load_config(
+        None,
+        [
+            "task=forecasting",
+            "time_column=ts",
+            "forecasting={window: 24, horizon: 6, group_column: turbine_id, season: 144}",
+            "anomaly.threshold_quantile=0.995",
+            "training.vertex={machine_type: n1-standard-8, replica_count: 2}",
+            "tuning={enabled: true, space: {window: [24, 48]}, backend: vertex}",
+        ],
+    )
+    assert cfg.forecasting.group_column == "turbine_id" and cfg.forecasting.season == 144
+    assert cfg.training.vertex.replica_count == 2 and cfg.tuning.backend == "vertex"
+
+
+def test_folds() -> None:
+    folds = kfold_indices(10, 5, seed=0)
+    assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(10))
+    times = np.repeat(np.arange(12), 2)  # two series cut at the same times
+    exp = expanding_window_indices(times, 3)
+    assert [len(t) for t, _ in exp] == [6, 12, 18] and [len(v) for _, v in exp] == [6, 6, 6]
+    assert all(times[t].max() < times[v].min() for t, v in exp)
+
+
+def test_best_params_merge_over_training_params() -> None:
+    best = {
+        "model": {"hidden_units": [8]},
+        "training": {"learning_rate": 0.01},
+        "forecasting": {"window": 24},
+        "value": 0.3,
+    }
+    mp, tp, task = apply_best_params(
+        best, {"dropout": 0.2}, {"epochs": 3}, {"forecasting": {"window": 48, "horizon": 6}}
+    )
+    assert mp == {"dropout": 0.2, "hidden_units": [8]}
+    assert tp == {"epochs": 3, "learning_rate": 0.01}
+    assert task["forecasting"] == {"window": 24, "horizon": 6}
+
+
+@pytest.mark.slow
+def test_pruned_search_with_nested_mlflow_runs(splits: dict[str, Path], tmp_path: Path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_tuning(
+        pq.read_table(splits["train"]),
+        pq.read_table(splits["valid"]),
+        label="label",
+        task="classification",
+        exclude=["target"],
+        training_params=TRAINING,
+        tuning={"max_trials": 7, "algorithm": "bayesian", "space": SPACE, "seed": 3},
+        tracking_uri=uri,
+        run_name="tune-test",
+    )
+    states = [t["state"] for t in result.trials]
+    assert len(states) == 7 and result.n_pruned >= 1 and result.n_complete >= 1, states
+    pruned = [t for t in result.trials if t["state"] == "PRUNED"]
+    assert any(t["epochs"] < 5 for t in pruned), result.trials
+    assert result.total_epochs < 7 * 5
+    best = result.best_params
+    assert best["value"] == min(t["value"] for t in result.trials if t["state"] == "COMPLETE")
+    assert best["model"]["hidden_units"] in ([8], [16, 8]) and best["training"]["batch_size"] in (
+        128,
+        256,
+    )
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    children = client.search_runs(
+        [client.get_run(result.parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+    )
+    assert len(children) == 7
+    assert sum(r.info.status == "KILLED" for r in children) == result.n_pruned
+    assert client.get_run(result.parent_run_id).data.metrics["best_value"] == pytest.approx(
+        best["value"]
+    )
+
+
+@pytest.mark.slow
+def test_tune_component_feeds_train(splits: dict[str, Path], tmp_path: Path) -> None:
+    data = {s: dsl.Dataset(name=s, uri=str(p), metadata={}) for s, p in splits.items()}
+    outs = {
+        n: _art(c, tmp_path, n)
+        for n, c in (
+            ("best_params", dsl.Artifact),
+            ("trials", dsl.Artifact),
+            ("report", dsl.Markdown),
+            ("metrics", dsl.Metrics),
+        )
+    }
+    tune.python_func(
+        train_data=data["train"],
+        valid_data=data["valid"],
+        label="label",
+        task="classification",
+        exclude=["target"],
+        training_params={**TRAINING, "epochs": 2},
+        tuning={
+            "max_trials": 2,
+            "algorithm": "random",
+            "folds": 2,
+            "space": {"hidden_units": [[8], [4]]},
+        },
+        **outs,
+    )
+    best = json.loads(Path(outs["best_params"].path).read_text())
+    assert best["backend"] == "local" and best["model"]["hidden_units"] in ([8], [4])
+    trials = json.loads(Path(outs["trials"].path, "trials.json").read_text())
+    assert len(trials) == 2 and all(t["folds"] == 2 and t["value_std"] >= 0 for t in trials)
+    assert Path(outs["trials"].path, "trials.csv").read_text().startswith("trial,state,value")
+    assert "| trial | state | value |" in Path(outs["report"].path).read_text()
+
+    model = _art(dsl.Model, tmp_path, "model")
+    train.python_func(
+        train_data=data["train"],
+        valid_data=data["valid"],
+        label="label",
+        task="classification",
+        model=model,
+        metrics=_art(dsl.Metrics, tmp_path, "train_metrics"),
+        curves=_art(dsl.HTML, tmp_path, "curves"),
+        exclude=["target"],
+        model_params={"hidden_units": [32]},
+        training_params={**TRAINING, "epochs": 1},
+        best_params=outs["best_params"],
+    )
+    meta = json.loads(Path(model.path, "voltpipe_model.json").read_text())
+    assert meta["model_params"]["hidden_units"] == best["model"]["hidden_units"]
+    assert meta["best_params"]["trial"] == best["trial"]

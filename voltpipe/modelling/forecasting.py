@@ -1,0 +1,231 @@
+"""Forecasting data: series sorted by group then time, window starts that never cross a series,
+calendar channels, season detection and the naive baselines. No TensorFlow here.
+
+A window is ``window`` consecutive rows of one series (channels: the label, the covariates and,
+with ``calendar``, hour-of-day and day-of-week as sin/cos); its target is the label over the
+``horizon`` rows that follow. Windows are ordered by series then time: window ``i`` starts at
+row ``starts[i]`` of the sorted table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from voltpipe.errors import DataError
+
+CALENDAR_CHANNELS = ["hour_sin", "hour_cos", "dow_sin", "dow_cos"]
+
+
+@dataclasses.dataclass
+class SeriesTable:
+    """One table's series, sorted by group then time, as numpy arrays."""
+
+    values: np.ndarray  # (n, channels) float32: label, covariates, calendar
+    target: np.ndarray  # (n,) float64: the label
+    series_id: np.ndarray  # (n,) int: series number, non-decreasing
+    groups: np.ndarray  # (n,) group value of each row (str), "" without a group column
+    times: np.ndarray  # (n,) the time column as numpy values
+
+
+def _numeric(table: pa.Table, name: str, role: str) -> np.ndarray:
+    if name not in table.column_names:
+        raise DataError(
+            f"{role} column {name!r} is missing (columns: {', '.join(table.column_names)})"
+        )
+    col = table.column(name)
+    t = col.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
+        raise DataError(f"{role} column {name!r} should be numeric but is {t}")
+    values = col.to_numpy(zero_copy_only=False).astype("float64")
+    bad = int(col.null_count) + int((~np.isfinite(values)).sum())
+    if col.null_count or not np.all(np.isfinite(values)):
+        raise DataError(
+            f"{role} column {name!r} holds {bad} null, NaN or infinite value(s); "
+            "fill or filter them in the query"
+        )
+    return values
+
+
+def _calendar(times: pa.ChunkedArray) -> np.ndarray | None:
+    """sin/cos of hour-of-day and day-of-week, or None when the time column is not a time."""
+    t = times.type
+    if pa.types.is_timestamp(t):
+        secs = pc.cast(pc.cast(times, pa.timestamp("s", tz=t.tz)), pa.int64())
+    elif pa.types.is_date(t):
+        secs = pc.multiply(pc.cast(pc.cast(times, pa.date32()), pa.int64()), 86_400)
+    else:
+        return None
+    s = secs.to_numpy(zero_copy_only=False).astype("float64")
+    hour = (s % 86_400) / 3_600.0
+    dow = ((s // 86_400) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    a, b = 2 * np.pi * hour / 24.0, 2 * np.pi * dow / 7.0
+    return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)], axis=1)
+
+
+def series_table(
+    table: pa.Table,
+    *,
+    label: str,
+    time_column: str,
+    group_column: str | None,
+    covariates: list[str],
+    calendar: bool,
+) -> SeriesTable:
+    """Sorts `table` by group then time and returns its channels.
+
+    Raises:
+        DataError: a missing column, a null time, a non-numeric or non-finite label/covariate.
+    """
+    if time_column not in table.column_names:
+        raise DataError(
+            f"time_column {time_column!r} is not in the data (columns: {', '.join(table.column_names)})"
+        )
+    if table.column(time_column).null_count:
+        raise DataError(f"time_column {time_column!r} holds null values")
+    if group_column is not None and group_column not in table.column_names:
+        raise DataError(
+            f"forecasting.group_column {group_column!r} is not in the data "
+            f"(columns: {', '.join(table.column_names)})"
+        )
+    keys = [(time_column, "ascending")]
+    if group_column is not None:
+        keys.insert(0, (group_column, "ascending"))
+    table = table.sort_by(keys)
+    target = _numeric(table, label, "label")
+    channels = [target]
+    for name in covariates:
+        channels.append(_numeric(table, name, "covariate"))
+    values = np.stack(channels, axis=1)
+    if calendar:
+        cal = _calendar(table.column(time_column))
+        if cal is not None:
+            values = np.concatenate([values, cal], axis=1)
+    if group_column is not None:
+        groups = np.asarray(
+            pc.fill_null(pc.cast(table.column(group_column), pa.string()), "").to_numpy(
+                zero_copy_only=False
+            ),
+            dtype=object,
+        )
+        change = np.empty(len(groups), dtype=bool)
+        if len(groups):
+            change[0] = False
+            change[1:] = groups[1:] != groups[:-1]
+        series_id = np.cumsum(change)
+    else:
+        groups = np.full(table.num_rows, "", dtype=object)
+        series_id = np.zeros(table.num_rows, dtype="int64")
+    times = table.column(time_column).to_numpy(zero_copy_only=False)
+    return SeriesTable(values.astype("float32"), target, series_id, groups, times)
+
+
+def has_calendar(table: pa.Table, time_column: str) -> bool:
+    t = table.schema.field(time_column).type if time_column in table.column_names else None
+    return t is not None and (pa.types.is_timestamp(t) or pa.types.is_date(t))
+
+
+def window_starts(
+    series_id: np.ndarray, *, window: int, horizon: int, stride: int = 1
+) -> np.ndarray:
+    """First rows of every window (`window` inputs + `horizon` targets) inside one series.
+
+    Vectorised: a start is valid when its last target row exists and is in the same series.
+    """
+    span = window + horizon
+    n = len(series_id)
+    if n < span:
+        return np.zeros(0, dtype="int64")
+    first = np.arange(n - span + 1)
+    ok = series_id[first] == series_id[first + span - 1]
+    starts = first[ok]
+    if stride > 1:
+        # Keep every `stride`-th start counted from each series' own first window.
+        series_first = np.searchsorted(series_id, series_id[starts], side="left")
+        starts = starts[(starts - series_first) % stride == 0]
+    return starts.astype("int64")
+
+
+def checked_starts(
+    st: SeriesTable,
+    *,
+    window: int,
+    horizon: int,
+    split: str,
+    group_column: str | None,
+    stride: int = 1,
+) -> np.ndarray:
+    """``window_starts`` with a DataError naming the setting when no window fits.
+
+    Raises:
+        DataError: fewer rows than ``window + horizon``, or every series shorter than that.
+    """
+    span = window + horizon
+    n = len(st.target)
+    if n < span:
+        raise DataError(
+            f"the {split} split has {n} rows, fewer than forecasting.window + forecasting.horizon "
+            f"= {window} + {horizon}; lower forecasting.window or extract more rows"
+        )
+    starts = window_starts(st.series_id, window=window, horizon=horizon, stride=stride)
+    if len(starts) == 0:
+        longest = int(np.bincount(st.series_id).max())
+        raise DataError(
+            f"forecasting.window + horizon = {span} is longer than every series in the {split} "
+            f"split (the longest, by {group_column or 'the whole table'}, has {longest} rows); "
+            "lower forecasting.window"
+        )
+    return starts
+
+
+def detect_season(y: np.ndarray, max_lag: int, min_acf: float = 0.2) -> int | None:
+    """The lag (>= 2) of the highest autocorrelation peak up to `max_lag`, or None if weak."""
+    y = np.asarray(y, dtype="float64")
+    y = y - y.mean()
+    n = len(y)
+    max_lag = min(max_lag, n // 2)
+    if max_lag < 3 or not np.any(y):
+        return None
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(y, size)
+    acf = np.fft.irfft(f * np.conj(f), size)[: max_lag + 1]
+    acf = acf / acf[0]
+    peaks = [
+        k
+        for k in range(2, max_lag)
+        if acf[k] >= acf[k - 1] and acf[k] >= acf[k + 1] and acf[k] > min_acf
+    ]
+    if not peaks:
+        return None
+    return int(max(peaks, key=lambda k: acf[k]))
+
+
+def targets(st: SeriesTable, starts: np.ndarray, window: int, horizon: int) -> np.ndarray:
+    """The true label of each window's horizon: (n_windows, horizon)."""
+    return st.target[starts[:, None] + window + np.arange(horizon)]
+
+
+def naive_forecasts(
+    st: SeriesTable, starts: np.ndarray, window: int, horizon: int, season: int | None
+) -> dict[str, Any]:
+    """Persistence (the window's last value) and seasonal-naive forecasts for every window.
+
+    Seasonal naive predicts step ``t + k`` by ``y[t + k - season * ceil((k + 1) / season)]``;
+    windows whose seasonal source row falls before their series' start are masked out.
+    """
+    persistence = np.repeat(st.target[starts + window - 1][:, None], horizon, axis=1)
+    out: dict[str, Any] = {"persistence": persistence}
+    if season:
+        k = np.arange(horizon)
+        lag = season * np.ceil((k + 1) / season).astype("int64")
+        src = starts[:, None] + window + k - lag
+        series_first = np.searchsorted(st.series_id, st.series_id[starts], side="left")
+        ok = np.all(src >= series_first[:, None], axis=1)
+        seasonal = st.target[np.clip(src, 0, None)]
+        out["seasonal"] = seasonal
+        out["seasonal_mask"] = ok
+    return out

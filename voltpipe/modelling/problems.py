@@ -1,0 +1,564 @@
+"""One class per task: turns the train/valid tables into datasets, builds the family, finishes
+the saved model and writes the task's part of ``voltpipe_model.json``.
+
+``train.fit_tables`` drives them; TensorFlow is imported inside the methods that need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from voltpipe.config import (
+    DEFAULT_FAMILY,
+    MODEL_FAMILIES,
+    AnomalyConfig,
+    ForecastingConfig,
+    ModelConfig,
+    TrainingConfig,
+)
+from voltpipe.errors import DataError
+from voltpipe.modelling import forecasting as fc
+from voltpipe.modelling.features import FeaturePlan, model_inputs, plan_features
+from voltpipe.modelling.inputs import row_dataset, window_dataset
+
+VALID_BATCH = 2048
+
+# What `LoadedModel.predict_raw` returns, stored in voltpipe_model.json as "output".
+OUTPUTS = {
+    "regression": "float32 (n_rows,): the label, in its units",
+    "classification": "float32 (n_rows, n_classes): class probabilities, in `classes` order",
+    "forecasting": (
+        "float32 (n_windows, horizon): row i forecasts the label over the `horizon` steps after "
+        "window i; windows are `window` consecutive rows of one series, ordered by group then "
+        "time, one per start row where window + horizon rows of that series exist"
+    ),
+    "anomaly": (
+        "float32 (n_rows,): reconstruction error (mean squared, on the normalised/one-hot "
+        "scale); a row is anomalous when its error > anomaly.threshold"
+    ),
+}
+
+
+@dataclasses.dataclass
+class TaskParams:
+    """The task-specific settings handed to training (``task_params`` of the train component)."""
+
+    time_column: str | None = None
+    forecasting: ForecastingConfig = dataclasses.field(default_factory=ForecastingConfig)
+    anomaly: AnomalyConfig = dataclasses.field(default_factory=AnomalyConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TaskParams:
+        d = dict(d or {})
+        unknown = set(d) - {"time_column", "forecasting", "anomaly"}
+        if unknown:
+            raise DataError(
+                f"task_params: unknown key(s) {sorted(unknown)}; valid: time_column, forecasting, anomaly"
+            )
+        return cls(
+            time_column=d.get("time_column") or None,
+            forecasting=ForecastingConfig(**(d.get("forecasting") or {})),
+            anomaly=AnomalyConfig(**(d.get("anomaly") or {})),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time_column": self.time_column,
+            "forecasting": self.forecasting.model_dump(),
+            "anomaly": self.anomaly.model_dump(),
+        }
+
+
+def resolve_family(task: str, mp: ModelConfig) -> str:
+    """The model family for `task` (``model.family`` or the task's default).
+
+    Raises:
+        DataError: the task is unknown or the family does not fit it.
+    """
+    if task not in MODEL_FAMILIES:
+        raise DataError(f"task {task!r} is unknown; valid: {', '.join(MODEL_FAMILIES)}")
+    family = mp.family or DEFAULT_FAMILY[task]
+    if family not in MODEL_FAMILIES[task]:
+        raise DataError(
+            f"model.family {family!r} does not fit task {task!r}; valid: {', '.join(MODEL_FAMILIES[task])}"
+        )
+    return family
+
+
+class Problem:
+    """The interface ``train.fit_tables`` drives."""
+
+    task: str
+    family: str
+    loss: str
+    metrics: list[str]
+    has_valid: bool
+
+    def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def build(self, mp: ModelConfig) -> Any:
+        raise NotImplementedError
+
+    def finish(self, core: Any) -> Any:
+        """The model to save (e.g. with the output rescaled to the label's units)."""
+        return core
+
+    def meta(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+# ----- classification and regression ----------------------------------------------------------
+
+
+def encode_labels(
+    table: pa.Table, label: str, task: str, classes: list[str] | None = None
+) -> tuple[np.ndarray, list[str] | None]:
+    """Returns label targets: float32 for regression, class indices for classification.
+
+    Raises:
+        DataError: the label is missing, null, non-finite, non-numeric for regression, or holds
+            a class not seen in training.
+    """
+    if label not in table.column_names:
+        raise DataError(
+            f"label column {label!r} is missing (columns: {', '.join(table.column_names)})"
+        )
+    col = table.column(label)
+    if col.null_count:
+        raise DataError(f"label column {label!r} has {col.null_count} null value(s)")
+    if task == "classification":
+        as_str = pc.cast(col, pa.string()).to_numpy(zero_copy_only=False).astype(str)
+        if classes is None:
+            classes = sorted(set(as_str.tolist()))
+            if len(classes) < 2:
+                raise DataError(
+                    f"label column {label!r} has a single class ({classes[0]!r}); classification needs two or more"
+                )
+        lookup = np.asarray(classes)
+        idx = np.searchsorted(lookup, as_str) if sorted(classes) == classes else None
+        if idx is None:
+            index = {c: i for i, c in enumerate(classes)}
+            idx = np.asarray([index.get(v, -1) for v in as_str])
+        idx = np.clip(idx, 0, len(classes) - 1)
+        unseen = lookup[idx] != as_str
+        if unseen.any():
+            raise DataError(
+                f"label column {label!r} holds class {as_str[unseen][0]!r} not seen in training"
+            )
+        return idx.astype("int32"), classes
+    if not (
+        pa.types.is_integer(col.type)
+        or pa.types.is_floating(col.type)
+        or pa.types.is_decimal(col.type)
+    ):
+        raise DataError(
+            f"label column {label!r} is {col.type}; task {task!r} needs a numeric label"
+        )
+    y = col.to_numpy(zero_copy_only=False).astype("float32")
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"label column {label!r} holds NaN or infinite values")
+    return y, None
+
+
+def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class weights ``n / (k * count)``, as scikit-learn's 'balanced'."""
+    counts = np.bincount(y, minlength=n_classes).astype("float64")
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+class TabularProblem(Problem):
+    """Classification and regression with the MLP on a dict of raw columns."""
+
+    def __init__(
+        self,
+        train: pa.Table,
+        valid: pa.Table,
+        *,
+        label: str,
+        task: str,
+        family: str,
+        features: list[str] | None,
+        exclude: list[str] | None,
+        tp: TrainingConfig,
+    ) -> None:
+        self.task, self.family, self.label = task, family, label
+        self.plan = plan_features(train, label=label, features=features, exclude=exclude)
+        self.y_train, self.classes = encode_labels(train, label, task)
+        self.x_train = model_inputs(train, self.plan)
+        self.has_valid = valid.num_rows > 0
+        if self.has_valid:
+            self.y_valid, _ = encode_labels(valid, label, task, self.classes)
+            self.x_valid = model_inputs(valid, self.plan)
+        self.label_mean, self.label_std = 0.0, 1.0
+        self.weights = None
+        self.class_weights: list[float] | None = None
+        if task == "regression":
+            self.label_mean = float(self.y_train.mean())
+            self.label_std = float(self.y_train.std()) or 1.0
+            self.loss, self.metrics = "mse", ["mae"]
+        else:
+            self.loss, self.metrics = "sparse_categorical_crossentropy", ["accuracy"]
+            if tp.class_weight == "balanced":
+                cw = balanced_weights(self.y_train, len(self.classes or []))
+                self.class_weights = [float(w) for w in cw]
+                self.weights = cw[self.y_train]
+        self.rows = {"train": train.num_rows, "valid": valid.num_rows}
+
+    def _target(self, y: np.ndarray) -> np.ndarray:
+        if self.task == "regression":
+            return ((y - self.label_mean) / self.label_std).astype("float32")
+        return y
+
+    def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
+        train = row_dataset(
+            self.x_train,
+            self._target(self.y_train),
+            batch=tp.batch_size,
+            shuffle=True,
+            seed=tp.seed,
+            weights=self.weights,
+            buffer=tp.shuffle_buffer,
+        )
+        valid = None
+        if self.has_valid:
+            valid = row_dataset(
+                self.x_valid,
+                self._target(self.y_valid),
+                batch=max(tp.batch_size, VALID_BATCH),
+                shuffle=False,
+            )
+        return train, valid
+
+    def build(self, mp: ModelConfig) -> Any:
+        from voltpipe.modelling.mlp import build_mlp
+
+        return build_mlp(
+            self.plan,
+            task=self.task,
+            n_classes=len(self.classes or []),
+            hidden_units=mp.hidden_units,
+            dropout=mp.dropout,
+        )
+
+    def finish(self, core: Any) -> Any:
+        from voltpipe.modelling.mlp import with_output_scale
+
+        if self.task == "classification":
+            return core
+        return with_output_scale(core, self.label_mean, self.label_std)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "features": self.plan.to_dict(),
+            "label_stats": (
+                {"mean": self.label_mean, "std": self.label_std}
+                if self.task == "regression"
+                else None
+            ),
+            "class_weights": self.class_weights,
+        }
+
+
+# ----- forecasting ------------------------------------------------------------------------------
+
+
+class ForecastProblem(Problem):
+    """Sliding windows over one or many series (``forecasting.group_column``) -> horizon."""
+
+    def __init__(
+        self,
+        train: pa.Table,
+        valid: pa.Table,
+        *,
+        label: str,
+        family: str,
+        params: TaskParams,
+    ) -> None:
+        self.task, self.family, self.label = "forecasting", family, label
+        if not params.time_column:
+            raise DataError(
+                "task 'forecasting' needs `time_column` (the column that orders each series)"
+            )
+        f = self.cfg = params.forecasting
+        self.time_column = params.time_column
+        self.calendar = f.calendar and fc.has_calendar(train, params.time_column)
+        kw = dict(
+            label=label,
+            time_column=params.time_column,
+            group_column=f.group_column,
+            covariates=list(f.covariates),
+            calendar=self.calendar,
+        )
+        if label in f.covariates:
+            raise DataError(f"forecasting.covariates: the label {label!r} is always an input")
+        self.train = fc.series_table(train, **kw)
+        self.starts = fc.checked_starts(
+            self.train,
+            window=f.window,
+            horizon=f.horizon,
+            split="train",
+            group_column=f.group_column,
+            stride=f.stride,
+        )
+        self.has_valid = False
+        if valid.num_rows:
+            self.valid = fc.series_table(valid, **kw)
+            self.valid_starts = fc.window_starts(
+                self.valid.series_id, window=f.window, horizon=f.horizon
+            )
+            self.has_valid = len(self.valid_starts) > 0
+            if not self.has_valid:
+                print(
+                    f"voltpipe: the valid split has no series of window + horizon = "
+                    f"{f.window + f.horizon} rows; early stopping watches the training loss"
+                )
+        values = self.train.values.astype("float64")
+        self.channel_mean = values.mean(axis=0)
+        self.channel_var = np.maximum(values.var(axis=0), 1e-12)
+        self.label_mean = float(self.train.target.mean())
+        self.label_std = float(self.train.target.std()) or 1.0
+        self.channels = [label, *f.covariates, *(fc.CALENDAR_CHANNELS if self.calendar else [])]
+        if f.season:
+            self.season, self.season_source = f.season, "configured"
+        else:
+            longest = np.bincount(self.train.series_id).argmax()
+            y = self.train.target[self.train.series_id == longest]
+            self.season = fc.detect_season(y, max_lag=min(len(y) // 2, 2000))
+            self.season_source = "detected" if self.season else "none"
+        self.loss, self.metrics = "mse", ["mae"]
+        self.rows = {
+            "train": train.num_rows,
+            "valid": valid.num_rows,
+            "train_windows": len(self.starts),
+            "valid_windows": len(self.valid_starts) if self.has_valid else 0,
+        }
+
+    def _std(self, y: np.ndarray) -> np.ndarray:
+        return ((y - self.label_mean) / self.label_std).astype("float32")
+
+    def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
+        f = self.cfg
+        train = window_dataset(
+            self.train.values,
+            self._std(self.train.target),
+            self.starts,
+            window=f.window,
+            horizon=f.horizon,
+            batch=tp.batch_size,
+            shuffle=True,
+            seed=tp.seed,
+            buffer=tp.shuffle_buffer,
+        )
+        valid = None
+        if self.has_valid:
+            valid = window_dataset(
+                self.valid.values,
+                self._std(self.valid.target),
+                self.valid_starts,
+                window=f.window,
+                horizon=f.horizon,
+                batch=max(tp.batch_size, VALID_BATCH),
+                shuffle=False,
+            )
+        return train, valid
+
+    def build(self, mp: ModelConfig) -> Any:
+        from voltpipe.modelling.families import build_forecaster
+
+        return build_forecaster(
+            mp,
+            family=self.family,
+            window=self.cfg.window,
+            horizon=self.cfg.horizon,
+            channel_mean=[float(v) for v in self.channel_mean],
+            channel_variance=[float(v) for v in self.channel_var],
+        )
+
+    def finish(self, core: Any) -> Any:
+        from voltpipe.modelling.families import with_forecast_scale
+
+        return with_forecast_scale(core, self.label_mean, self.label_std)
+
+    def meta(self) -> dict[str, Any]:
+        f = self.cfg
+        covs = {
+            name: {
+                "mean": float(self.channel_mean[i + 1]),
+                "variance": float(self.channel_var[i + 1]),
+            }
+            for i, name in enumerate(f.covariates)
+        }
+        return {
+            "classes": None,
+            "features": FeaturePlan(numeric=covs, categorical={}, skipped={}).to_dict(),
+            "label_stats": {"mean": self.label_mean, "std": self.label_std},
+            "forecasting": {
+                "time_column": self.time_column,
+                "window": f.window,
+                "horizon": f.horizon,
+                "group_column": f.group_column,
+                "covariates": list(f.covariates),
+                "calendar": self.calendar,
+                "channels": self.channels,
+                "season": self.season,
+                "season_source": self.season_source,
+            },
+        }
+
+
+# ----- anomaly detection ------------------------------------------------------------------------
+
+
+def anomaly_labels(table: pa.Table, label: str) -> np.ndarray | None:
+    """The optional 0/1 anomaly label as bools, or None when the column is absent.
+
+    Raises:
+        DataError: the label holds nulls or values other than 0/1 (true/false).
+    """
+    if label not in table.column_names:
+        return None
+    col = table.column(label)
+    if col.null_count:
+        raise DataError(f"label column {label!r} has {col.null_count} null value(s)")
+    if pa.types.is_boolean(col.type):
+        return col.to_numpy(zero_copy_only=False).astype(bool)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        raise DataError(
+            f"label column {label!r} is {col.type}; task 'anomaly' needs 0/1 (or true/false)"
+        )
+    v = col.to_numpy(zero_copy_only=False).astype("float64")
+    if not np.all(np.isin(v, (0.0, 1.0))):
+        bad = v[~np.isin(v, (0.0, 1.0))][0]
+        raise DataError(f"label column {label!r} holds {bad!r}; task 'anomaly' needs 0/1 labels")
+    return v == 1.0
+
+
+class AnomalyProblem(Problem):
+    """An autoencoder on the feature columns; rows labelled 1 (if any) are left out of training."""
+
+    def __init__(
+        self,
+        train: pa.Table,
+        valid: pa.Table,
+        *,
+        label: str,
+        family: str,
+        features: list[str] | None,
+        exclude: list[str] | None,
+        params: TaskParams,
+    ) -> None:
+        self.task, self.family, self.label = "anomaly", family, label
+        self.quantile = params.anomaly.threshold_quantile
+        excluded = [*(exclude or []), *([params.time_column] if params.time_column else [])]
+        self.plan = plan_features(train, label=label, features=features, exclude=excluded)
+        labels = anomaly_labels(train, label)
+        x = model_inputs(train, self.plan)
+        if labels is not None and (~labels).any():
+            x = {k: v[~labels] for k, v in x.items()}
+        self.x_train = x
+        self.has_valid = valid.num_rows > 0
+        if self.has_valid:
+            xv = model_inputs(valid, self.plan)
+            vl = anomaly_labels(valid, label)
+            if vl is not None and (~vl).any():
+                xv = {k: v[~vl] for k, v in xv.items()}
+            self.x_valid = xv
+        self.loss, self.metrics = "mae", []  # the model outputs the (non-negative) error
+        self.threshold: float | None = None
+        self.rows = {
+            "train": train.num_rows,
+            "valid": valid.num_rows,
+            "train_normal": len(next(iter(x.values()))),
+        }
+
+    def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
+        n = len(next(iter(self.x_train.values())))
+        train = row_dataset(
+            self.x_train,
+            np.zeros((n, 1), "float32"),
+            batch=tp.batch_size,
+            shuffle=True,
+            seed=tp.seed,
+            buffer=tp.shuffle_buffer,
+        )
+        valid = None
+        if self.has_valid:
+            nv = len(next(iter(self.x_valid.values())))
+            valid = row_dataset(
+                self.x_valid,
+                np.zeros((nv, 1), "float32"),
+                batch=max(tp.batch_size, VALID_BATCH),
+                shuffle=False,
+            )
+        return train, valid
+
+    def build(self, mp: ModelConfig) -> Any:
+        from voltpipe.modelling.families import build_autoencoder
+
+        return build_autoencoder(self.plan, mp)
+
+    def finish(self, core: Any) -> Any:
+        x = self.x_valid if self.has_valid else self.x_train
+        errors = core.predict(row_dataset(x, None, batch=VALID_BATCH, shuffle=False), verbose=0)
+        self.threshold = float(np.quantile(errors.reshape(-1), self.quantile))
+        self.threshold_source = "valid" if self.has_valid else "train"
+        return core
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "classes": None,
+            "features": self.plan.to_dict(),
+            "label_stats": None,
+            "anomaly": {
+                "threshold": self.threshold,
+                "threshold_quantile": self.quantile,
+                "threshold_source": getattr(self, "threshold_source", None),
+            },
+        }
+
+
+def make_problem(
+    train: pa.Table,
+    valid: pa.Table,
+    *,
+    label: str,
+    task: str,
+    features: list[str] | None,
+    exclude: list[str] | None,
+    mp: ModelConfig,
+    tp: TrainingConfig,
+    params: TaskParams,
+) -> Problem:
+    """The problem for `task` (with its family resolved and checked)."""
+    family = resolve_family(task, mp)
+    if train.num_rows == 0:
+        raise DataError("the train split is empty")
+    if task == "forecasting":
+        return ForecastProblem(train, valid, label=label, family=family, params=params)
+    if task == "anomaly":
+        return AnomalyProblem(
+            train,
+            valid,
+            label=label,
+            family=family,
+            features=features,
+            exclude=exclude,
+            params=params,
+        )
+    return TabularProblem(
+        train,
+        valid,
+        label=label,
+        task=task,
+        family=family,
+        features=features,
+        exclude=exclude,
+        tp=tp,
+    )

@@ -1,0 +1,524 @@
+"""Hyperparameter search over the config's ``tuning.space``: locally with Optuna (pruned trials,
+optional k-fold / expanding-window cross-validation, nested MLflow runs), and the shared pieces
+the Vertex AI backend (``vertex_jobs``) uses: the space's encoding and the best-params format.
+
+Best params are ``{"model": {...}, "training": {...}, "forecasting": {...}, "metric", "value",
+...}``; ``apply_best_params`` merges them over the training step's parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from voltpipe.config import TUNABLE, TuningConfig
+from voltpipe.errors import DataError, VoltpipeError
+
+SECTIONS = ("model", "training", "forecasting")
+INT_KEYS = {
+    "batch_size",
+    "window",
+    "filters",
+    "kernel_size",
+    "rnn_units",
+    "num_heads",
+    "key_dim",
+    "encoder_layers",
+    "latent_dim",
+}
+
+
+# ----- the search space, shared by both backends --------------------------------------------------
+
+
+def encode_choice(value: Any) -> Any:
+    """A choice as a scalar Optuna/Vertex accept: lists (e.g. hidden_units) become JSON text."""
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def decode_choice(key: str, value: Any) -> Any:
+    """The inverse of ``encode_choice`` (Vertex returns every categorical as a string)."""
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    if key in INT_KEYS and isinstance(value, float | str):
+        return int(float(value))
+    if key not in ("family",) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def is_int_range(key: str, dom: dict[str, Any]) -> bool:
+    return key in INT_KEYS or (isinstance(dom["min"], int) and isinstance(dom["max"], int))
+
+
+def nest_params(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"learning_rate": .., "window": ..}`` -> ``{"training": {..}, "forecasting": {..}}``."""
+    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in flat.items():
+        out[TUNABLE[key]][key] = value
+    return out
+
+
+def apply_best_params(
+    best: dict[str, Any],
+    model_params: dict[str, Any] | None,
+    training_params: dict[str, Any] | None,
+    task_params: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Merges tuned values over the training parameters (the sections of `best` win).
+
+    `best` is the tune step's best-params JSON (sections ``model``, ``training``,
+    ``forecasting``) or a flat ``{key: value}`` of tunable keys.
+    """
+    if not any(s in best for s in SECTIONS):
+        best = nest_params({k: v for k, v in best.items() if k in TUNABLE})
+    mp = {**(model_params or {}), **best.get("model", {})}
+    tp = {**(training_params or {}), **best.get("training", {})}
+    task = dict(task_params or {})
+    if best.get("forecasting"):
+        task["forecasting"] = {**(task.get("forecasting") or {}), **best["forecasting"]}
+    return mp, tp, task
+
+
+# ----- cross-validation folds ---------------------------------------------------------------------
+
+
+def kfold_indices(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold (train, valid) row indices."""
+    perm = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(perm, k)
+    return [
+        (np.sort(np.concatenate(parts[:i] + parts[i + 1 :])), np.sort(parts[i])) for i in range(k)
+    ]
+
+
+def expanding_window_indices(times: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds on time: fold i trains on blocks 0..i and validates on block i+1
+    of k+1 equal-time-count blocks (every series is cut at the same times)."""
+    uniq = np.unique(times)
+    if len(uniq) < k + 1:
+        raise DataError(f"tuning.folds: {k} folds need more than {len(uniq)} distinct times")
+    cuts = [uniq[round(len(uniq) * j / (k + 1)) - 1] for j in range(1, k + 2)]
+    out = []
+    for i in range(k):
+        train = np.nonzero(times <= cuts[i])[0]
+        valid = np.nonzero((times > cuts[i]) & (times <= cuts[i + 1]))[0]
+        out.append((train, valid))
+    return out
+
+
+def cv_folds(
+    train: pa.Table, valid: pa.Table, *, k: int, task: str, time_column: str | None, seed: int
+) -> list[tuple[pa.Table, pa.Table]]:
+    """k folds over train + valid: expanding windows for forecasting, shuffled k-fold otherwise."""
+    both = pa.concat_tables([train, valid], promote_options="default") if valid.num_rows else train
+    if task == "forecasting":
+        if not time_column or time_column not in both.column_names:
+            raise DataError("tuning.folds for forecasting needs `time_column` in the data")
+        times = (
+            pc.cast(both.column(time_column), pa.int64())
+            if pa.types.is_timestamp(both.schema.field(time_column).type)
+            else both.column(time_column)
+        )
+        idx = expanding_window_indices(times.to_numpy(zero_copy_only=False), k)
+    else:
+        idx = kfold_indices(both.num_rows, k, seed)
+    return [(both.take(pa.array(t)), both.take(pa.array(v))) for t, v in idx]
+
+
+# ----- the local Optuna search --------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TuningResult:
+    best_params: dict[str, Any]  # {"model": .., "training": .., "forecasting": .., "metric", ..}
+    best_value: float
+    metric: str
+    trials: list[dict[str, Any]]
+    total_epochs: int
+    seconds: float
+    parent_run_id: str | None = None
+
+    @property
+    def n_pruned(self) -> int:
+        return sum(t["state"] == "PRUNED" for t in self.trials)
+
+    @property
+    def n_complete(self) -> int:
+        return sum(t["state"] == "COMPLETE" for t in self.trials)
+
+
+def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, dom in space.items():
+        if isinstance(dom, list):
+            choice = trial.suggest_categorical(key, [encode_choice(v) for v in dom])
+            flat[key] = decode_choice(key, choice) if isinstance(choice, str) else choice
+        elif is_int_range(key, dom):
+            flat[key] = trial.suggest_int(
+                key, int(dom["min"]), int(dom["max"]), log=bool(dom.get("log"))
+            )
+        else:
+            flat[key] = trial.suggest_float(
+                key, float(dom["min"]), float(dom["max"]), log=bool(dom.get("log"))
+            )
+    return flat
+
+
+def _sampler_and_pruner(cfg: TuningConfig, epochs: int, prune: bool) -> tuple[Any, Any]:
+    import optuna
+
+    startup = max(1, min(5, cfg.max_trials // 4))
+    if cfg.algorithm == "random":
+        sampler: Any = optuna.samplers.RandomSampler(seed=cfg.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=startup)
+    if not prune:
+        pruner: Any = optuna.pruners.NopPruner()
+    elif cfg.algorithm == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
+    else:
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=1)
+    return sampler, pruner
+
+
+def _pruning_callback(trial: Any, monitor: str, report: bool) -> Any:
+    import keras
+
+    class Pruning(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pruned = False
+            self.epochs = 0
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.epochs += 1
+            value = (logs or {}).get(monitor)
+            if not report or value is None:
+                return
+            trial.report(float(value), epoch)
+            if trial.should_prune():
+                self.pruned = True
+                self.model.stop_training = True
+
+    return Pruning()
+
+
+def run_tuning(
+    train: pa.Table,
+    valid: pa.Table,
+    *,
+    label: str,
+    task: str,
+    tuning: TuningConfig | dict[str, Any],
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+    model_params: dict[str, Any] | None = None,
+    training_params: dict[str, Any] | None = None,
+    task_params: dict[str, Any] | None = None,
+    tracking_uri: str = "",
+    experiment: str = "voltpipe-tuning",
+    run_name: str = "tuning",
+    prune: bool = True,
+    verbose: int = 0,
+) -> TuningResult:
+    """Searches ``tuning.space`` with Optuna, all trials in this process, minimising the best
+    validation loss of each trial (the mean over folds with ``tuning.folds``).
+
+    Each trial trains through ``train.fit_tables`` with a callback that reports the validation
+    loss per epoch to the pruner (MedianPruner, or HyperbandPruner for ``hyperband``); a pruned
+    trial stops at once. With a `tracking_uri`, the study is an MLflow parent run and every
+    trial a child run.
+
+    Raises:
+        DataError: the space is empty or every trial failed (with the first trial's message).
+    """
+    import optuna
+
+    from voltpipe.config import TrainingConfig
+    from voltpipe.modelling.train import fit_tables
+
+    cfg = tuning if isinstance(tuning, TuningConfig) else TuningConfig(**tuning)
+    if not cfg.space:
+        raise DataError("tuning.space is empty: give at least one key to search")
+    started = time.perf_counter()
+    base_tp = {**(training_params or {})}
+    epochs = cfg.max_epochs or TrainingConfig(**base_tp).epochs
+    base_tp["epochs"] = epochs
+    folds = (
+        cv_folds(
+            train,
+            valid,
+            k=cfg.folds,
+            task=task,
+            time_column=(task_params or {}).get("time_column"),
+            seed=cfg.seed,
+        )
+        if cfg.folds
+        else [(train, valid)]
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler, pruner = _sampler_and_pruner(cfg, epochs, prune)
+    study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+    from voltpipe.tracking.nested import NestedRuns
+
+    runs = NestedRuns(
+        tracking_uri,
+        experiment,
+        run_name,
+        params={
+            "algorithm": cfg.algorithm,
+            "max_trials": cfg.max_trials,
+            "folds": cfg.folds,
+            "space": json.dumps(cfg.space),
+        },
+        tags={"voltpipe.kind": "tuning", "voltpipe.task": task},
+    )
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    total_epochs = 0
+
+    def objective(trial: Any) -> float:
+        nonlocal total_epochs
+        flat = _suggest(trial, cfg.space)
+        mp, tp, taskp = apply_best_params(flat, model_params, base_tp, task_params)
+        t0 = time.perf_counter()
+        values: list[float] = []
+        trial_epochs = 0
+        state = "COMPLETE"
+        try:
+            for i, (tr, va) in enumerate(folds):
+                monitor = "val_loss" if va.num_rows else "loss"
+                cb = _pruning_callback(trial, monitor, report=(i == 0))
+                fitted, problem = fit_tables(
+                    tr,
+                    va,
+                    label=label,
+                    task=task,
+                    features=features,
+                    exclude=exclude,
+                    model_params=mp,
+                    training_params=tp,
+                    task_params=taskp,
+                    callbacks=[cb],
+                    verbose=verbose,
+                )
+                trial_epochs += cb.epochs
+                if cfg.folds and not problem.has_valid:
+                    raise DataError(
+                        f"tuning.folds: fold {i + 1} has no validation window; use fewer folds"
+                    )
+                values.append(float(np.min(fitted.history[fitted.monitor])))
+                if cb.pruned:
+                    state = "PRUNED"
+                    break
+        except VoltpipeError as exc:
+            errors.append(str(exc))
+            state = "FAIL"
+        total_epochs += trial_epochs
+        value = float(np.mean(values)) if values else math.nan
+        std = float(np.std(values)) if len(values) > 1 else 0.0
+        row = {
+            "trial": trial.number,
+            "state": state,
+            "value": value,
+            "value_std": std,
+            "folds": len(values),
+            "epochs": trial_epochs,
+            "seconds": round(time.perf_counter() - t0, 3),
+            **{k: json.dumps(v) if isinstance(v, list) else v for k, v in flat.items()},
+        }
+        rows.append(row)
+        trial.set_user_attr("epochs", trial_epochs)
+        runs.child(
+            f"trial-{trial.number}",
+            params=flat,
+            metrics={"value": value, "value_std": std, "epochs": trial_epochs},
+            tags={"voltpipe.trial_state": state},
+            status={"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"),
+        )
+        if state == "PRUNED":
+            raise optuna.TrialPruned()
+        if state == "FAIL":
+            return math.nan
+        return value
+
+    study.optimize(objective, n_trials=cfg.max_trials, timeout=cfg.timeout_seconds)
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    if not complete:
+        runs.finish(status="FAILED")
+        raise DataError(
+            "tuning: no trial completed"
+            + (f"; the first trial failed with: {errors[0]}" if errors else "")
+        )
+    best = min(complete, key=lambda r: r["value"])
+    best_flat = _suggest_values(study.trials[best["trial"]].params, cfg.space)
+    best_params = {
+        **nest_params(best_flat),
+        "metric": "val_loss",
+        "value": best["value"],
+        "value_std": best["value_std"],
+        "trial": best["trial"],
+        "backend": "local",
+        "algorithm": cfg.algorithm,
+    }
+    parent = runs.finish(
+        params={f"best.{k}": v for k, v in best_flat.items()},
+        metrics={
+            "best_value": best["value"],
+            "pruned_trials": float(sum(r["state"] == "PRUNED" for r in rows)),
+        },
+    )
+    return TuningResult(
+        best_params=best_params,
+        best_value=best["value"],
+        metric="val_loss",
+        trials=rows,
+        total_epochs=total_epochs,
+        seconds=time.perf_counter() - started,
+        parent_run_id=parent,
+    )
+
+
+def _suggest_values(params: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: decode_choice(k, v) if isinstance(v, str) else v for k, v in params.items() if k in space
+    }
+
+
+# ----- outputs ----------------------------------------------------------------------------------
+
+
+def trials_markdown(trials: list[dict[str, Any]], best_params: dict[str, Any]) -> str:
+    """A Markdown report: the best trial and the table of every trial."""
+    keys = [k for k in (trials[0] if trials else {}) if k not in ("seconds",)]
+    lines = [
+        "# Hyperparameter tuning",
+        "",
+        f"**Best trial:** {best_params.get('trial')} ({best_params.get('metric')} = "
+        f"{best_params.get('value'):.6g})"
+        if best_params.get("value") is not None
+        else "",
+        "",
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+    ]
+    for t in trials:
+        cells = []
+        for k in keys:
+            v = t.get(k)
+            cells.append(f"{v:.6g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_trials(trials: list[dict[str, Any]], folder: str) -> None:
+    """``trials.csv`` and ``trials.json`` in `folder`."""
+    import csv
+    from pathlib import Path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trials.json").write_text(json.dumps(trials, indent=2))
+    keys: list[str] = []
+    for t in trials:
+        keys += [k for k in t if k not in keys]
+    with open(out / "trials.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(trials)
+
+
+def search(
+    train_path: str,
+    valid_path: str,
+    *,
+    label: str,
+    task: str,
+    tuning: dict[str, Any],
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+    model_params: dict[str, Any] | None = None,
+    training_params: dict[str, Any] | None = None,
+    task_params: dict[str, Any] | None = None,
+    tracking_uri: str = "",
+    run_name: str = "tuning",
+    train_uri: str = "",
+    valid_uri: str = "",
+    vertex: dict[str, Any] | None = None,
+    image: str = "",
+) -> TuningResult:
+    """The tune step's core: ``tuning.backend`` local (Optuna in this process) or vertex (a
+    HyperparameterTuningJob whose trials read the splits at `train_uri`/`valid_uri`).
+
+    Raises:
+        DataError: a bad space or data, or no trial finished.
+        ValueError: the vertex backend without ``vertex.project`` or an image.
+    """
+    from voltpipe.data.io import read_table
+
+    cfg = TuningConfig(**tuning)
+    if cfg.backend == "local":
+        return run_tuning(
+            read_table(train_path),
+            read_table(valid_path),
+            label=label,
+            task=task,
+            tuning=cfg,
+            features=features,
+            exclude=exclude,
+            model_params=model_params,
+            training_params=training_params,
+            task_params=task_params,
+            tracking_uri=tracking_uri,
+            run_name=run_name,
+            verbose=0,
+        )
+    from voltpipe.modelling import vertex_jobs
+
+    vertex = dict(vertex or {})
+    if not vertex.get("project") or not image:
+        raise ValueError("tuning.backend 'vertex' needs vertex.project and the config's image")
+    started = time.perf_counter()
+    tp = dict(training_params or {})
+    if cfg.max_epochs:
+        tp["epochs"] = cfg.max_epochs
+    job = vertex_jobs.submit_tuning_job(
+        vertex=vertex,
+        image=image,
+        machine=tp.get("vertex") or {},
+        train_uri=train_uri,
+        valid_uri=valid_uri,
+        label=label,
+        task=task,
+        params={
+            "features": features,
+            "exclude": exclude,
+            "model_params": model_params or {},
+            "training_params": tp,
+            "task_params": task_params or {},
+        },
+        tuning=cfg,
+        display_name=run_name,
+    )
+    best = vertex_jobs.best_trial_params(job)
+    return TuningResult(
+        best_params=best,
+        best_value=float(best["value"]),
+        metric=str(best["metric"]),
+        trials=vertex_jobs.vertex_trials_table(job),
+        total_epochs=0,
+        seconds=time.perf_counter() - started,
+    )
