@@ -107,8 +107,13 @@ def test_release_builds_pushes_and_publishes() -> None:
     assert "github.sha" in tags and "steps.meta.outputs.tag" in tags
     scripts = all_run_scripts(workflow)
     assert "pip install ." in scripts
-    assert "voltpipe compile training -o training.yaml" in scripts
-    assert 'voltpipe publish training --tag "${TAG}"' in scripts
+    assert "voltpipe compile training --config configs/dev.yaml" in scripts
+    assert "-o training.yaml" in scripts
+    assert "voltpipe publish training --config configs/dev.yaml" in scripts
+    assert '--tag "${TAG}"' in scripts
+    # Components run in the image this workflow pushed, pinned by commit.
+    assert '--set "image=${COMPONENT_IMAGE}"' in scripts
+    assert (REPO_ROOT / "configs" / "dev.yaml").exists()
 
 
 def test_release_smoke_run_is_gated() -> None:
