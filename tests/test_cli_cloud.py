@@ -78,6 +78,10 @@ def test_run_on_vertex_creates_the_pipeline_job(
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-proj-pipeline-root/runs"
     params = body["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
     assert params["warehouse"]["defaultValue"] == "bigquery://my-proj"
+    # Nothing points at the laptop: Vertex's registry, and no local MLflow file.
+    assert params["registry_uri"]["defaultValue"].startswith("vertex://my-proj/europe-west1")
+    assert params["deploy_target"]["defaultValue"] == "vertex"
+    assert params["tracking_uri"].get("defaultValue", "") == ""
     images = {
         e["container"]["image"]
         for e in body["pipelineSpec"]["deploymentSpec"]["executors"].values()

@@ -43,6 +43,8 @@ def run_pipeline(
             raise
     from voltpipe.runners.templates import compile_template, resolve_template
 
+    cfg = for_cloud(cfg, target)
+
     template_path, template_uri = None, None
     if template_tag:
         host = cfg.vertex.template_repository
@@ -79,3 +81,23 @@ def _alert_failure(cfg: VoltpipeConfig, name: str, exc: Exception) -> None:
     event = {"model": cfg.name, "pipeline": name, "error": str(exc)}
     structured_log_line("run_failed", event)
     notify(alerts.webhook_url, event="run_failed", summary=event)
+
+
+def for_cloud(cfg: VoltpipeConfig, target: str) -> VoltpipeConfig:
+    """The config as a cluster run needs it: nothing may point at this laptop's files.
+
+    On Vertex AI the registry (and deployment) is Vertex's own; MLflow tracking needs a
+    server (`tracking.mlflow_uri`), so without one it is off rather than writing into a pod.
+    """
+    update: dict[str, Any] = {}
+    if target == "vertex" and cfg.deploy.target == "local":
+        print(
+            "voltpipe: on Vertex AI the model registry and deployment are Vertex's (deploy.target: vertex)"
+        )
+        update["deploy"] = cfg.deploy.model_copy(update={"target": "vertex"})
+    if cfg.tracking.enabled and not cfg.tracking.mlflow_uri:
+        print(
+            f"voltpipe: MLflow tracking is off on {target}: set tracking.mlflow_uri to a tracking server"
+        )
+        update["tracking"] = cfg.tracking.model_copy(update={"enabled": False})
+    return cfg.model_copy(update=update) if update else cfg
