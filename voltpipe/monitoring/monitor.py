@@ -80,7 +80,7 @@ def detect_drift(
                 and label in reference.column_names
                 and current.column(label).null_count < current.num_rows
             ):
-                decay = _decay(model, reference, current, ref_pred, label)
+                decay = _decay(model, reference, current, ref_pred, cur_pred, label)
             if ref_pred.ndim > 1:  # class probabilities: compare the positive / top class score
                 ref_pred, cur_pred = ref_pred.max(axis=1), cur_pred.max(axis=1)
     result = compute_drift(
@@ -97,16 +97,20 @@ def detect_drift(
 
 
 def _decay(
-    model: Any, reference: Any, current: Any, ref_pred: Any, label: str
+    model: Any, reference: Any, current: Any, ref_pred: Any, cur_pred: Any, label: str
 ) -> dict[str, Any] | None:
-    """The champion's metric on the reference sample vs the labelled rows of the window."""
+    """The champion's metric on the reference sample vs the labelled rows of the window
+    (their predictions taken from `cur_pred`, not computed again)."""
+    import numpy as np
+
     from voltpipe.modelling.train import encode_labels
 
     classes = model.meta.get("classes")
-    current = current.filter(current.column(label).is_valid())
-    if current.num_rows == 0:
+    labelled = current.column(label).is_valid().to_numpy(zero_copy_only=False)
+    if not labelled.any():
         return None
-    cur_pred = model.predict_raw(current)
+    current = current.filter(labelled)
+    cur_pred = np.asarray(cur_pred)[labelled]
     y_ref, _ = encode_labels(reference, label, model.task, classes)
     y_cur, _ = encode_labels(current, label, model.task, classes)
     decay = performance_decay(y_ref, ref_pred, y_cur, cur_pred, task=model.task)
