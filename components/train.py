@@ -22,6 +22,8 @@ def train(
     training_params: dict = {},  # noqa: B006
     task_params: dict = {},  # noqa: B006
     best_params: Optional[dsl.Input[dsl.Artifact]] = None,  # noqa: UP045 - KFP reads Optional
+    vertex: dict = {},  # noqa: B006
+    image: str = "",
 ):
     """Trains the configured model family and writes the Model (.keras + metadata),
     training metrics and a training-curve plot.
@@ -29,6 +31,10 @@ def train(
     `task_params` holds ``{time_column, forecasting, anomaly}``; `best_params` is the tune
     step's output, applied over the parameters. The per-epoch backup that lets a retried step
     resume goes to Vertex's AIP_CHECKPOINT_DIR when set, else next to the model.
+
+    With ``training_params.backend == "vertex"`` the same trainer runs as a Vertex AI CustomJob
+    sized by ``training_params.vertex`` (`vertex`: the config's vertex section; `image`: the
+    job's container) and writes into this step's Model artifact.
     """
     import json
     import os
@@ -42,21 +48,38 @@ def train(
     if best_params is not None:
         with open(best_params.path) as fh:
             tuned = json.load(fh)
+    settings = dict(
+        label=label,
+        task=task,
+        features=list(features) or None,
+        exclude=list(exclude),
+        model_params=dict(model_params),
+        training_params=dict(training_params),
+        task_params=dict(task_params),
+        best_params=tuned,
+    )
     with exit_on_user_error():
-        result = train_model(
-            train_data.path,
-            valid_data.path,
-            model.path,
-            label=label,
-            task=task,
-            features=list(features) or None,
-            exclude=list(exclude),
-            model_params=dict(model_params),
-            training_params=dict(training_params),
-            task_params=dict(task_params),
-            best_params=tuned,
-            backup_dir=gcs_fuse_path(os.environ.get("AIP_CHECKPOINT_DIR", "")) or None,
-        )
+        if training_params.get("backend") == "vertex":
+            from voltpipe.modelling.vertex_jobs import train_on_vertex
+
+            result = train_on_vertex(
+                vertex=dict(vertex),
+                image=image,
+                train_uri=train_data.uri,
+                valid_uri=valid_data.uri,
+                model_uri=model.uri,
+                model_path=model.path,
+                display_name=f"{task}-train",
+                **settings,
+            )
+        else:
+            result = train_model(
+                train_data.path,
+                valid_data.path,
+                model.path,
+                backup_dir=gcs_fuse_path(os.environ.get("AIP_CHECKPOINT_DIR", "")) or None,
+                **settings,
+            )
     model.metadata.update(
         {
             "task": task,

@@ -145,6 +145,8 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
                 model_params=model_params,
                 training_params=training_params,
                 task_params=task_params,
+                vertex=cfg.vertex.model_dump(exclude_none=True),
+                image=cfg.image,
                 **tuned_params,
             )
             .set_display_name("train")

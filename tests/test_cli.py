@@ -116,6 +116,23 @@ def test_bad_input_fails_fast_with_one_message(
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("training.backend=vertex", "training.backend"),
+        ("tuning={enabled: true, backend: vertex, space: {dropout: [0.0, 0.1]}}", "tuning.backend"),
+    ],
+)
+def test_vertex_backends_are_refused_on_a_local_run(
+    tmp_path: Path, equipment_warehouse: Path, setting: str, key: str
+) -> None:
+    config = write_config(tmp_path, BASE.format(wh=equipment_warehouse))
+    result = voltpipe("run", "training", "--config", str(config), "--set", setting)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{key} 'vertex' runs a Vertex AI job" in result.stderr
+    assert "--target vertex" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("query", "label", "message"),

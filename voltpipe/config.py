@@ -126,6 +126,9 @@ class TrainingConfig(_Strict):
     shuffle_buffer: int = Field(100_000, ge=1)
     backup_dir: str | None = None  # default: "<model dir>.backup"; on Vertex AIP_CHECKPOINT_DIR
     seed: int = 42
+    # vertex: the train step submits a Vertex AI CustomJob sized by `vertex` that runs the same
+    # training code (python -m voltpipe.modelling.trial); needs --target vertex and an image.
+    backend: Literal["local", "vertex"] = "local"
     vertex: TrainingVertexConfig = TrainingVertexConfig()
 
 

@@ -219,3 +219,129 @@ def test_trial_entry_point_reports_the_metric(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "model" / "voltpipe_model.json").read_text())
     assert meta["model_params"]["hidden_units"] == [8]
     assert meta["training_params"]["learning_rate"] == 0.01
+
+
+# ----- the train step with training.backend: vertex -----------------------------------------------
+
+
+@pytest.fixture
+def running_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A test server that runs custom jobs for real, tmp_path/gcs standing in for Cloud Storage."""
+    from google.cloud.aiplatform import jobs
+
+    monkeypatch.setattr(jobs, "_JOB_WAIT_TIME", 0.2)
+    with VertexTestServer(gcs_root=tmp_path / "gcs") as srv:
+        yield srv
+
+
+def _splits_in_gcs(root: Path) -> tuple[str, str]:
+    write_split(root / "gcs/my-bucket/root/extract/train", tabular_table(600, 2, 1))
+    write_split(root / "gcs/my-bucket/root/extract/valid", tabular_table(200, 2, 2))
+    return "gs://my-bucket/root/extract/train", "gs://my-bucket/root/extract/valid"
+
+
+@pytest.mark.slow
+def test_train_step_runs_the_trainer_as_a_custom_job(
+    running_server: VertexTestServer, tmp_path: Path
+) -> None:
+    from voltpipe.modelling.predict import load_model
+
+    train_uri, valid_uri = _splits_in_gcs(tmp_path)
+    model_uri = "gs://my-bucket/root/train-42/model"
+    model_path = tmp_path / "gcs/my-bucket/root/train-42/model"
+    best = {"model": {"hidden_units": [8]}, "training": {"learning_rate": 0.01}, "trial": 3}
+    result = vertex_jobs.train_on_vertex(
+        vertex={**_vertex(running_server), "labels": {"team": "wind"}},
+        image=IMAGE,
+        train_uri=train_uri,
+        valid_uri=valid_uri,
+        model_uri=model_uri,
+        model_path=str(model_path),
+        label="target",
+        task="regression",
+        exclude=["label"],
+        training_params={
+            "epochs": 3,
+            "steps_per_execution": 1,
+            "backend": "vertex",
+            "vertex": {"machine_type": "n1-highmem-8", "replica_count": 1},
+        },
+        best_params=best,
+        display_name="wind-train",
+    )
+    # the request: the config's machine, the project's image running the shared trainer
+    [create] = running_server.find("POST", r"/customJobs$")
+    spec = create.json["jobSpec"]
+    [pool] = spec["workerPoolSpecs"]
+    assert pool["machineSpec"]["machineType"] == "n1-highmem-8"
+    assert pool["containerSpec"]["imageUri"] == IMAGE
+    assert pool["containerSpec"]["command"] == ["python", "-m", "voltpipe.modelling.trial"]
+    args = dict(a.removeprefix("--").split("=", 1) for a in pool["containerSpec"]["args"])
+    assert args["train"] == train_uri and args["output-dir"] == model_uri
+    assert json.loads(args["params"])["best_params"] == best
+    assert spec["baseOutputDirectory"]["outputUriPrefix"] == model_uri + "-job"
+    assert spec["serviceAccount"] == "trainer@my-proj.iam.gserviceaccount.com"
+    assert create.json["labels"] == {"team": "wind"}
+    # the job's chief wrote the model into the step's artifact; the step reads its result back
+    assert result.epochs_run >= 1 and len(result.history["val_loss"]) == result.epochs_run
+    assert result.meta["best_params"] == best
+    assert result.meta["model_params"]["hidden_units"] == [8]
+    assert result.meta["training_params"]["learning_rate"] == 0.01
+    # the per-epoch backup lived under the job's output dir (Keras drops it once training ends)
+    assert (tmp_path / "gcs/my-bucket/root/train-42/model-job").is_dir()
+    loaded = load_model(model_path)
+    assert loaded.predict_raw(tabular_table(5, 2, 3)).shape == (5,)
+
+
+@pytest.mark.slow
+def test_a_failed_training_job_fails_the_step_with_its_message(
+    running_server: VertexTestServer, tmp_path: Path
+) -> None:
+    from voltpipe.errors import DataError
+
+    train_uri, valid_uri = _splits_in_gcs(tmp_path)
+    with pytest.raises(
+        DataError,
+        match=r"^the Vertex AI training job failed: label column 'no_such_column' is missing \(col",
+    ):
+        vertex_jobs.train_on_vertex(
+            vertex=_vertex(running_server),
+            image=IMAGE,
+            train_uri=train_uri,
+            valid_uri=valid_uri,
+            model_uri="gs://my-bucket/root/train-43/model",
+            model_path=str(tmp_path / "gcs/my-bucket/root/train-43/model"),
+            label="no_such_column",
+            task="regression",
+            training_params={"epochs": 1, "backend": "vertex"},
+        )
+    [job] = running_server.custom_jobs.values()
+    assert job["state"] == "JOB_STATE_FAILED"
+    assert not (tmp_path / "gcs/my-bucket/root/train-43/model/model.keras").exists()
+
+
+def test_training_on_vertex_refuses_local_artifacts(tmp_path: Path) -> None:
+    from voltpipe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train_data artifact is at .*--target vertex"):
+        vertex_jobs.train_on_vertex(
+            vertex={"project": "p"},
+            image=IMAGE,
+            train_uri=str(tmp_path / "train"),
+            valid_uri=str(tmp_path / "valid"),
+            model_uri="gs://b/m",
+            model_path=str(tmp_path / "m"),
+            label="y",
+            task="regression",
+        )
+    with pytest.raises(ConfigError, match="needs vertex.project"):
+        vertex_jobs.train_on_vertex(
+            vertex={},
+            image=IMAGE,
+            train_uri="gs://b/t",
+            valid_uri="gs://b/v",
+            model_uri="gs://b/m",
+            model_path=str(tmp_path / "m"),
+            label="y",
+            task="regression",
+        )

@@ -119,6 +119,41 @@ def test_compiled_pipeline_loads_with_kfp(tmp_path: Path, wind_config: Path) -> 
     assert images == {"europe-west1-docker.pkg.dev/p/voltpipe/voltpipe:9.9"}
 
 
+def test_training_backend_vertex_compiles_into_the_train_step(
+    tmp_path: Path, wind_config: Path
+) -> None:
+    """With training.backend vertex, the train step carries what it needs to submit the
+    CustomJob: the machine settings, the vertex section and the image."""
+    from kfp import compiler
+    from voltpipe.pipelines import build_pipeline
+
+    image = "europe-west1-docker.pkg.dev/p/voltpipe/voltpipe:9.9"
+    cfg = load_config(
+        wind_config,
+        [
+            f"image={image}",
+            "training.backend=vertex",
+            "training.vertex={machine_type: n1-highmem-8, accelerator_type: NVIDIA_TESLA_T4, "
+            "accelerator_count: 1, replica_count: 2}",
+            "vertex.project=wind-prod",
+        ],
+    )
+    out = tmp_path / "training.yaml"
+    compiler.Compiler().compile(build_pipeline("training", cfg), str(out))
+    spec = yaml.safe_load(out.read_text())
+    inputs = spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    assert inputs["image"]["runtimeValue"]["constant"] == image
+    assert inputs["vertex"]["runtimeValue"]["constant"]["project"] == "wind-prod"
+    defaults = spec["root"]["inputDefinitions"]["parameters"]["training_params"]["defaultValue"]
+    assert defaults["backend"] == "vertex"
+    assert defaults["vertex"] == {
+        "machine_type": "n1-highmem-8",
+        "accelerator_type": "NVIDIA_TESLA_T4",
+        "accelerator_count": 1,
+        "replica_count": 2,
+    }
+
+
 def test_the_same_pipeline_on_bigquery_through_the_wire(
     wind_config: Path, wind_warehouse: Path
 ) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "feature_plan",
     "fit_tables",
     "read_model_meta",
+    "read_train_result",
     "train_model",
 ]
 
@@ -189,7 +190,7 @@ def fit_problem(
             "task": problem.task,
             "family": problem.family,
             "model": mp.model_dump(),
-            "training": tp.model_dump(exclude={"backup_dir", "vertex"}),
+            "training": tp.model_dump(exclude={"backup_dir", "vertex", "backend"}),
             "rows": problem.rows,
         }
         _claim_backup(backup, json.loads(json.dumps(fingerprint, default=str)))
@@ -345,6 +346,7 @@ def train_model(
     fitted.model.save(tmp)
     os.replace(tmp, out / MODEL_FILE)
     write_json_atomic(out / META_FILE, meta)
+    write_json_atomic(out / HISTORY_FILE, fitted.history)
     return TrainResult(
         model_dir=out,
         history=fitted.history,
@@ -354,6 +356,28 @@ def train_model(
         seconds=time.perf_counter() - started,
         meta=meta,
         initial_epoch=fitted.initial_epoch,
+    )
+
+
+def read_train_result(model_dir: str | os.PathLike[str], seconds: float) -> TrainResult:
+    """The `TrainResult` of a model folder written by `train_model` elsewhere (e.g. by a
+    Vertex AI CustomJob), from its metadata and history files.
+
+    Raises:
+        DataError: the folder holds no voltpipe model.
+    """
+    meta = read_model_meta(model_dir)
+    path = Path(model_dir) / HISTORY_FILE
+    history = json.loads(path.read_text()) if path.exists() else {}
+    return TrainResult(
+        model_dir=Path(model_dir),
+        history=history,
+        epochs_run=int(meta.get("epochs_run", 0)),
+        best_epoch=int(meta.get("best_epoch", 0)),
+        rows=meta.get("rows", {}),
+        seconds=seconds,
+        meta=meta,
+        initial_epoch=int(meta.get("resumed_after_epoch", 0)),
     )
 
 

@@ -4,7 +4,8 @@
 [--output-dir URI] [--metric-tag val_loss] [--KEY=VALUE ...]``
 
 Hyperparameters arrive as ``--KEY=VALUE`` (how Vertex AI passes a trial's parameters) and are
-applied over ``--params`` (``{features, exclude, model_params, training_params, task_params}``).
+applied over ``--params`` (``{features, exclude, model_params, training_params, task_params,
+best_params}``; best_params is a tune step's output, applied last as in the train step).
 The best validation loss is reported in the format Vertex AI's tuning service reads (the
 cloudml-hypertune metrics file). With an output dir (or ``AIP_MODEL_DIR``) the chief saves the
 model there. This module is the one place that reads the Vertex environment: TF_CONFIG,
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
             model_params=mp,
             training_params=tp,
             task_params=taskp,
+            best_params=params.get("best_params") or None,
             backup_dir=gcs_fuse_path(checkpoint) if checkpoint else None,
             strategy=strategy,
         )

@@ -8,11 +8,15 @@ google-cloud-aiplatform is imported here only, inside the functions.
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from voltpipe.config import TrainingVertexConfig, TuningConfig
-from voltpipe.errors import DataError
+from voltpipe.errors import ConfigError, DataError, VoltpipeError
 from voltpipe.modelling.tuning import decode_choice, encode_choice, is_int_range, nest_params
+
+if TYPE_CHECKING:
+    from voltpipe.modelling.train import TrainResult
 
 TRIAL_COMMAND = ["python", "-m", "voltpipe.modelling.trial"]
 METRIC = "val_loss"
@@ -245,10 +249,11 @@ def run_custom_training_job(
     params: dict[str, Any],
     base_output_dir: str,
     display_name: str,
+    output_dir: str = "",
     sync: bool = True,
 ) -> Any:
-    """Runs training as a Vertex AI CustomJob; the chief saves the model to
-    ``<base_output_dir>/model`` (Vertex's AIP_MODEL_DIR). Several replicas train with
+    """Runs training as a Vertex AI CustomJob; the chief saves the model to `output_dir`, by
+    default ``<base_output_dir>/model`` (Vertex's AIP_MODEL_DIR). Several replicas train with
     MultiWorkerMirroredStrategy, several GPUs on one machine with MirroredStrategy (chosen
     in the trainer from TF_CONFIG and the devices)."""
     aiplatform = init_vertex(vertex)
@@ -258,7 +263,12 @@ def run_custom_training_job(
             image,
             machine,
             trainer_args(
-                train_uri=train_uri, valid_uri=valid_uri, label=label, task=task, params=params
+                train_uri=train_uri,
+                valid_uri=valid_uri,
+                label=label,
+                task=task,
+                params=params,
+                output_dir=output_dir,
             ),
         ),
         staging_bucket=vertex.get("staging_bucket"),
@@ -270,3 +280,89 @@ def run_custom_training_job(
         run_kwargs["service_account"] = vertex["service_account"]
     job.run(**run_kwargs)
     return job
+
+
+def job_error(exc: Exception) -> str:
+    """The job's own error message out of the SDK's "Job failed with: code/message" text (the
+    trainer's one-line voltpipe error, without its marker), else the exception's text."""
+    import re
+
+    from voltpipe.errors import ERROR_MARKER
+
+    found = re.search(r'message: "(.*)"', str(exc))
+    text = found.group(1).encode().decode("unicode_escape") if found else str(exc).strip()
+    return text.removeprefix(ERROR_MARKER)
+
+
+def train_on_vertex(
+    *,
+    vertex: dict[str, Any],
+    image: str,
+    train_uri: str,
+    valid_uri: str,
+    model_uri: str,
+    model_path: str,
+    label: str,
+    task: str,
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+    model_params: dict[str, Any] | None = None,
+    training_params: dict[str, Any] | None = None,
+    task_params: dict[str, Any] | None = None,
+    best_params: dict[str, Any] | None = None,
+    display_name: str = "voltpipe-train",
+) -> TrainResult:
+    """The train step with ``training.backend: vertex``: the same trainer, run as a CustomJob.
+
+    The job's chief writes the model straight into the step's Model artifact (`model_uri`,
+    read back here through `model_path`, its Cloud Storage FUSE path); the per-epoch backup
+    lives in ``<model_uri>-job/checkpoints`` (AIP_CHECKPOINT_DIR), so a retried step resumes
+    where the killed job stopped. Machines come from ``training.vertex``.
+
+    Raises:
+        ConfigError: no ``vertex.project`` or image, or a split or the model is not on Cloud
+            Storage (kfp.local keeps artifacts on this machine, out of the job's reach).
+        DataError: the job failed (with Vertex's error message).
+    """
+    from voltpipe.config import TrainingConfig
+    from voltpipe.modelling.train import read_train_result
+
+    if not vertex.get("project") or not image:
+        raise ConfigError("training.backend 'vertex' needs vertex.project and the config's image")
+    for name, uri in (("train_data", train_uri), ("valid_data", valid_uri), ("model", model_uri)):
+        if not uri.startswith("gs://"):
+            raise ConfigError(
+                f"training.backend 'vertex': the {name} artifact is at {uri!r}, which a Vertex AI "
+                "CustomJob cannot read; run the pipeline with --target vertex (a gs:// "
+                "pipeline_root) or use training.backend 'local'"
+            )
+    tp = dict(training_params or {})
+    machine = TrainingConfig(**tp).vertex
+    started = time.perf_counter()
+    params = {
+        "features": features,
+        "exclude": exclude,
+        "model_params": model_params or {},
+        "training_params": tp,
+        "task_params": task_params or {},
+        "best_params": best_params or {},
+    }
+    try:
+        run_custom_training_job(
+            vertex=vertex,
+            image=image,
+            machine=machine,
+            train_uri=train_uri,
+            valid_uri=valid_uri,
+            label=label,
+            task=task,
+            params=params,
+            base_output_dir=f"{model_uri.rstrip('/')}-job",
+            output_dir=model_uri,
+            display_name=display_name,
+        )
+    except VoltpipeError:
+        raise
+    except RuntimeError as exc:  # the SDK's "Job failed with: ..." once the job ends FAILED
+        raise DataError(f"the Vertex AI training job failed: {job_error(exc)}") from None
+    return read_train_result(model_path, time.perf_counter() - started)

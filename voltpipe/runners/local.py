@@ -17,7 +17,11 @@ from typing import Any, TextIO
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.errors import ERROR_MARKER, DataError, PipelineError
-from voltpipe.runners.preflight import check_query, ensure_embedded_warehouse
+from voltpipe.runners.preflight import (
+    check_local_backends,
+    check_query,
+    ensure_embedded_warehouse,
+)
 
 # Lines of a step's own output shown without --debug: voltpipe's messages and Keras progress.
 _SHOWN_PREFIXES = ("voltpipe", "Epoch ")
@@ -99,6 +103,7 @@ def run_local(
     started = time.perf_counter()
     workdir = cfg.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    check_local_backends(cfg)
     ensure_embedded_warehouse(cfg)
     check_query(cfg)
     if name == "monitoring":

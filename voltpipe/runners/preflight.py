@@ -6,7 +6,7 @@ from pathlib import Path
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.warehouse import open_warehouse
-from voltpipe.errors import DataError
+from voltpipe.errors import ConfigError, DataError
 
 
 def ensure_embedded_warehouse(cfg: VoltpipeConfig) -> None:
@@ -53,3 +53,22 @@ def check_query(cfg: VoltpipeConfig) -> list[dict[str, str]]:
             f"split.column {cfg.split.column!r} is not returned by the query (columns: {', '.join(names)})"
         )
     return schema
+
+
+def check_local_backends(cfg: VoltpipeConfig) -> None:
+    """Refuses ``training.backend``/``tuning.backend`` ``vertex`` on a kfp.local run: its
+    artifacts stay on this machine, where a Vertex AI job cannot read them.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    for key, backend in (
+        ("training.backend", cfg.training.backend),
+        ("tuning.backend", cfg.tuning.backend if cfg.tuning.enabled else "local"),
+    ):
+        if backend == "vertex":
+            raise ConfigError(
+                f"{key} 'vertex' runs a Vertex AI job that reads the pipeline's artifacts from "
+                "Cloud Storage, but a local run keeps them on this machine: use --target vertex, "
+                f"or {key} local"
+            )

@@ -17,6 +17,11 @@ Storage JSON calls `PipelineJob.submit` makes (bucket get/create): set the envir
 
 Job states are scripted: every GET of a job advances it one step through `pipeline_states`
 (pipeline jobs) or `job_states` (custom and tuning jobs) and it then stays in the last state.
+With `gcs_root`, custom jobs really run instead: the chief pool's container command runs here as
+a subprocess (this environment stands in for the image), with ``gs://BUCKET/PATH`` in its
+arguments and AIP_* variables mapped to ``gcs_root/BUCKET/PATH`` (as Vertex mounts Cloud Storage
+under /gcs); the job is RUNNING until the process exits, then SUCCEEDED or FAILED with the last
+line of its stderr as the error message.
 Long-running operations are done at once. The SDK's REST transport sends enums as integers
 (``$alt=json;enum-encoding=int``), so a recorded request body holds e.g. ``"goal": 2``; the
 server answers with enum names, which the SDK accepts too.
@@ -26,8 +31,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from voltpipe.testing._http import HttpError, RecordedRequest, RecordingServer
@@ -65,6 +75,7 @@ class VertexTestServer(RecordingServer):
         failure_message: the `error.message` of a job that ends in a FAILED state.
         trials: the `trials` a hyperparameter tuning job reports once it has succeeded.
         predict: maps an endpoint's `instances` to its `predictions`.
+        gcs_root: run custom jobs for real, with this folder standing in for Cloud Storage.
     """
 
     def __init__(
@@ -75,6 +86,7 @@ class VertexTestServer(RecordingServer):
         failure_message: str = "step 'train' failed: the job failed in the test server",
         trials: list[dict[str, Any]] | None = None,
         predict: Callable[[list[Any]], list[Any]] = _default_predict,
+        gcs_root: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         self.pipeline_states = list(pipeline_states)
@@ -82,6 +94,8 @@ class VertexTestServer(RecordingServer):
         self.failure_message = failure_message
         self.trials = trials or []
         self.predict = predict
+        self.gcs_root = Path(gcs_root) if gcs_root is not None else None
+        self.job_runs: dict[str, _JobRun] = {}  # custom jobs run for real (gcs_root)
         self.pipeline_jobs: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, dict[str, Any]] = {}
         self.models: dict[str, dict[str, Any]] = {}  # "models/ID@VERSION" name -> model version
@@ -96,6 +110,11 @@ class VertexTestServer(RecordingServer):
         self._pending: dict[str, list[str]] = {}
         self._ids = itertools.count(1000)
         self._routes_vertex()
+
+    def stop(self) -> None:
+        for run in self.job_runs.values():
+            run.kill()
+        super().stop()
 
     # ----- helpers -----------------------------------------------------------------------
 
@@ -529,7 +548,10 @@ class VertexTestServer(RecordingServer):
                 "updateTime": _now(),
             }
             store[name] = job
-            self._pending[name] = list(self.job_states)
+            if store is self.custom_jobs and self.gcs_root is not None:
+                self.job_runs[name] = _JobRun(job, self.gcs_root)
+            else:
+                self._pending[name] = list(self.job_states)
             return job
 
         return create
@@ -540,6 +562,9 @@ class VertexTestServer(RecordingServer):
     def _job_getter(self, store: dict[str, dict[str, Any]]) -> Callable[..., Any]:
         def get(req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
             job = self._get(store, m["name"], "Job")
+            run = self.job_runs.get(m["name"])
+            if run is not None:
+                run.update(job)
             self._advance(m["name"], job, JOB_TERMINAL)
             if store is self.tuning_jobs and job["state"] == "JOB_STATE_SUCCEEDED" and self.trials:
                 job["trials"] = self.trials
@@ -550,6 +575,8 @@ class VertexTestServer(RecordingServer):
     def _job_canceller(self, store: dict[str, dict[str, Any]]) -> Callable[..., Any]:
         def cancel(req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
             job = self._get(store, m["name"], "Job")
+            if m["name"] in self.job_runs:
+                self.job_runs.pop(m["name"]).kill()
             job["state"] = "JOB_STATE_CANCELLING"
             self._pending[m["name"]] = ["JOB_STATE_CANCELLED"]
             return {}
@@ -627,3 +654,62 @@ class VertexTestServer(RecordingServer):
         bucket = self._get(self.buckets, m["bucket"], "Bucket")
         bucket["iam"] = {**(req.json or {}), "kind": "storage#policy", "etag": "CAI="}
         return bucket["iam"]
+
+
+class _JobRun:
+    """One custom job's chief container command, running as a local subprocess."""
+
+    def __init__(self, job: dict[str, Any], gcs_root: Path) -> None:
+        spec = job.get("jobSpec", {})
+        container = spec["workerPoolSpecs"][0]["containerSpec"]
+        self.gcs_root = gcs_root
+        command = [self.local(a) for a in container.get("command", [])]
+        if command and command[0] in ("python", "python3"):
+            command[0] = sys.executable  # the image's python is this environment's
+        argv = command + [self.local(a) for a in container.get("args", [])]
+        env = {**os.environ}
+        base = spec.get("baseOutputDirectory", {}).get("outputUriPrefix", "")
+        if base:
+            env["AIP_MODEL_DIR"] = self.local(f"{base.rstrip('/')}/model")
+            env["AIP_CHECKPOINT_DIR"] = self.local(f"{base.rstrip('/')}/checkpoints")
+        env["CLOUD_ML_JOB_ID"] = job["name"].rsplit("/", 1)[-1]
+        env["CLOUD_ML_HP_METRIC_FILE"] = str(gcs_root / ".hypertune" / env["CLOUD_ML_JOB_ID"])
+        for e in container.get("env", []):
+            env[e["name"]] = self.local(e.get("value", ""))
+        self.argv = argv
+        self.returncode: int | None = None
+        self.stderr = ""
+        self._proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        self._thread = threading.Thread(target=self._wait, daemon=True)
+        self._thread.start()
+        job["state"] = "JOB_STATE_RUNNING"
+
+    def local(self, value: str) -> str:
+        """``gs://b/p`` anywhere in `value` (e.g. ``--output-dir=gs://b/p``) -> ``gcs_root/b/p``."""
+        return value.replace("gs://", f"{self.gcs_root}/")
+
+    def _wait(self) -> None:
+        _, err = self._proc.communicate()
+        self.stderr = err or ""
+        self.returncode = self._proc.returncode
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._thread.join(timeout=10)
+
+    def update(self, job: dict[str, Any]) -> None:
+        if self.returncode is None or job["state"] in JOB_TERMINAL:
+            return
+        job["updateTime"] = job["endTime"] = _now()
+        if self.returncode == 0:
+            job["state"] = "JOB_STATE_SUCCEEDED"
+        else:
+            lines = [ln for ln in self.stderr.strip().splitlines() if ln.strip()]
+            job["state"] = "JOB_STATE_FAILED"
+            job["error"] = {
+                "code": 9,
+                "message": lines[-1] if lines else "exit code " + str(self.returncode),
+            }
