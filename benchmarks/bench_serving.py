@@ -1,5 +1,6 @@
 """Serving: single-row HTTP latency and throughput of /predict against a no-op route on the same
-server, and local batch prediction throughput.
+server, local batch prediction throughput, and the latency of one forecast from a series' last
+window (a forecaster's server, its no-op route taking the same body).
 
 The server runs in a subprocess (uvicorn, the same app ``voltpipe serve`` runs) with an extra
 no-op route that reads and parses the body and returns a constant. One keep-alive httpx client
@@ -29,11 +30,11 @@ TURBINES = [f"WTG{i:02d}" for i in range(12)]
 
 _SERVER = """
 import socket, sys, uvicorn
-from voltpipe.serving import Predictor, create_app
+from voltpipe.serving import create_app, load_predictor
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto set: asyncio then sets TCP_NODELAY
 sock.bind(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)
-app = create_app(Predictor.from_dir(sys.argv[1]), noop_route="/noop")
+app = create_app(load_predictor(sys.argv[1]), noop_route="/noop")
 uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")).run(sockets=[sock])
 """
 
@@ -71,6 +72,66 @@ def train_tiny_model(root: Path) -> Path:
         training_params={"epochs": 1},
     )
     return root / "model"
+
+
+FORECAST_WINDOW, FORECAST_HORIZON = 48, 24
+
+
+def site_load(hours: int, sites: int, seed: int) -> pa.Table:
+    """Hourly load per site: a daily cycle, a temperature covariate and noise."""
+    rng = np.random.default_rng(seed)
+    ts = np.datetime64("2024-01-01T00:00:00", "s") + np.arange(hours) * np.timedelta64(3600, "s")
+    hour = np.arange(hours) % 24
+    parts = []
+    for k in range(sites):
+        temp = 8 + 6 * np.sin(2 * np.pi * (hour - 9) / 24) + rng.normal(0, 1, hours)
+        load = 60 + 5 * k + 15 * np.sin(2 * np.pi * (hour - 6) / 24) - 0.5 * temp
+        parts.append(
+            pa.table(
+                {
+                    "ts": ts,
+                    "site": [f"S{k:02d}"] * hours,
+                    "load_mw": load + rng.normal(0, 1, hours),
+                    "temp_c": temp,
+                }
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def train_tiny_forecaster(root: Path) -> Path:
+    from voltpipe.modelling.train import train_model
+
+    for split, hours, seed in (("train", 24 * 28, 1), ("valid", 24 * 7, 2)):
+        (root / split).mkdir(parents=True)
+        pq.write_table(site_load(hours, 4, seed), root / split / "part-0.parquet")
+    train_model(
+        root / "train",
+        root / "valid",
+        root / "model",
+        label="load_mw",
+        task="forecasting",
+        training_params={"epochs": 1},
+        task_params={
+            "time_column": "ts",
+            "forecasting": {
+                "window": FORECAST_WINDOW,
+                "horizon": FORECAST_HORIZON,
+                "group_column": "site",
+                "covariates": ["temp_c"],
+            },
+        },
+    )
+    return root / "model"
+
+
+def forecast_body() -> bytes:
+    """One instance: a site's last `FORECAST_WINDOW` hours, as a client sends them."""
+    import json
+
+    rows = site_load(FORECAST_WINDOW, 1, 9).drop_columns(["site"]).to_pylist()
+    history = [{**r, "ts": r["ts"].isoformat() + "Z"} for r in rows]
+    return json.dumps({"instances": [{"site": "S00", "history": history}]}).encode()
 
 
 @contextlib.contextmanager
@@ -138,6 +199,10 @@ def run(quick: bool) -> list[Row]:
         noop_p50, pred_p50 = float(np.median(noop)) * 1e3, float(np.median(pred)) * 1e3
         noop_rps, pred_rps = float(len(noop) / noop.sum()), float(len(pred) / pred.sum())
 
+        forecaster_dir = train_tiny_forecaster(Path(tmp) / "forecaster")
+        with server_process(forecaster_dir) as url:
+            forecast_times = measure_http(url, forecast_body(), n_requests)
+
         predictor = Predictor.from_dir(model_dir)
         table = scada_table(n_batch, 11)
         predictor.predict_table(table.slice(0, 100_000))  # warm the large-batch shapes
@@ -153,6 +218,7 @@ def run(quick: bool) -> list[Row]:
         "noop_p99_ms": float(np.percentile(noop, 99)) * 1e3,
         "predict_p99_ms": float(np.percentile(pred, 99)) * 1e3,
     }
+    f_noop, f_pred = forecast_times["/noop"], forecast_times["/predict"]
     return [
         Row(
             "serving",
@@ -183,5 +249,20 @@ def run(quick: bool) -> list[Row]:
             "goal: 100k rows/s",
             "ratio >= 1.0",
             extra={"seconds": seconds},
+        ),
+        Row(
+            "serving",
+            f"p50 latency forecast, 1 series x {FORECAST_WINDOW} rows",
+            float(np.median(f_pred)) * 1e3,
+            "ms",
+            float(np.median(f_noop)) * 1e3,
+            "no-op route, same body",
+            "ratio <= 4.0",
+            extra={
+                "requests": len(f_pred),
+                "horizon": FORECAST_HORIZON,
+                "predict_p99_ms": float(np.percentile(f_pred, 99)) * 1e3,
+                "noop_p99_ms": float(np.percentile(f_noop, 99)) * 1e3,
+            },
         ),
     ]

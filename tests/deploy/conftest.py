@@ -52,3 +52,19 @@ def broken_model(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) 
     shutil.copytree(trained_model, path)
     (path / "model.keras").write_bytes(b"this is not a keras archive")
     return path
+
+
+@pytest.fixture(scope="session")
+def forecasting_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small forecaster (window 24, horizon 6, sites north/south) with a reference sample."""
+    from tests.serving.conftest import train_forecaster
+
+    return train_forecaster(tmp_path_factory.mktemp("deploy-forecaster")).model_dir
+
+
+@pytest.fixture(scope="session")
+def anomaly_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small autoencoder with a reference sample."""
+    from tests.serving.conftest import train_autoencoder
+
+    return train_autoencoder(tmp_path_factory.mktemp("deploy-autoencoder")).model_dir

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import itertools
 import json
 import os
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 
 from voltpipe.deploy import deploy_registered
@@ -230,3 +233,90 @@ def test_deploy_component_writes_the_summary(registry, tmp_path: Path) -> None:
             deployment=deployment,
         )
     assert registry.get(NAME).version == "2"
+
+
+# -- forecasting and anomaly models: the same predictor path ------------------------------------
+
+
+@pytest.fixture
+def forecast_registry(tmp_path: Path, forecasting_model_dir: Path) -> LocalRegistry:
+    """Versions 1 and 2 of the same forecaster (reference sample inside); no champion."""
+    reg = LocalRegistry(tmp_path / "registry")
+    for _ in range(2):
+        reg.register("load", forecasting_model_dir, {})
+    return reg
+
+
+def _hourly(history: list[dict[str, Any]]) -> bool:
+    times = [dt.datetime.fromisoformat(r["ts"]) for r in history]
+    return all(b - a == dt.timedelta(hours=1) for a, b in itertools.pairwise(times))
+
+
+def test_forecaster_sample_instances_are_window_histories(forecast_registry) -> None:
+    uri = Path(forecast_registry.get("load", "1").uri)
+    north, south = sample_instances(uri, 5)  # one per series
+    assert (north["site"], south["site"]) == ("north", "south")
+    for instance in (north, south):
+        history = instance["history"]
+        assert len(history) == 24 and set(history[0]) == {"ts", "load_mw", "temp_c"}
+        assert _hourly(history)
+        assert history[-1]["ts"] == "2024-01-10T23:00:00"  # the latest window
+
+    # A sampled reference (gaps): the latest evenly spaced run of 24 rows is found.
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    reference = uri / "reference_sample.parquet"
+    table = pq.read_table(reference)
+    hour = pc.hour(table.column("ts"))
+    gaps = pc.and_(
+        pc.equal(hour, 20), pc.greater(table.column("ts"), pa.scalar(dt.datetime(2024, 1, 9)))
+    )
+    pq.write_table(table.filter(pc.invert(gaps)), reference)
+    [north] = sample_instances(uri, 1)
+    # 21:00 on the 9th to 19:00 on the 10th is 23 rows: one short of a window.
+    assert _hourly(north["history"]) and north["history"][-1]["ts"] == "2024-01-09T19:00:00"
+
+    # No reference sample: one synthetic history at the training means.
+    reference.unlink()
+    [synthetic] = sample_instances(uri)
+    assert len(synthetic["history"]) == 24 and _hourly(synthetic["history"])
+
+
+def test_deploy_local_smoke_tests_a_forecaster_through_the_predictor(forecast_registry) -> None:
+    summary = deploy_local(str(forecast_registry.root), "load", "1")
+    assert summary["champion"] == "1" and summary["smoke_rows"] == 2
+    first = summary["predictions"][0]
+    assert set(first) == {"forecast", "times"} and len(first["forecast"]) == 6
+    assert first["times"][0] == "2024-01-11T00:00:00"
+    assert forecast_registry.get("load").version == "1"
+
+    # The server's request checks apply: a bad history fails the smoke test, 1 keeps serving.
+    short = [
+        {"history": sample_instances(forecast_registry.get("load", "2").uri)[0]["history"][:5]}
+    ]
+    with pytest.raises(DataError, match=r"version 2 failed its smoke test.*at least 24"):
+        deploy_local(str(forecast_registry.root), "load", "2", smoke_instances=short)
+    assert forecast_registry.get("load").version == "1"
+
+
+def test_deploy_local_smoke_tests_an_autoencoder(tmp_path: Path, anomaly_model_dir: Path) -> None:
+    reg = LocalRegistry(tmp_path / "registry")
+    reg.register("pump", anomaly_model_dir, {})
+    instances = sample_instances(reg.get("pump", "1").uri)
+    assert len(instances) == 5 and set(instances[0]) == {"flow", "pressure", "vibration", "mode"}
+    summary = deploy_local(str(reg.root), "pump", "1")
+    assert summary["champion"] == "1"
+    assert all(set(p) == {"score", "is_anomaly", "threshold"} for p in summary["predictions"])
+
+
+def test_reloader_loads_a_forecaster_with_its_predictor(forecast_registry) -> None:
+    from voltpipe.serving import ForecastPredictor, load_predictor
+
+    forecast_registry.set_alias("load", "champion", "1")
+    app = create_app(load_predictor(forecast_registry.get("load", "1").uri, warmup_batch_sizes=()))
+    source = registry_source(str(forecast_registry.root), "load")
+    reloader = ModelReloader(app, source, forecast_registry.get("load", "1").uri)
+    forecast_registry.set_alias("load", "champion", "2")
+    assert reloader.check() is True, reloader.last_error
+    assert isinstance(app.predictor, ForecastPredictor) and app.predictor.version == "2"

@@ -1,4 +1,5 @@
-"""Shared fixtures: two tiny trained models (regression, classification), trained once per session."""
+"""Shared fixtures: tiny trained models (regression, classification, forecasting, anomaly),
+each trained once per session."""
 
 from __future__ import annotations
 
@@ -73,6 +74,108 @@ def regression_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
 @pytest.fixture(scope="session")
 def classification_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     return _train(tmp_path_factory.mktemp("classification"), "classification", "state", "power_kw")
+
+
+FORECAST_TASK = {
+    "time_column": "ts",
+    "forecasting": {"window": 24, "horizon": 6, "group_column": "site", "covariates": ["temp_c"]},
+}
+
+
+@dataclasses.dataclass
+class ForecastModel:
+    model_dir: Path
+    series: pa.Table  # the whole demand series (both sites), rows shuffled
+    window: int = 24
+    horizon: int = 6
+
+    def history(self, site: str, end: str, rows: int | None = None) -> pa.Table:
+        """`site`'s rows before `end` (the last `rows` of them, default a window), in time order."""
+        import pyarrow.compute as pc
+
+        t = self.series.filter(
+            pc.and_(
+                pc.equal(self.series.column("site"), site),
+                pc.less(self.series.column("ts"), pa.scalar(np.datetime64(end, "s"))),
+            )
+        ).sort_by("ts")
+        n = self.window if rows is None else rows
+        return t.slice(max(t.num_rows - n, 0))
+
+
+def iso_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as JSON-able dicts with ISO 8601 times."""
+    return [
+        {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+        for row in table.to_pylist()
+    ]
+
+
+def train_forecaster(root: Path) -> ForecastModel:
+    """A small CNN forecaster of hourly load per site (window 24, horizon 6, one covariate),
+    with its training rows stored as the reference sample, as the register step stores them."""
+    from tests.modelling.synthetic import demand_series, time_splits
+    from voltpipe.modelling.train import train_model
+
+    series = demand_series(days=14, seed=4)
+    train, valid, _ = time_splits(series, ("2024-01-11", "2024-01-13"))
+    for split, table in (("train", train), ("valid", valid)):
+        (root / split).mkdir(parents=True)
+        pq.write_table(table, root / split / "part-0.parquet")
+    train_model(
+        root / "train",
+        root / "valid",
+        root / "model",
+        label="load_mw",
+        task="forecasting",
+        model_params={"hidden_units": [16], "filters": 8},
+        training_params={"epochs": 2, "batch_size": 64},
+        task_params=FORECAST_TASK,
+    )
+    pq.write_table(train, root / "model" / "reference_sample.parquet")
+    return ForecastModel(root / "model", series)
+
+
+@pytest.fixture(scope="session")
+def forecasting_model(tmp_path_factory: pytest.TempPathFactory) -> ForecastModel:
+    return train_forecaster(tmp_path_factory.mktemp("forecasting"))
+
+
+@dataclasses.dataclass
+class AnomalyModel:
+    model_dir: Path
+    test: pa.Table  # feature columns and the 0/1 label "fault"
+
+    def instances(self, n: int | None = None) -> list[dict[str, Any]]:
+        t = self.test if n is None else self.test.slice(0, n)
+        return t.drop_columns(["fault"]).to_pylist()
+
+
+def train_autoencoder(root: Path) -> AnomalyModel:
+    """An autoencoder on pump sensors (three numbers, one category), with a reference sample."""
+    from tests.modelling.synthetic import sensor_table
+    from voltpipe.modelling.train import train_model
+
+    for split, n, seed in (("train", 1500, 1), ("valid", 500, 2)):
+        (root / split).mkdir(parents=True)
+        pq.write_table(sensor_table(n, 0.02, seed), root / split / "part-0.parquet")
+    train_model(
+        root / "train",
+        root / "valid",
+        root / "model",
+        label="fault",
+        task="anomaly",
+        model_params={"hidden_units": [8], "latent_dim": 2, "dropout": 0.0},
+        training_params={"epochs": 2, "batch_size": 64, "learning_rate": 0.01},
+        task_params={"anomaly": {"threshold_quantile": 0.95}},
+    )
+    pq.write_table(sensor_table(50, 0.02, 4), root / "model" / "reference_sample.parquet")
+    return AnomalyModel(root / "model", sensor_table(60, 0.2, 3))
+
+
+@pytest.fixture(scope="session")
+def anomaly_model(tmp_path_factory: pytest.TempPathFactory) -> AnomalyModel:
+    return train_autoencoder(tmp_path_factory.mktemp("anomaly"))
 
 
 class AsgiClient:

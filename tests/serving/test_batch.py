@@ -123,3 +123,21 @@ def test_bad_inputs_each_get_one_clear_error(
             predict_batch(wh, "SELECT * FROM src.rows", {}, uri, "p.t")
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "instead"),
+    [("forecasting_model", "forecast_last"), ("anomaly_model", "predict_raw")],
+)
+def test_other_tasks_get_a_clear_error_before_loading(
+    tmp_path: Path, fixture: str, instead: str, request: pytest.FixtureRequest
+) -> None:
+    trained = request.getfixturevalue(fixture)
+    task = fixture.removesuffix("_model")
+    wh = _warehouse(tmp_path / "wh.duckdb", scada_table(10, 9))
+    with pytest.raises(
+        DataError,
+        match=rf"task {task}: batch prediction scores regression and classification models, "
+        rf"not {task} \(use LoadedModel.{instead}",
+    ):
+        predict_batch(wh, "SELECT * FROM src.rows", {}, str(trained.model_dir), "p.t")

@@ -98,3 +98,36 @@ def test_describe_comes_from_registry_metadata(regression_model, tmp_path) -> No
         "turbine_id": "string",
         "icing": "string",
     }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["auto", "tensorflow"])
+def test_anomaly_scores_match_keras(anomaly_model, engine: str) -> None:
+    predictor = Predictor.from_dir(anomaly_model.model_dir, engine=engine, warmup_batch_sizes=(1,))
+    # The autoencoder's residual layers have a NumPy replay too.
+    assert predictor.engine == ("numpy+tensorflow" if engine == "auto" else "tensorflow")
+    loaded = load_model(anomaly_model.model_dir)
+    expected = loaded.predict_raw(anomaly_model.test)
+    threshold = loaded.meta["anomaly"]["threshold"]
+    predictions = predictor.predict(anomaly_model.instances())
+    scores = [p["score"] for p in predictions]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    assert [p["is_anomaly"] for p in predictions] == (expected > threshold).tolist()
+    assert {p["threshold"] for p in predictions} == {threshold}
+    flagged = [p["is_anomaly"] for p in predictions]
+    assert any(flagged) and not all(flagged)  # the test rows hold 20 % faults
+    batch = predictor.predict_table(anomaly_model.test, batch_rows=16)
+    np.testing.assert_allclose(batch, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_load_predictor_picks_the_predictor_for_the_task(
+    regression_model, anomaly_model, forecasting_model
+) -> None:
+    from voltpipe.serving import ForecastPredictor, load_predictor
+
+    kinds = {
+        m.model_dir: type(load_predictor(m.model_dir, warmup_batch_sizes=()))
+        for m in (regression_model, anomaly_model, forecasting_model)
+    }
+    assert list(kinds.values()) == [Predictor, Predictor, ForecastPredictor]

@@ -149,6 +149,44 @@ def test_classification_predictions_equal_keras(
     assert [p["class"] for p in predictions] == [classes[i] for i in expected.argmax(axis=1)]
 
 
+@pytest.mark.slow
+def test_anomaly_scores_over_http(anomaly_model, asgi_client) -> None:
+    from voltpipe.serving import load_predictor
+
+    app = create_app(load_predictor(anomaly_model.model_dir, warmup_batch_sizes=(1,)))
+    client = asgi_client(app)
+    response = client.post("/predict", json={"instances": anomaly_model.instances()})
+    assert response.status_code == 200, response.text
+    loaded = load_model(anomaly_model.model_dir)
+    expected = loaded.predict_raw(anomaly_model.test)
+    threshold = loaded.meta["anomaly"]["threshold"]
+    predictions = response.json()["predictions"]
+    assert set(predictions[0]) == {"score", "is_anomaly", "threshold"}
+    np.testing.assert_allclose([p["score"] for p in predictions], expected, rtol=1e-5, atol=1e-6)
+    assert [p["is_anomaly"] for p in predictions] == (expected > threshold).tolist()
+    assert all(p["threshold"] == threshold for p in predictions)
+
+    instance = anomaly_model.instances(1)[0]
+    for bad, names in [
+        ({k: v for k, v in instance.items() if k != "pressure"}, ["instances[1]", "'pressure'"]),
+        ({**instance, "flow": "high"}, ["instances[1].flow", "must be a number"]),
+        ({**instance, "vibration": float("nan")}, ["instances[1].vibration", "NaN"]),
+        ({**instance, "mode": {"x": 1}}, ["instances[1].mode", "string"]),
+    ]:
+        body = json.dumps({"instances": [instance, bad]}).encode()
+        error = client.post("/predict", content=body)
+        assert error.status_code == 400, error.text
+        for name in names:
+            assert name in error.json()["error"], error.json()["error"]
+
+    info = client.get("/").json()
+    assert info["task"] == "anomaly" and info["threshold"] == threshold
+    assert info["request"]["instances"] == [
+        {"flow": "number", "pressure": "number", "vibration": "number", "mode": "string"}
+    ]
+    assert set(info["response"]["predictions"][0]) == {"score", "is_anomaly", "threshold"}
+
+
 def _bad_requests(instance: dict[str, Any]) -> list[tuple[str, bytes, int, list[str]]]:
     def body(payload: Any) -> bytes:
         return json.dumps(payload).encode()
@@ -270,6 +308,8 @@ def test_methods_routes_health_and_info(regression_predictor, asgi_client) -> No
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     info = client.get("/").json()
     assert info["task"] == "regression" and "wind_speed" in info["features"]
+    assert info["request"]["instances"] == [info["features"]]
+    assert info["response"]["predictions"] == ["number: the predicted power_kw"]
 
 
 @pytest.mark.slow

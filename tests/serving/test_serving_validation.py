@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,9 +10,11 @@ import pytest
 
 from voltpipe.modelling.features import FeaturePlan
 from voltpipe.serving.validation import (
+    HistorySpec,
     RequestError,
     instances_to_arrays,
     instances_to_columns,
+    parse_history,
     parse_instances,
 )
 
@@ -152,3 +155,140 @@ def test_bad_requests_name_the_field(body: str | bytes, status: int, names: list
 
 def test_request_error_is_a_value_error() -> None:
     assert issubclass(RequestError, ValueError)
+
+
+# -- forecasting histories ---------------------------------------------------------------------------
+
+SPEC = HistorySpec(
+    time_column="ts",
+    label="load_mw",
+    covariates=("temp_c",),
+    group_column="site",
+    window=3,
+    horizon=2,
+    calendar=True,
+)
+ROWS = [
+    {"ts": "2024-01-01T02:00:00", "load_mw": 12.5, "temp_c": 3},
+    {"ts": "2024-01-01T00:00:00", "load_mw": 10.0, "temp_c": 1.5, "site": "north", "x": [1]},
+    {"ts": "2024-01-01T01:00:00", "load_mw": 11, "temp_c": 2.0},
+]
+
+
+def test_history_rows_and_columns_give_the_same_table() -> None:
+    rows = parse_history({"history": ROWS, "site": "north"}, 0, SPEC)
+    columns = parse_history(
+        {"history": {name: [r[name] for r in ROWS] for name in ("ts", "load_mw", "temp_c")}},
+        0,
+        SPEC,
+    )
+    assert rows.table.equals(columns.table)
+    assert rows.table.column_names == ["ts", "load_mw", "temp_c"]  # extra fields dropped
+    assert str(rows.table.schema.field("ts").type) == "timestamp[us]"
+    assert rows.table.column("load_mw").to_pylist() == [12.5, 10.0, 11.0]  # sorted later
+    assert rows.time_kind == "local" and rows.group == "north" and columns.group is None
+
+
+def test_history_times_utc_dates_and_numbers() -> None:
+    utc = parse_history(
+        {"history": [{**r, "ts": r["ts"].replace("T0", "T1") + "+02:00"} for r in ROWS]}, 0, SPEC
+    )
+    assert utc.time_kind == "utc"
+    assert str(utc.table.column("ts")[0].as_py()) == "2024-01-01 10:00:00"  # 12:00 at +02:00
+    dates = parse_history(
+        {"history": [{**r, "ts": f"2024-01-0{k + 1}"} for k, r in enumerate(ROWS)]}, 0, SPEC
+    )
+    assert dates.time_kind == "date"
+    plain = dataclasses.replace(SPEC, calendar=False)
+    numbers = parse_history({"history": [{**r, "ts": k} for k, r in enumerate(ROWS)]}, 0, plain)
+    assert numbers.time_kind == "number" and numbers.table.column("ts").to_pylist() == [0, 1, 2]
+
+
+def _history_error(instance: dict, spec: HistorySpec = SPEC) -> str:
+    with pytest.raises(RequestError) as info:
+        parse_history(instance, 2, spec)
+    assert info.value.status == 400
+    return info.value.message
+
+
+@pytest.mark.parametrize(
+    ("instance", "names"),
+    [
+        ({"rows": ROWS}, ['instances[2] has no "history"', '"ts"', "last 3 rows"]),
+        ({"history": "x"}, ["instances[2].history", "list of rows", "a string"]),
+        ({"history": [*ROWS, 1]}, ["instances[2].history[3]", "an object", "a number"]),
+        ({"history": ROWS[:2]}, ["instances[2].history has 2 row(s)", "at least 3"]),
+        ({"history": {"ts": [], "load_mw": [], "temp_c": []}}, ["has 0 row(s)", "at least 3"]),
+        (
+            {"history": [ROWS[0], {"ts": "2024-01-01T03:00:00", "load_mw": 1}, ROWS[2]]},
+            ["instances[2].history[1] is missing 'temp_c'"],
+        ),
+        (
+            {"history": [ROWS[0], ROWS[1], {**ROWS[2], "load_mw": None}]},
+            ["instances[2].history[2].load_mw", "must be a number", "null"],
+        ),
+        (
+            {"history": [ROWS[0], {**ROWS[1], "temp_c": float("nan")}, ROWS[2]]},
+            ["instances[2].history[1].temp_c", "finite", "NaN"],
+        ),
+        (
+            {"history": [ROWS[0], ROWS[1], {**ROWS[2], "load_mw": "11"}]},
+            ["instances[2].history[2].load_mw", "must be a number", '"11"'],
+        ),
+        (
+            {"history": [ROWS[0], {**ROWS[1], "ts": "yesterday"}, ROWS[2]]},
+            ["instances[2].history[1].ts", "ISO 8601", '"yesterday"'],
+        ),
+        (
+            {"history": [ROWS[0], {**ROWS[1], "ts": None}, ROWS[2]]},
+            ["instances[2].history[1].ts", "ISO 8601", "null"],
+        ),
+        (
+            {"history": [{**r, "ts": k} for k, r in enumerate(ROWS)]},
+            ["instances[2].history[0].ts", "ISO 8601", "hour and weekday", "a number 0"],
+        ),
+        (
+            {"history": [ROWS[0], {**ROWS[1], "ts": "2024-01-01T00:00:00Z"}, ROWS[2]]},
+            ["instances[2].history[1].ts", "UTC offset"],
+        ),
+        (
+            {"history": {"ts": [r["ts"] for r in ROWS], "load_mw": [1.0, 2.0]}},
+            ["instances[2].history.load_mw has 2 values", "history.ts has 3"],
+        ),
+        (
+            {"history": {"ts": [r["ts"] for r in ROWS], "load_mw": [1.0, 2.0, 3.0]}},
+            ["instances[2].history is missing column 'temp_c'"],
+        ),
+        (
+            {"history": {"ts": [r["ts"] for r in ROWS], "load_mw": [1, 2, 3], "temp_c": 4}},
+            ["instances[2].history.temp_c must be a list", "a number"],
+        ),
+        (
+            {
+                "history": {
+                    "ts": [r["ts"] for r in ROWS],
+                    "load_mw": [1, float("inf"), 3],
+                    "temp_c": [1, 2, 3],
+                }
+            },
+            ["instances[2].history.load_mw[1]", "finite"],
+        ),
+        (
+            {"history": [ROWS[0], {**ROWS[1], "site": "south"}, ROWS[2]], "site": "north"},
+            ["instances[2] holds rows of 2 series", "'north', 'south'", "one series per instance"],
+        ),
+        ({"history": ROWS, "site": {"id": 1}}, ["instances[2].site must be a string"]),
+    ],
+)
+def test_bad_histories_name_the_field(instance: dict, names: list[str]) -> None:
+    message = _history_error(instance)
+    for name in names:
+        assert name in message, message
+
+
+def test_numeric_times_must_not_mix_with_strings() -> None:
+    plain = dataclasses.replace(SPEC, calendar=False)
+    rows = [{**r, "ts": k} for k, r in enumerate(ROWS)]
+    rows[1]["ts"] = "2024-01-01T00:00:00"
+    message = _history_error({"history": rows}, plain)
+    assert "instances[2].history[1].ts must be a number, as the first time is" in message

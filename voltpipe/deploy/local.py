@@ -2,7 +2,8 @@
 
 A server started with ``voltpipe serve --model NAME@champion`` and `registry_source` follows the
 alias (hot reload, see `voltpipe.serving.server.ModelReloader`), so moving the alias is the
-deployment; a version that fails its smoke test never gets (or keeps) the alias.
+deployment; a version that fails its smoke test never gets (or keeps) the alias. The smoke test
+goes through the server's own predictor and request checks, for every task.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voltpipe.errors import ConfigError, DataError
 from voltpipe.registry.base import CHAMPION, open_registry
 from voltpipe.registry.local import LocalRegistry
 from voltpipe.serving.server import ModelSource
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from voltpipe.serving.validation import HistorySpec
 
 log = logging.getLogger("voltpipe.deploy")
 
@@ -25,10 +31,13 @@ SMOKE_ROWS = 5
 
 
 def sample_instances(model_dir: str | Path, n: int = SMOKE_ROWS) -> list[dict[str, Any]]:
-    """Up to `n` JSON-able request instances for the model in `model_dir`.
+    """Up to `n` JSON-able request instances for the model in `model_dir`, as the server takes them.
 
-    Complete rows of the version's stored reference sample (features only) when present, else
-    one row built from the feature plan (numeric means, first category).
+    Row models (regression, classification, anomaly): complete rows of the version's stored
+    reference sample (features only) when present, else one row built from the feature plan
+    (numeric means, first category). Forecasting: per series of the reference sample, its
+    latest run of `window` evenly spaced rows as ``{"history": [...], group: name}``, else one
+    synthetic history at the training means.
 
     Raises:
         DataError: the folder is not a voltpipe model.
@@ -36,10 +45,13 @@ def sample_instances(model_dir: str | Path, n: int = SMOKE_ROWS) -> list[dict[st
     from voltpipe.modelling.train import read_model_meta
 
     path = Path(model_dir)
-    features = read_model_meta(path)["features"]
+    meta = read_model_meta(path)
+    reference = path / REFERENCE_FILE
+    if meta["task"] == "forecasting":
+        return _history_instances(meta, reference, n)
+    features = meta["features"]
     numeric, categorical = dict(features["numeric"]), dict(features["categorical"])
     names = [*numeric, *categorical]
-    reference = path / REFERENCE_FILE
     if reference.exists():
         import pyarrow.parquet as pq
 
@@ -57,55 +69,119 @@ def sample_instances(model_dir: str | Path, n: int = SMOKE_ROWS) -> list[dict[st
     return [row]
 
 
+def _history_instances(meta: dict[str, Any], reference: Path, n: int) -> list[dict[str, Any]]:
+    from voltpipe.serving.forecast import example_history
+    from voltpipe.serving.validation import HistorySpec
+
+    spec = HistorySpec.from_meta(meta)
+    if reference.exists():
+        import pyarrow.parquet as pq
+
+        instances = _reference_histories(pq.read_table(reference), spec, n)
+        if instances:
+            return instances
+    return [example_history(meta)]
+
+
+def _reference_histories(table: pa.Table, spec: HistorySpec, n: int) -> list[dict[str, Any]]:
+    """Up to `n` series' latest runs of `spec.window` evenly spaced, complete rows.
+
+    The reference sample is a random sample of the training rows when the data was large, so
+    a series may have gaps: the run is searched for, not assumed.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    group = spec.group_column if spec.group_column in table.column_names else None
+    names = [spec.time_column, *spec.values]
+    if not all(c in table.column_names for c in names):
+        return []
+    table = table.select([*names, *([group] if group else [])]).drop_null()
+    for name in spec.values:
+        if pa.types.is_floating(table.schema.field(name).type):
+            table = table.filter(pc.is_finite(table.column(name)))
+    keys = [(spec.time_column, "ascending")]
+    if group is not None:
+        keys.insert(0, (group, "ascending"))
+    table = table.sort_by(keys)
+    values = pc.unique(table.column(group)).to_pylist() if group is not None else [None]
+    instances: list[dict[str, Any]] = []
+    for value in values:
+        series = table if group is None else table.filter(pc.equal(table.column(group), value))
+        end = _latest_even_run(series.column(spec.time_column).to_numpy(), spec.window)
+        if end is None:
+            continue
+        rows = series.slice(end - spec.window + 1, spec.window).select(names).to_pylist()
+        instance: dict[str, Any] = {"history": rows}
+        if group is not None:
+            instance[group] = value
+        instances.append(_jsonable(instance))
+        if len(instances) == n:
+            break
+    return instances
+
+
+def _latest_even_run(times: Any, window: int) -> int | None:
+    """The last row of the latest `window` consecutive rows whose steps are equal and positive."""
+    import numpy as np
+
+    if len(times) < window:
+        return None
+    if window == 1:
+        return len(times) - 1
+    d = np.diff(times)
+    positive = d > np.zeros_like(d[:1])
+    k = np.arange(len(d))
+    continues = positive & np.r_[False, positive[:-1] & (d[1:] == d[:-1])]
+    run = np.where(positive, k - np.maximum.accumulate(np.where(continues, 0, k)) + 1, 0)
+    ends = np.flatnonzero(run >= window - 1)
+    return int(ends[-1]) + 1 if len(ends) else None
+
+
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(row, default=str))
+    return json.loads(json.dumps(row, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    # Times as ISO 8601 (the server's time format); other objects as text.
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
 
 
 def smoke_test(model_dir: str | Path, instances: list[dict[str, Any]]) -> list[Any]:
     """Loads the model as the server does and predicts `instances`; returns the predictions.
 
+    Every task goes through the server's predictor (`load_predictor`) and request checks.
+
     Raises:
         DataError: it does not load, fails to predict, or predicts a wrong count or non-finite
             values.
     """
-    from voltpipe.modelling.train import read_model_meta
-    from voltpipe.serving.predictor import Predictor
+    from voltpipe.serving.predictor import load_predictor
 
-    if read_model_meta(model_dir)["task"] not in ("regression", "classification"):
-        return _smoke_test_in_process(model_dir)
     try:
-        predictor = Predictor.from_dir(model_dir, warmup_batch_sizes=(1,))
+        predictor = load_predictor(model_dir, warmup_batch_sizes=(1,))
         predictions = predictor.predict(instances)
     except Exception as exc:
         raise DataError(f"{type(exc).__name__}: {exc}") from exc
     if len(predictions) != len(instances):
         raise DataError(f"{len(predictions)} predictions for {len(instances)} instances")
     for p in predictions:
-        values = p["probabilities"].values() if isinstance(p, dict) else [p]
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in _numbers(p)):
             raise DataError(f"non-finite prediction {p!r}")
     return predictions
 
 
-def _smoke_test_in_process(model_dir: str | Path) -> list[Any]:
-    """Forecasting and anomaly models (which the row-wise HTTP server does not serve): load the
-    model and score its stored reference sample in process."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from voltpipe.modelling.predict import load_model
-
-    sample = Path(model_dir) / "reference_sample.parquet"
-    try:
-        model = load_model(model_dir)
-        if not sample.exists():
-            return []
-        out = np.asarray(model.predict_raw(pq.read_table(sample)))
-    except Exception as exc:
-        raise DataError(f"{type(exc).__name__}: {exc}") from exc
-    if out.size and not np.all(np.isfinite(out)):
-        raise DataError("non-finite predictions on the reference sample")
-    return out.reshape(len(out), -1)[:5].tolist()
+def _numbers(prediction: Any) -> list[Any]:
+    """The numbers of one prediction, whatever the task's response format."""
+    if not isinstance(prediction, dict):
+        return [prediction]  # regression
+    if "probabilities" in prediction:
+        return list(prediction["probabilities"].values())
+    if "forecast" in prediction:
+        return list(prediction["forecast"]) or [math.nan]
+    return [prediction["score"], prediction["threshold"]]  # anomaly
 
 
 def deploy_local(

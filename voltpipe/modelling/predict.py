@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from voltpipe.errors import DataError
 from voltpipe.modelling import forecasting as fc
 from voltpipe.modelling.features import model_inputs
 from voltpipe.modelling.train import MODEL_FILE, feature_plan, read_model_meta
@@ -102,6 +103,200 @@ class LoadedModel:
     def is_anomaly(self, table: pa.Table) -> np.ndarray:
         """Rows whose reconstruction error exceeds the stored threshold (anomaly models)."""
         return self.predict_raw(table) > float(self.meta["anomaly"]["threshold"])
+
+    def forecast_last(self, table: pa.Table, batch_size: int = 8192) -> LastForecast:
+        """Forecasts the `horizon` steps after the end of each series in `table` (forecasting).
+
+        Unlike ``predict_raw``, which scores every window that has a known future, this scores
+        one window per series: its last `window` rows, as a server answering "what comes next"
+        does (``voltpipe.serving`` calls the same ``last_windows``). Rows are sorted by time;
+        a table without the model's group column is one series.
+
+        Raises:
+            DataError: a column is missing or bad, a series has fewer than `window` rows, or a
+                series' last `window` rows are not evenly spaced in time (a gap or a duplicate).
+        """
+        if self.task != "forecasting":
+            raise DataError(f"forecast_last needs a forecasting model; this one is {self.task}")
+        w = last_windows(table, self.meta)
+        out = self.model.predict(w.values, batch_size=batch_size, verbose=0)
+        return LastForecast(np.asarray(out, dtype="float32"), w)
+
+
+@dataclasses.dataclass
+class LastWindows:
+    """The last window of each series of a table: a forecaster's input for "what comes next".
+
+    Attributes:
+        values: (n_series, window, channels) float32, the model's input.
+        groups: (n_series,) each series' group value (str; "" without a group column).
+        last_times: (n_series,) the time of each series' last row.
+        steps: (n_series,) each series' time step (the spacing of its last window), or None
+            when the window has a single row and the step cannot be inferred.
+    """
+
+    values: np.ndarray
+    groups: np.ndarray
+    last_times: np.ndarray
+    steps: np.ndarray | None
+
+    def forecast_times(self, horizon: int) -> np.ndarray | None:
+        """(n_series, horizon): the times of the forecast steps, or None without a step."""
+        if self.steps is None:
+            return None
+        k = np.arange(1, horizon + 1)
+        return self.last_times[:, None] + self.steps[:, None] * k
+
+
+@dataclasses.dataclass
+class LastForecast:
+    """``LoadedModel.forecast_last``'s result: one forecast per series.
+
+    Attributes:
+        forecast: (n_series, horizon) float32 label forecasts, in the label's units.
+        windows: the inputs (groups, last times, steps) the forecasts were made from.
+    """
+
+    forecast: np.ndarray
+    windows: LastWindows
+
+    @property
+    def groups(self) -> np.ndarray:
+        return self.windows.groups
+
+    @property
+    def times(self) -> np.ndarray | None:
+        """(n_series, horizon) times of the forecast steps, or None without a step."""
+        return self.windows.forecast_times(self.forecast.shape[1])
+
+    def to_table(self, *, group_column: str = "group", time_column: str = "time") -> pa.Table:
+        """A long table: one row per series and step (group, step 1..horizon, time, forecast).
+
+        `time` is null when the step cannot be inferred (a one-row window).
+        """
+        n, horizon = self.forecast.shape
+        times = self.times
+        return pa.table(
+            {
+                group_column: pa.array(np.repeat(self.groups, horizon).tolist(), pa.string()),
+                "step": pa.array(np.tile(np.arange(1, horizon + 1), n), pa.int32()),
+                time_column: (
+                    pa.array(times.reshape(-1))
+                    if times is not None
+                    else pa.nulls(n * horizon, pa.array(self.windows.last_times).type)
+                ),
+                "forecast": pa.array(self.forecast.reshape(-1)),
+            }
+        )
+
+
+def last_windows(table: pa.Table, meta: dict[str, Any]) -> LastWindows:
+    """The last `window` rows of each series in `table`, prepared as training prepared windows.
+
+    The channels come from ``forecasting.series_table`` (the code ``predict_raw`` and training
+    use), so a forecast from these windows equals ``predict_raw``'s for the same rows. A table
+    without the model's group column is one series. Only the last window's rows need to be
+    evenly spaced: older rows are not inputs.
+
+    Args:
+        table: the recent history: the time column, the label and the covariates (other
+            columns are ignored).
+        meta: the model's ``voltpipe_model.json`` (task forecasting).
+
+    Raises:
+        DataError: a column is missing or bad, a series has fewer than `window` rows, or a
+            series' last window holds a duplicate time or a gap (uneven spacing).
+    """
+    f = meta["forecasting"]
+    window = int(f["window"])
+    group_column = f["group_column"] if f["group_column"] in table.column_names else None
+    st = fc.series_table(
+        table,
+        label=meta["label"],
+        time_column=f["time_column"],
+        group_column=group_column,
+        covariates=list(f["covariates"]),
+        calendar=bool(f["calendar"]),
+    )
+    n = len(st.target)
+    if n == 0:
+        raise DataError(f"the history is empty; the model needs {window} rows (forecasting.window)")
+    ends = np.r_[np.flatnonzero(np.diff(st.series_id)), n - 1]
+    lengths = np.diff(np.r_[-1, ends])
+    short = np.flatnonzero(lengths < window)
+    if len(short):
+        k = short[0]
+        raise DataError(
+            f"{_series_name(st.groups[ends[k]], group_column)}has {lengths[k]} row(s); the model "
+            f"forecasts from the last {window} (forecasting.window): send at least {window}"
+        )
+    rows = ends[:, None] - window + 1 + np.arange(window)
+    times = st.times[rows]
+    steps = None
+    if window > 1:
+        diffs = np.diff(times, axis=1)
+        steps = diffs[:, -1]
+        uneven = (diffs == np.zeros_like(diffs[:1, :1])) | (diffs != steps[:, None])
+        bad = np.flatnonzero(uneven.any(axis=1))
+        if len(bad):
+            k = bad[0]
+            raise DataError(_spacing_error(times[k], st.groups[ends[k]], group_column, window))
+    return LastWindows(st.values[rows], st.groups[ends], st.times[ends], steps)
+
+
+def format_time(value: Any) -> str:
+    """A time column value as text: ISO 8601 for numpy datetimes (seconds unless finer needed)."""
+    if isinstance(value, np.datetime64):
+        return format_times(np.asarray([value]))[0]
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def format_times(values: np.ndarray) -> list[str]:
+    """numpy datetimes as ISO 8601 text, in one unit: days for dates, else seconds unless a
+    value needs a finer one."""
+    unit = np.datetime_data(values.dtype)[0]
+    if unit in ("Y", "M", "W", "D"):
+        return np.datetime_as_string(values, unit="D").tolist()
+    for finer in ("s", "ms", "us"):
+        if np.array_equal(values, values.astype(f"datetime64[{finer}]")):
+            return np.datetime_as_string(values, unit=finer).tolist()
+    return np.datetime_as_string(values).tolist()
+
+
+def format_step(value: Any) -> str:
+    """A time step as text: ``15min``, ``1h``, ``1d 6h`` for durations, else the number."""
+    if not isinstance(value, np.timedelta64):
+        return str(value.item() if isinstance(value, np.generic) else value)
+    seconds = float(value / np.timedelta64(1, "s"))
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if abs(seconds) >= size:
+            whole = int(seconds // size)
+            parts.append(f"{whole}{unit}")
+            seconds -= whole * size
+    if seconds or not parts:
+        parts.append(f"{seconds:g}s")
+    return " ".join(parts)
+
+
+def _series_name(group: Any, group_column: str | None) -> str:
+    return f"series {group_column}={group!r} " if group_column else "the history "
+
+
+def _spacing_error(times: np.ndarray, group: Any, group_column: str | None, window: int) -> str:
+    where = _series_name(group, group_column)
+    diffs = np.diff(times)
+    dup = np.flatnonzero(diffs == np.zeros_like(diffs[:1]))
+    if len(dup):
+        return f"{where}holds time {format_time(times[dup[0]])} twice; send one row per time step"
+    values, counts = np.unique(diffs, return_counts=True)
+    step = values[counts.argmax()]
+    j = int(np.flatnonzero(diffs != step)[0])
+    return (
+        f"{where}is not evenly spaced over its last {window} rows (forecasting.window): "
+        f"{format_time(times[j])} is followed by {format_time(times[j + 1])}, a step of "
+        f"{format_step(diffs[j])} where the others are {format_step(step)}; fill the gap first"
+    )
 
 
 def load_model(model_dir: str | os.PathLike[str]) -> LoadedModel:

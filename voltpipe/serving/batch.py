@@ -25,6 +25,9 @@ from voltpipe.errors import DataError
 DEFAULT_BATCH_ROWS = 262_144
 OUTPUT_COLUMNS = ("prediction", "predicted_class", "model_name", "model_version", "predicted_at")
 PROBABILITY_PREFIX = "probability_"
+BATCH_TASKS = ("regression", "classification")
+# What a model of another task offers instead, in process (see voltpipe.modelling.predict).
+_IN_PROCESS = {"forecasting": "forecast_last", "anomaly": "predict_raw"}
 
 
 def resolve_model(registry_uri: str, model_name: str, selector: str = "champion") -> Any:
@@ -193,6 +196,7 @@ def predict_batch(
     """
     from voltpipe.data.warehouse import WRITE_MODES, open_warehouse, table_parts
     from voltpipe.errors import ConfigError
+    from voltpipe.modelling.train import read_model_meta
     from voltpipe.serving.predictor import Predictor, resolve_model_dir
 
     if mode not in WRITE_MODES:
@@ -201,9 +205,15 @@ def predict_batch(
     if batch_size < 1:
         raise ConfigError(f"prediction.batch_size must be >= 1, got {batch_size}")
     started = time.perf_counter()
-    predictor = Predictor.from_dir(resolve_model_dir(model_dir), warmup_batch_sizes=())
-    if predictor.task not in ("regression", "classification"):
-        raise DataError(f"task {predictor.task}: batch prediction not supported")
+    local_dir = resolve_model_dir(model_dir)
+    task = read_model_meta(local_dir)["task"]
+    if task not in BATCH_TASKS:  # before loading: a forecaster would not even load as rows
+        raise DataError(
+            f"task {task}: batch prediction scores {' and '.join(BATCH_TASKS)} models, "
+            f"not {task} (use LoadedModel.{_IN_PROCESS.get(task, 'predict_raw')} in Python, "
+            "or the prediction server)"
+        )
+    predictor = Predictor.from_dir(local_dir, warmup_batch_sizes=())
     predicted_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     parts: list[pa.Table] = []
     batches = _batches(warehouse, sql, parameters, batch_size, warehouse_options)

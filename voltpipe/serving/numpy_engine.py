@@ -3,9 +3,9 @@
 A TensorFlow function call costs a few hundred microseconds however small the batch (op
 dispatch, executor threads); this tabular MLP's arithmetic for one row costs a few. Walking the
 Keras functional graph once at load time and replaying it with NumPy makes single-row latency
-close to that of the HTTP stack. Only the layers voltpipe's model families use are supported;
-any other layer, and any output that disagrees with the TF function on a probe batch (see
-``Predictor``), leaves the model on TensorFlow.
+close to that of the HTTP stack. Only the layers of voltpipe's tabular families and anomaly
+autoencoder are supported; any other layer, and any output that disagrees with the TF function
+on a probe batch (see ``Predictor``), leaves the model on TensorFlow.
 """
 
 from __future__ import annotations
@@ -112,6 +112,19 @@ def _step(layer: Any) -> _Step:
         if activation is None:
             raise UnsupportedModel(f"layer {layer.name}: activation {layer.activation.__name__}")
         return lambda a: activation(a[0] @ kernel + bias)
+    if kind == "Subtract":  # the autoencoder's residual
+        return lambda a: a[0] - a[1]
+    if kind == "Multiply":
+        return lambda a: np.prod(a, axis=0) if len(a) > 2 else a[0] * a[1]
+    if kind == "Reshape":
+        shape = tuple(layer.target_shape)
+        return lambda a: a[0].reshape(len(a[0]), *shape)
+    if kind == "GlobalAveragePooling1D":
+        if layer.data_format != "channels_last" or layer.keepdims:
+            raise UnsupportedModel(
+                f"layer {layer.name}: a pooling setting the engine does not replay"
+            )
+        return lambda a: a[0].mean(axis=1)
     if kind == "Rescaling":
         scale, offset = float(layer.scale), float(layer.offset)
         return lambda a: a[0] * scale + offset

@@ -3,10 +3,15 @@
 ``keras.Model.predict`` costs tens of milliseconds a call (it builds a data pipeline every time);
 calling a traced concrete function with ready-made tensors costs a few hundred microseconds.
 TensorFlow is imported when a model is loaded, not when this module is.
+
+`Predictor` serves the row tasks (regression, classification, anomaly: an instance is a row of
+feature values); ``forecast.ForecastPredictor`` serves forecasting (an instance is a series'
+recent history). `load_predictor` picks the one for a model folder's task.
 """
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import os
@@ -32,12 +37,93 @@ BATCH_ROWS = 65_536
 NUMPY_MAX_ROWS = 1024
 
 
-class Predictor:
-    """Predicts from JSON-like instances (online) or Arrow tables (batch) with a loaded model.
+ROW_TASKS = ("regression", "classification", "anomaly")
+
+
+class BasePredictor(abc.ABC):
+    """A loaded, warm model answering the server's requests (see `load_predictor`).
 
     Attributes:
-        task: ``regression`` or ``classification``.
+        task: the model's task (``voltpipe_model.json``).
+        meta: the model's ``voltpipe_model.json``.
+        name, version: from the registry metadata when the folder came from a registry.
+    """
+
+    task: str
+    meta: dict[str, Any]
+    name: str
+    version: str | None
+
+    @property
+    @abc.abstractmethod
+    def engine(self) -> str:
+        """What computes the outputs (``tensorflow``, ``numpy+tensorflow``)."""
+
+    @abc.abstractmethod
+    def predict(self, instances: list[dict[str, Any]]) -> list[Any]:
+        """The response's ``predictions`` for a request's ``instances``.
+
+        Raises:
+            RequestError: an instance is malformed (the message names the field).
+        """
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What the model is, and the request and response formats: the server's ``GET /``."""
+
+    @abc.abstractmethod
+    def warm_up(self, batch_sizes: Iterable[int]) -> None:
+        """Predicts a few batches so the first requests pay no first-call costs."""
+
+
+def load_predictor(
+    model_dir: str | os.PathLike[str],
+    *,
+    engine: str = "auto",
+    warmup_batch_sizes: Iterable[int] | None = None,
+) -> BasePredictor:
+    """The predictor for the model in `model_dir`, by its task, loaded and warm.
+
+    Args:
+        model_dir: a local model folder (``model.keras`` + ``voltpipe_model.json``).
+        engine: ``auto`` (small row batches take the NumPy replay when it supports the model)
+            or ``tensorflow``.
+        warmup_batch_sizes: batch sizes to warm up; default: the predictor's own.
+
+    Raises:
+        DataError: the folder is not a voltpipe model, or its task cannot be served.
+    """
+    meta = read_model_meta(model_dir)
+    warm = {} if warmup_batch_sizes is None else {"warmup_batch_sizes": warmup_batch_sizes}
+    if meta.get("task") == "forecasting":
+        from voltpipe.serving.forecast import ForecastPredictor
+
+        return ForecastPredictor.from_dir(model_dir, **warm)
+    return Predictor.from_dir(model_dir, engine=engine, **warm)
+
+
+def load_keras_model(path: Path) -> tuple[Any, dict[str, Any], str, str | None]:
+    """``model.keras`` (safe mode), ``voltpipe_model.json``, and the registry's name and version.
+
+    Raises:
+        DataError: the folder is not a voltpipe model.
+    """
+    import keras
+
+    meta = read_model_meta(path)
+    model = keras.models.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
+    registry_meta = path / REGISTRY_METADATA_FILE
+    info = json.loads(registry_meta.read_text()) if registry_meta.exists() else {}
+    return model, meta, str(info.get("name") or path.name), info.get("version")
+
+
+class Predictor(BasePredictor):
+    """Predicts from JSON-like rows (online) or Arrow tables (batch) with a loaded row model.
+
+    Attributes:
+        task: ``regression``, ``classification`` or ``anomaly``.
         classes: class labels in output order (classification), else None.
+        threshold: the reconstruction error above which a row is anomalous (anomaly), else None.
         plan: the feature plan the model was trained with.
         name, version: from the registry metadata when the folder came from a registry.
     """
@@ -59,6 +145,19 @@ class Predictor:
 
         self.meta = meta
         self.task = str(meta["task"])
+        if self.task not in ROW_TASKS:
+            raise DataError(
+                f"task {self.task}: Predictor serves {', '.join(ROW_TASKS)} models; load "
+                "others with load_predictor (forecasting: serving.forecast.ForecastPredictor)"
+            )
+        self.threshold: float | None = None
+        if self.task == "anomaly":
+            threshold = (meta.get("anomaly") or {}).get("threshold")
+            if threshold is None:
+                raise DataError(
+                    "the model's voltpipe_model.json has task anomaly but no anomaly.threshold"
+                )
+            self.threshold = float(threshold)
         self.classes: list[str] | None = list(meta["classes"]) if meta.get("classes") else None
         if self.task == "classification" and not self.classes:
             raise DataError(
@@ -138,22 +237,18 @@ class Predictor:
         """Loads ``model.keras`` (safe mode) and ``voltpipe_model.json`` and warms the function up.
 
         Raises:
-            DataError: the folder is not a voltpipe model.
+            DataError: the folder is not a voltpipe model, or not a row model (forecasting
+                models load with `load_predictor`).
         """
-        import keras
-
         path = Path(model_dir)
-        meta = read_model_meta(path)
-        model = keras.models.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
-        registry_meta = path / REGISTRY_METADATA_FILE
-        info = json.loads(registry_meta.read_text()) if registry_meta.exists() else {}
-        predictor = cls(
-            model,
-            meta,
-            name=str(info.get("name") or path.name),
-            version=info.get("version"),
-            engine=engine,
-        )
+        task = read_model_meta(path).get("task")
+        if task not in ROW_TASKS:  # fail before paying for TensorFlow
+            raise DataError(
+                f"{path} holds a {task} model; Predictor serves {', '.join(ROW_TASKS)} models "
+                "(use load_predictor, which picks the predictor for the task)"
+            )
+        model, meta, name, version = load_keras_model(path)
+        predictor = cls(model, meta, name=name, version=version, engine=engine)
         predictor.warm_up(warmup_batch_sizes)
         return predictor
 
@@ -171,7 +266,8 @@ class Predictor:
         """Predictions for JSON-like instances, in the server's response format.
 
         Regression: a number per instance. Classification: ``{"class": label, "probabilities":
-        {label: p, ...}}`` per instance.
+        {label: p, ...}}`` per instance. Anomaly: ``{"score": reconstruction_error,
+        "is_anomaly": score > threshold, "threshold": threshold}`` per instance.
 
         Raises:
             RequestError: a missing or bad feature value (names the feature and instance index).
@@ -182,13 +278,14 @@ class Predictor:
         """Raw outputs for packed inputs (see ``validation.instances_to_arrays``).
 
         Returns:
-            (n,) values for regression, (n, classes) probabilities for classification.
+            (n,) values for regression, (n, classes) probabilities for classification, (n,)
+            reconstruction errors for anomaly.
         """
         if self._forward is not None and len(numeric) <= self.numpy_max_rows:
             out = self._forward(numeric, categorical)
         else:
             out = self._tf_outputs(numeric, categorical)
-        return out.reshape(-1) if self.task == "regression" else out
+        return out if self.task == "classification" else out.reshape(-1)
 
     def _tf_outputs(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         tf = self._tf
@@ -216,7 +313,7 @@ class Predictor:
             for start in range(0, table.num_rows, batch_rows)
         ]
         if not outs:
-            width = () if self.task == "regression" else (len(self.classes or []),)
+            width = (len(self.classes or []),) if self.task == "classification" else ()
             return np.zeros((0, *width), dtype=np.float32)
         return np.concatenate(outs)
 
@@ -224,6 +321,12 @@ class Predictor:
         """Raw outputs to the response's ``predictions`` list."""
         if self.task == "regression":
             return outputs.astype(np.float64).tolist()
+        if self.task == "anomaly":
+            threshold = self.threshold
+            return [
+                {"score": e, "is_anomaly": e > threshold, "threshold": threshold}
+                for e in outputs.astype(np.float64).tolist()
+            ]
         classes = self.classes or []
         rows = outputs.astype(np.float64).tolist()
         best = outputs.argmax(axis=1).tolist()
@@ -234,15 +337,39 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """What the model is and takes: for the server's ``GET /``."""
-        return {
+        features = {
+            **{n: "number" for n in self.plan.numeric},
+            **{n: "string" for n in self.plan.categorical},
+        }
+        info: dict[str, Any] = {
             "model": self.name,
             "version": self.version,
             "task": self.task,
             "classes": self.classes,
-            "features": {
-                **{n: "number" for n in self.plan.numeric},
-                **{n: "string" for n in self.plan.categorical},
+            "features": features,
+        }
+        label = self.meta.get("label")
+        if self.task == "regression":
+            prediction: Any = f"number: the predicted {label}"
+        elif self.task == "classification":
+            prediction = {
+                "class": f"string: the most probable {label}, one of classes",
+                "probabilities": {c: "number" for c in self.classes or []},
+            }
+        else:
+            info["threshold"] = self.threshold
+            prediction = {
+                "score": "number: the row's reconstruction error (mean squared, encoded scale)",
+                "is_anomaly": "boolean: score > threshold",
+                "threshold": self.threshold,
+            }
+        return info | {
+            "request": {
+                "instances": [features],
+                "notes": "one object of feature values per row; other fields are ignored; "
+                "null in a string feature is the unseen-category bucket",
             },
+            "response": {"predictions": [prediction]},
         }
 
 

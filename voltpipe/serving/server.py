@@ -2,7 +2,13 @@
 
 Routes: POST `predict_route` ``{"instances": [...]}`` -> ``{"predictions": [...]}``; GET
 `health_route` -> 200 once the model is loaded and warm (503 before); GET ``/`` -> what the model
-is and takes. Client mistakes get a 4xx ``{"error": "..."}`` naming the field.
+is, and its request and response formats. Client mistakes get a 4xx ``{"error": "..."}`` naming
+the field.
+
+Per task (see `load_predictor`): regression, classification and anomaly models take one row of
+feature values per instance and answer a number, ``{"class", "probabilities"}`` or ``{"score",
+"is_anomaly", "threshold"}``; forecasting models take one series' recent history per instance and
+answer ``{"forecast", "times"}`` for the steps after its last row.
 
 Hot reload: given a `ModelSource` (e.g. a registry alias), a `ModelReloader` thread polls the
 source's watch file (and reacts to SIGHUP), loads and warms the newly selected model beside the
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from voltpipe.errors import ConfigError
-from voltpipe.serving.predictor import Predictor, resolve_model_dir
+from voltpipe.serving.predictor import BasePredictor, load_predictor, resolve_model_dir
 from voltpipe.serving.validation import RequestError, parse_instances
 
 log = logging.getLogger("voltpipe.serving")
@@ -49,7 +55,7 @@ class PredictionApp:
 
     def __init__(
         self,
-        predictor: Predictor | Callable[[], Predictor],
+        predictor: BasePredictor | Callable[[], BasePredictor],
         *,
         predict_route: str,
         health_route: str,
@@ -71,13 +77,14 @@ class PredictionApp:
         self.max_instances = max_instances
         self.max_body_bytes = max_body_bytes
         self.inline_max_body_bytes = inline_max_body_bytes
-        self.predictor: Predictor | None = predictor if isinstance(predictor, Predictor) else None
-        self._loader = None if isinstance(predictor, Predictor) else predictor
+        loaded = isinstance(predictor, BasePredictor)
+        self.predictor: BasePredictor | None = predictor if loaded else None
+        self._loader = None if loaded else predictor
         self.load_error: BaseException | None = None
         self.on_load_error: Callable[[BaseException], None] | None = None
         self._noop_response = json.dumps({"predictions": [0.0]}).encode()
 
-    def swap(self, predictor: Predictor) -> Predictor | None:
+    def swap(self, predictor: BasePredictor) -> BasePredictor | None:
         """Serves `predictor` from now on (a loaded, warm one) and returns the one it replaces.
 
         Requests already running finish on the predictor they started with: each reads
@@ -181,13 +188,13 @@ class PredictionApp:
                 json.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"}).encode(),
             )
 
-    def _ready(self) -> Predictor:
+    def _ready(self) -> BasePredictor:
         if self.predictor is None:
             state = f"failed to load: {self.load_error}" if self.load_error else "is loading"
             raise RequestError(503, f"the model {state}")
         return self.predictor
 
-    def _predict(self, predictor: Predictor, body: bytes) -> bytes:
+    def _predict(self, predictor: BasePredictor, body: bytes) -> bytes:
         instances = parse_instances(body, max_instances=self.max_instances)
         return json.dumps({"predictions": predictor.predict(instances)}).encode()
 
@@ -249,12 +256,12 @@ class ModelReloader:
         source: ModelSource,
         current: str | os.PathLike[str],
         *,
-        loader: Callable[[Path], Predictor] | None = None,
+        loader: Callable[[Path], BasePredictor] | None = None,
     ) -> None:
         self.app = app
         self.source = source
         self.current = Path(current)
-        self.loader = loader or (lambda path: Predictor.from_dir(path))
+        self.loader = loader or (lambda path: load_predictor(path))
         self.last_error: BaseException | None = None
         self.reloads = 0
         self._stamp = self._watch_stamp()
@@ -356,7 +363,7 @@ async def _respond(
 
 
 def create_app(
-    predictor: Predictor | Callable[[], Predictor],
+    predictor: BasePredictor | Callable[[], BasePredictor],
     *,
     predict_route: str = "/predict",
     health_route: str = "/health",
@@ -425,7 +432,7 @@ def serve(
     path = resolve_model_dir(model_dir)
     read_model_meta(path)  # fail now, before binding the port, if it is not a model folder
     app = create_app(
-        lambda: Predictor.from_dir(path),
+        lambda: load_predictor(path),
         predict_route=predict_route,
         health_route=health_route,
         max_instances=max_instances,
