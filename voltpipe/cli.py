@@ -330,7 +330,8 @@ def serve(
 ) -> None:
     """Serve a model over HTTP with the Vertex AI custom-container contract.
 
-    POST /predict {"instances": [{feature: value, ...}]} -> {"predictions": [...]}; GET /health.
+    POST /predict {"instances": [...]} -> {"predictions": [...]}: rows {feature: value, ...}, or
+    {"history": [...]} for a forecaster (GET / states the model's formats); GET /health.
     The same server runs in the container on Vertex AI (`python -m voltpipe.serving`).
 
     Examples:

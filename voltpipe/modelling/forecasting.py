@@ -42,7 +42,7 @@ def _numeric(table: pa.Table, name: str, role: str) -> np.ndarray:
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
         raise DataError(f"{role} column {name!r} should be numeric but is {t}")
     values = col.to_numpy(zero_copy_only=False).astype("float64")
-    bad = int(col.null_count) + int((~np.isfinite(values)).sum())
+    bad = int((~np.isfinite(values)).sum())  # nulls become NaN in to_numpy
     if col.null_count or not np.all(np.isfinite(values)):
         raise DataError(
             f"{role} column {name!r} holds {bad} null, NaN or infinite value(s); "
