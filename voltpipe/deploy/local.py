@@ -152,16 +152,20 @@ def _json_default(value: Any) -> Any:
 def smoke_test(model_dir: str | Path, instances: list[dict[str, Any]]) -> list[Any]:
     """Loads the model as the server does and predicts `instances`; returns the predictions.
 
-    Every task goes through the server's predictor (`load_predictor`) and request checks.
+    Every task goes through the server's predictor (`load_predictor`) and request checks. A row
+    model with a replay saved at training is checked on that replay and its ``model.keras``
+    archive checked whole (`check_model_file`), so this step needs no TensorFlow.
 
     Raises:
         DataError: it does not load, fails to predict, or predicts a wrong count or non-finite
             values.
     """
+    from voltpipe.modelling.train import check_model_file
     from voltpipe.serving.predictor import load_predictor
 
     try:
-        predictor = load_predictor(model_dir, warmup_batch_sizes=(1,))
+        check_model_file(model_dir)
+        predictor = load_predictor(model_dir, engine="numpy", warmup_batch_sizes=(1,))
         predictions = predictor.predict(instances)
     except Exception as exc:
         raise DataError(f"{type(exc).__name__}: {exc}") from exc

@@ -13,6 +13,7 @@ import pyarrow as pa
 from voltpipe.errors import DataError
 from voltpipe.modelling import forecasting as fc
 from voltpipe.modelling.features import model_inputs
+from voltpipe.modelling.replay import Replay
 from voltpipe.modelling.train import MODEL_FILE, feature_plan, read_model_meta
 
 
@@ -42,12 +43,34 @@ class ForecastWindows:
 
 @dataclasses.dataclass
 class LoadedModel:
+    """A saved model and its metadata.
+
+    Row models (regression, classification, anomaly) whose folder holds a replay
+    (``voltpipe_replay.npz``, saved and checked at training) predict with it, in NumPy, and
+    `model` is None until something asks for the Keras model (`keras_model`).
+    """
+
     model: Any
     meta: dict[str, Any]
+    replay: Replay | None = None
+    model_dir: Path | None = None
 
     @property
     def task(self) -> str:
         return str(self.meta["task"])
+
+    @property
+    def keras_model(self) -> Any:
+        """The Keras model, loaded (safe mode) on first use when a replay was loaded instead."""
+        if self.model is None:
+            import keras
+
+            if self.model_dir is None:
+                raise DataError("this LoadedModel has neither a Keras model nor its folder")
+            self.model = keras.models.load_model(
+                self.model_dir / MODEL_FILE, safe_mode=True, compile=False
+            )
+        return self.model
 
     def forecast_windows(self, table: pa.Table) -> ForecastWindows:
         """The scored windows of `table` (see ``predict_raw``) for a forecasting model.
@@ -95,9 +118,27 @@ class LoadedModel:
                 batch=batch_size,
                 shuffle=False,
             )
-            return self.model.predict(ds, verbose=0).astype("float32")
-        x = model_inputs(table, feature_plan(self.meta))
-        out = self.model.predict(row_dataset(x, None, batch=batch_size, shuffle=False), verbose=0)
+            return self.keras_model.predict(ds, verbose=0).astype("float32")
+        plan = feature_plan(self.meta)
+        if self.replay is not None:
+            forward = self.replay.forward(list(plan.numeric), list(plan.categorical))
+            parts = []
+            for start in range(0, max(table.num_rows, 1), batch_size):
+                chunk = table.slice(start, batch_size)
+                x, n = model_inputs(chunk, plan), chunk.num_rows
+                xn = np.hstack([x[k] for k in plan.numeric]) if plan.numeric else np.empty((n, 0))
+                xc = (
+                    np.hstack([x[k] for k in plan.categorical])
+                    if plan.categorical
+                    else np.empty((n, 0), object)
+                )
+                parts.append(forward(xn, xc).astype("float32"))
+            out = np.concatenate(parts)
+        else:
+            x = model_inputs(table, plan)
+            out = self.keras_model.predict(
+                row_dataset(x, None, batch=batch_size, shuffle=False), verbose=0
+            )
         return out.reshape(-1) if self.task in ("regression", "anomaly") else out
 
     def is_anomaly(self, table: pa.Table) -> np.ndarray:
@@ -119,7 +160,7 @@ class LoadedModel:
         if self.task != "forecasting":
             raise DataError(f"forecast_last needs a forecasting model; this one is {self.task}")
         w = last_windows(table, self.meta)
-        out = self.model.predict(w.values, batch_size=batch_size, verbose=0)
+        out = self.keras_model.predict(w.values, batch_size=batch_size, verbose=0)
         return LastForecast(np.asarray(out, dtype="float32"), w)
 
 
@@ -299,10 +340,20 @@ def _spacing_error(times: np.ndarray, group: Any, group_column: str | None, wind
     )
 
 
-def load_model(model_dir: str | os.PathLike[str]) -> LoadedModel:
-    """Loads ``model.keras`` (safe mode) and its metadata from a model folder."""
+def load_model(model_dir: str | os.PathLike[str], *, engine: str = "auto") -> LoadedModel:
+    """Loads a model folder: its metadata, and ``model.keras`` (safe mode) or its replay.
+
+    Args:
+        engine: ``auto``: a row model's saved NumPy replay when there is one (no TensorFlow
+            import), else Keras; ``keras``: always Keras.
+    """
+    path = Path(model_dir)
+    meta = read_model_meta(path)
+    if engine == "auto" and meta.get("task") != "forecasting":
+        replay = Replay.load(path)
+        if replay is not None:
+            return LoadedModel(model=None, meta=meta, replay=replay, model_dir=path)
     import keras
 
-    meta = read_model_meta(model_dir)
-    model = keras.models.load_model(Path(model_dir) / MODEL_FILE, safe_mode=True, compile=False)
-    return LoadedModel(model=model, meta=meta)
+    model = keras.models.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
+    return LoadedModel(model=model, meta=meta, model_dir=path)

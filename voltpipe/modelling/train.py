@@ -345,6 +345,7 @@ def train_model(
     tmp = out / ".tmp-model.keras"
     fitted.model.save(tmp)
     os.replace(tmp, out / MODEL_FILE)
+    meta["replay"] = save_replay(fitted.model, meta, out)
     write_json_atomic(out / META_FILE, meta)
     write_json_atomic(out / HISTORY_FILE, fitted.history)
     return TrainResult(
@@ -357,6 +358,70 @@ def train_model(
         meta=meta,
         initial_epoch=fitted.initial_epoch,
     )
+
+
+def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str]) -> bool:
+    """Saves the NumPy replay of a row model beside it (``voltpipe_replay.npz``) when the
+    replay supports every layer and agrees with Keras on a probe batch; returns whether it did.
+
+    Evaluation, drift and the deploy smoke test then score the model without TensorFlow.
+    """
+    import logging
+
+    from voltpipe.modelling.replay import (
+        REPLAY_FILE,
+        UnsupportedModel,
+        agrees,
+        export_replay,
+        probe_batch,
+    )
+
+    log = logging.getLogger("voltpipe.modelling")
+    stale = Path(out_dir) / REPLAY_FILE
+    stale.unlink(missing_ok=True)  # never leave the replay of a model this one replaced
+    if meta.get("task") not in ("regression", "classification", "anomaly"):
+        return False
+    plan = feature_plan(meta)
+    numeric, categorical = list(plan.numeric), list(plan.categorical)
+    try:
+        replay = export_replay(model, numeric, categorical)
+    except UnsupportedModel as exc:
+        log.info("no NumPy replay saved: %s", exc)
+        return False
+    import tensorflow as tf
+
+    xn, xc = probe_batch(plan)
+    inputs = {name: tf.constant(xn[:, j : j + 1]) for j, name in enumerate(numeric)}
+    inputs |= {name: tf.constant(xc[:, j : j + 1], tf.string) for j, name in enumerate(categorical)}
+    expected = np.asarray(model(inputs, training=False))
+    if not agrees(replay.forward()(xn, xc), expected):
+        log.warning("the NumPy replay disagrees with Keras on this model; none saved")
+        return False
+    replay.save(out_dir)
+    return True
+
+
+def check_model_file(model_dir: str | os.PathLike[str]) -> None:
+    """Checks ``model.keras`` without TensorFlow: a zip archive whose members all pass their
+    CRC check, holding the model config and weights (what a Keras load reads).
+
+    Raises:
+        DataError: the file is missing, truncated, corrupted or not a Keras archive.
+    """
+    import zipfile
+
+    path = Path(model_dir) / MODEL_FILE
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable Keras archive: {exc}") from None
+    if bad is not None:
+        raise DataError(f"{path} is corrupted: {bad} fails its CRC check")
+    missing = {"config.json", "model.weights.h5"} - names
+    if missing:
+        raise DataError(f"{path} is not a Keras model archive (no {', '.join(sorted(missing))})")
 
 
 def read_train_result(model_dir: str | os.PathLike[str], seconds: float) -> TrainResult:

@@ -23,8 +23,15 @@ import numpy as np
 
 from voltpipe.errors import ConfigError, DataError
 from voltpipe.modelling.features import FeaturePlan, model_inputs
+from voltpipe.modelling.replay import (
+    Forward,
+    Replay,
+    UnsupportedModel,
+    agrees,
+    export_replay,
+    probe_batch,
+)
 from voltpipe.modelling.train import MODEL_FILE, read_model_meta
-from voltpipe.serving.numpy_engine import Forward, UnsupportedModel, compile_forward
 from voltpipe.serving.validation import instances_to_arrays
 
 log = logging.getLogger("voltpipe.serving")
@@ -32,7 +39,7 @@ log = logging.getLogger("voltpipe.serving")
 REGISTRY_METADATA_FILE = "metadata.json"  # written next to the model by the registry
 WARMUP_BATCH_SIZES = (1, 2, 8, 64, 1000)
 BATCH_ROWS = 65_536
-# Batches up to this size take the NumPy replay (numpy_engine); larger ones TensorFlow, whose
+# Batches up to this size take the NumPy replay (modelling.replay); larger ones TensorFlow, whose
 # multi-threaded kernels win once the arithmetic outweighs the per-call overhead.
 NUMPY_MAX_ROWS = 1024
 
@@ -86,8 +93,9 @@ def load_predictor(
 
     Args:
         model_dir: a local model folder (``model.keras`` + ``voltpipe_model.json``).
-        engine: ``auto`` (small row batches take the NumPy replay when it supports the model)
-            or ``tensorflow``.
+        engine: ``auto`` (small row batches take the NumPy replay when it supports the model),
+            ``tensorflow``, or ``numpy`` (row models: the replay saved at training time, every
+            batch, TensorFlow never imported; falls back to ``auto`` when none was saved).
         warmup_batch_sizes: batch sizes to warm up; default: the predictor's own.
 
     Raises:
@@ -112,9 +120,19 @@ def load_keras_model(path: Path) -> tuple[Any, dict[str, Any], str, str | None]:
 
     meta = read_model_meta(path)
     model = keras.models.load_model(path / MODEL_FILE, safe_mode=True, compile=False)
+    return (model, meta, *registry_info(path))
+
+
+def _named(path: Path) -> dict[str, Any]:
+    name, version = registry_info(path)
+    return {"name": name, "version": version}
+
+
+def registry_info(path: Path) -> tuple[str, str | None]:
+    """The model's name and version from the registry's metadata (else the folder's name)."""
     registry_meta = path / REGISTRY_METADATA_FILE
     info = json.loads(registry_meta.read_text()) if registry_meta.exists() else {}
-    return model, meta, str(info.get("name") or path.name), info.get("version")
+    return str(info.get("name") or path.name), info.get("version")
 
 
 class Predictor(BasePredictor):
@@ -137,11 +155,14 @@ class Predictor(BasePredictor):
         version: str | None = None,
         engine: str = "auto",
         numpy_max_rows: int = NUMPY_MAX_ROWS,
+        replay: Replay | None = None,
     ) -> None:
-        import tensorflow as tf
-
-        if engine not in ("auto", "tensorflow"):
-            raise ConfigError(f"predictor engine {engine!r}: expected 'auto' or 'tensorflow'")
+        if engine not in ("auto", "tensorflow", "numpy"):
+            raise ConfigError(
+                f"predictor engine {engine!r}: expected 'auto', 'tensorflow' or 'numpy'"
+            )
+        if engine == "numpy" and replay is None:
+            raise ConfigError("predictor engine 'numpy' needs the model's saved replay")
 
         self.meta = meta
         self.task = str(meta["task"])
@@ -166,8 +187,17 @@ class Predictor(BasePredictor):
         self.plan = FeaturePlan.from_dict(meta["features"])
         self.name = name
         self.version = version
-        self._tf = tf
         numeric, categorical = list(self.plan.numeric), list(self.plan.categorical)
+        self._model = model
+        self._fn: Any = None
+        if engine == "numpy" and replay is not None:
+            # The replay was checked against the Keras model when it was saved (train_model).
+            self.numpy_max_rows = np.iinfo(np.int64).max
+            self._forward: Forward | None = replay.forward(numeric, categorical)
+            return
+        import tensorflow as tf
+
+        self._tf = tf
 
         # Two packed inputs instead of one tensor per feature: each input costs a conversion and
         # a binding step per call, which dominates the latency of a single-row request.
@@ -180,7 +210,6 @@ class Predictor(BasePredictor):
             tf.TensorSpec((None, len(numeric)), tf.float32, name="numeric"),
             tf.TensorSpec((None, len(categorical)), tf.string, name="categorical"),
         ]
-        self._model = model
         self._fn = tf.function(packed, input_signature=signature).get_concrete_function()
         self.numpy_max_rows = numpy_max_rows
         self._forward = (
@@ -189,7 +218,10 @@ class Predictor(BasePredictor):
 
     @property
     def engine(self) -> str:
-        """``numpy+tensorflow`` when small batches take the NumPy replay, else ``tensorflow``."""
+        """``numpy+tensorflow`` when small batches take the NumPy replay, ``numpy`` when every
+        batch does (no TensorFlow loaded), else ``tensorflow``."""
+        if self._fn is None:
+            return "numpy"
         return "numpy+tensorflow" if self._forward is not None else "tensorflow"
 
     def _numpy_forward(
@@ -197,34 +229,17 @@ class Predictor(BasePredictor):
     ) -> Forward | None:
         """The NumPy replay of `model`, if it supports the model and agrees with TF on a probe batch."""
         try:
-            forward = compile_forward(model, numeric, categorical)
+            forward = export_replay(model, numeric, categorical).forward()
         except UnsupportedModel as exc:
             log.info("small batches stay on TensorFlow: %s", exc)
             return None
-        xn, xc = self._probe_batch()
-        expected = self._tf_outputs(xn, xc)
-        got = forward(xn, xc)
-        scale = max(1.0, float(np.abs(expected).max()))
-        if got.shape != expected.shape or not np.allclose(
-            got, expected, rtol=1e-4, atol=1e-5 * scale
-        ):
+        xn, xc = probe_batch(self.plan)
+        if not agrees(forward(xn, xc), self._tf_outputs(xn, xc)):
             log.warning(
                 "the NumPy replay disagrees with TensorFlow on this model; using TensorFlow only"
             )
             return None
         return forward
-
-    def _probe_batch(self, rows: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Values spread over each numeric feature's range, every category and unseen ones."""
-        rng = np.random.default_rng(0)
-        xn = np.empty((rows, len(self.plan.numeric)), np.float32)
-        for j, st in enumerate(self.plan.numeric.values()):
-            xn[:, j] = st["mean"] + np.sqrt(st["variance"]) * rng.normal(0, 2, rows)
-        xc = np.empty((rows, len(self.plan.categorical)), object)
-        for j, vocab in enumerate(self.plan.categorical.values()):
-            values = [*vocab, "", "\x00unseen"]
-            xc[:, j] = [values[i % len(values)] for i in range(rows)]
-        return xn, xc
 
     @classmethod
     def from_dir(
@@ -235,6 +250,9 @@ class Predictor(BasePredictor):
         warmup_batch_sizes: Iterable[int] = WARMUP_BATCH_SIZES,
     ) -> Predictor:
         """Loads ``model.keras`` (safe mode) and ``voltpipe_model.json`` and warms the function up.
+
+        With ``engine="numpy"`` and a replay saved beside the model, loads that instead and
+        never imports TensorFlow.
 
         Raises:
             DataError: the folder is not a voltpipe model, or not a row model (forecasting
@@ -247,8 +265,15 @@ class Predictor(BasePredictor):
                 f"{path} holds a {task} model; Predictor serves {', '.join(ROW_TASKS)} models "
                 "(use load_predictor, which picks the predictor for the task)"
             )
-        model, meta, name, version = load_keras_model(path)
-        predictor = cls(model, meta, name=name, version=version, engine=engine)
+        replay = Replay.load(path) if engine == "numpy" else None
+        if replay is not None:
+            predictor = cls(
+                None, read_model_meta(path), engine="numpy", replay=replay, **_named(path)
+            )
+        else:
+            model, meta, name, version = load_keras_model(path)
+            engine = "auto" if engine == "numpy" else engine
+            predictor = cls(model, meta, name=name, version=version, engine=engine)
         predictor.warm_up(warmup_batch_sizes)
         return predictor
 
@@ -260,7 +285,8 @@ class Predictor(BasePredictor):
             xn, xc = instances_to_arrays([row] * size, self.plan)
             for _ in range(3):
                 self.predict([row] * size)
-                self._tf_outputs(xn, xc)
+                if self._fn is not None:
+                    self._tf_outputs(xn, xc)
 
     def predict(self, instances: list[dict[str, Any]]) -> list[Any]:
         """Predictions for JSON-like instances, in the server's response format.
