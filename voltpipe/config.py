@@ -181,6 +181,9 @@ class TuningConfig(_Strict):
     folds: int = Field(0, ge=0)  # 0: the valid split; k >= 2: k-fold (expanding-window) CV
     backend: Literal["local", "vertex"] = "local"
     max_epochs: int | None = Field(None, ge=1)  # per trial; default training.epochs
+    # local: at most this many epochs in all (trials x folds); the trial running when it runs
+    # out is stopped and counts as pruned, and no trial starts after it
+    max_total_epochs: int | None = Field(None, ge=1)
     parallel_trials: int = Field(1, ge=1)  # Vertex
     timeout_seconds: float | None = Field(None, gt=0)  # local
     seed: int = 42
@@ -212,6 +215,16 @@ class TuningConfig(_Strict):
             else:
                 raise ValueError(f"space.{key}: give a list of choices or {{min, max, log}}")
         return v
+
+    @model_validator(mode="after")
+    def _budget(self) -> TuningConfig:
+        one_trial = (self.max_epochs or 0) * max(1, self.folds)
+        if self.max_total_epochs is not None and self.max_total_epochs < one_trial:
+            raise ValueError(
+                f"max_total_epochs: {self.max_total_epochs} is less than one trial's {one_trial} "
+                f"epochs (max_epochs {self.max_epochs} x {max(1, self.folds)} fold(s))"
+            )
+        return self
 
 
 class ValidationConfig(_Strict):

@@ -14,8 +14,9 @@ from voltpipe.components.tune import tune
 
 from tests.modelling.synthetic import tabular_table, write_split
 from voltpipe.config import TuningConfig
-from voltpipe.errors import ConfigError
+from voltpipe.errors import ConfigError, DataError
 from voltpipe.modelling.tuning import (
+    _pruning_callback,
     apply_best_params,
     expanding_window_indices,
     kfold_indices,
@@ -183,3 +184,93 @@ def test_tune_component_feeds_train(splits: dict[str, Path], tmp_path: Path) -> 
     meta = json.loads(Path(model.path, "voltpipe_model.json").read_text())
     assert meta["model_params"]["hidden_units"] == best["model"]["hidden_units"]
     assert meta["best_params"]["trial"] == best["trial"]
+
+
+def test_epoch_budget_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_total_epochs: 9 is less than one trial's 10"):
+        TuningConfig(max_epochs=5, folds=2, max_total_epochs=9)
+    assert TuningConfig(max_epochs=5, folds=2, max_total_epochs=10).max_total_epochs == 10
+    # without max_epochs the trial length is training.epochs, known only when the search runs
+    table = tabular_table(50, 2, 1)
+    with pytest.raises(DataError, match="max_total_epochs: 4 is less than one trial's 5"):
+        run_tuning(
+            table,
+            table,
+            label="label",
+            task="classification",
+            training_params=TRAINING,
+            tuning={"space": SPACE, "max_total_epochs": 4},
+        )
+
+
+def test_pruning_callback_reports_epochs_trained_and_stops_on_budget() -> None:
+    class FakeTrial:
+        def __init__(self) -> None:
+            self.reported: list[tuple[float, int]] = []
+
+        def report(self, value: float, step: int) -> None:
+            self.reported.append((value, step))
+
+        def should_prune(self) -> bool:
+            return False
+
+    class FakeModel:
+        stop_training = False
+
+    trial = FakeTrial()
+    spent = 5  # epochs the search had trained before this fit, of a budget of 8
+    cb = _pruning_callback(trial, "val_loss", report=True, budget_left=lambda run: 8 - spent - run)
+    cb.set_params({"epochs": 4})
+    cb.set_model(FakeModel())
+    for epoch in range(2):
+        cb.on_epoch_end(epoch, {"val_loss": 1.0 - epoch / 10})
+    assert trial.reported == [(1.0, 1), (0.9, 2)]  # step = epochs trained, the pruners' resource
+    assert not cb.model.stop_training and not cb.budget_stopped
+    cb.on_epoch_end(2, {"val_loss": 0.8})
+    assert cb.model.stop_training and cb.budget_stopped and cb.epochs == 3
+
+    # the budget running out on the fit's last epoch is a normal end, not a budget stop
+    last = _pruning_callback(FakeTrial(), "val_loss", report=False, budget_left=lambda run: 2 - run)
+    last.set_params({"epochs": 2})
+    last.set_model(FakeModel())
+    for epoch in range(2):
+        last.on_epoch_end(epoch, {"val_loss": 1.0})
+    assert not last.budget_stopped and not last.model.stop_training
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("folds", "budget", "epochs", "states"),
+    [
+        # 3 + 3 epochs, then the third trial is stopped after 1: 7 in all, no fourth trial
+        (0, 7, [3, 3, 1], ["COMPLETE", "COMPLETE", "PRUNED"]),
+        # 2 folds x 2 epochs, then the second trial's first fold is stopped after 1 epoch
+        (2, 5, [4, 1], ["COMPLETE", "PRUNED"]),
+    ],
+)
+def test_epoch_budget_caps_the_search(
+    splits: dict[str, Path], folds: int, budget: int, epochs: list[int], states: list[str]
+) -> None:
+    result = run_tuning(
+        pq.read_table(splits["train"]),
+        pq.read_table(splits["valid"]),
+        label="label",
+        task="classification",
+        exclude=["target"],
+        training_params={**TRAINING, "epochs": 3 if not folds else 2},
+        tuning={
+            "max_trials": 10,
+            "algorithm": "random",
+            "space": SPACE,
+            "folds": folds,
+            "max_total_epochs": budget,
+            "seed": 1,
+        },
+        prune=False,  # no pruner, no early stopping: only the budget ends trials early
+    )
+    assert [t["epochs"] for t in result.trials] == epochs, result.trials
+    assert [t["state"] for t in result.trials] == states
+    assert result.total_epochs == budget
+    assert result.best_params["trial"] in [
+        t["trial"] for t in result.trials if t["state"] == "COMPLETE"
+    ]

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -176,13 +177,32 @@ def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sampler_and_pruner(cfg: TuningConfig, epochs: int, prune: bool) -> tuple[Any, Any]:
+    """The sampler and the pruner; a pruner's step (resource) is the number of epochs trained.
+
+    TPE is multivariate: it models the keys jointly, which the interactions of a network's
+    settings call for (a high learning rate pays off only with the right width and dropout).
+    The median pruner leaves the first third of each trial's epochs alone: a trial's loss
+    after an epoch or two says more about its learning rate and batch size than about where
+    it ends.
+    """
+    import warnings
+
     import optuna
 
-    startup = max(1, min(5, cfg.max_trials // 4))
+    # Random trials before TPE (and the pruner) start: a third of the trials the search can
+    # afford, at most 5. With an epoch budget, that is the budget's worth of full trials.
+    affordable = cfg.max_trials
+    if cfg.max_total_epochs is not None:
+        affordable = min(affordable, cfg.max_total_epochs // (epochs * max(1, cfg.folds)))
+    startup = max(1, min(5, affordable // 3))
     if cfg.algorithm == "random":
         sampler: Any = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=startup)
+        with warnings.catch_warnings():  # multivariate is "experimental" in optuna 4
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=cfg.seed, n_startup_trials=startup, multivariate=True
+            )
     if not prune:
         pruner: Any = optuna.pruners.NopPruner()
     elif cfg.algorithm == "hyperband":
@@ -190,27 +210,41 @@ def _sampler_and_pruner(cfg: TuningConfig, epochs: int, prune: bool) -> tuple[An
             min_resource=1, max_resource=epochs, reduction_factor=3
         )
     else:
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=1)
+        pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=startup, n_warmup_steps=max(1, epochs // 3)
+        )
     return sampler, pruner
 
 
-def _pruning_callback(trial: Any, monitor: str, report: bool) -> Any:
+def _pruning_callback(
+    trial: Any, monitor: str, report: bool, budget_left: Callable[[int], int] | None = None
+) -> Any:
+    """Reports `monitor` per epoch to the pruner (when `report`) and stops the fit when the
+    trial is pruned, or when ``budget_left(epochs run in this fit)`` reaches 0 before the fit's
+    last epoch (``budget_stopped``)."""
     import keras
 
     class Pruning(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.pruned = False
+            self.budget_stopped = False
             self.epochs = 0
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.epochs += 1
             value = (logs or {}).get(monitor)
-            if not report or value is None:
+            if report and value is not None:
+                trial.report(float(value), self.epochs)  # step = epochs trained
+                if trial.should_prune():
+                    self.pruned = True
+                    self.model.stop_training = True
+                    return
+            if budget_left is None or budget_left(self.epochs) > 0:
                 return
-            trial.report(float(value), epoch)
-            if trial.should_prune():
-                self.pruned = True
+            last = epoch + 1 >= int(self.params.get("epochs") or 0)
+            if not (last or self.model.stop_training):  # else the fit ends here anyway
+                self.budget_stopped = True
                 self.model.stop_training = True
 
     return Pruning()
@@ -239,11 +273,14 @@ def run_tuning(
 
     Each trial trains through ``train.fit_tables`` with a callback that reports the validation
     loss per epoch to the pruner (MedianPruner, or HyperbandPruner for ``hyperband``); a pruned
-    trial stops at once. With a `tracking_uri`, the study is an MLflow parent run and every
-    trial a child run.
+    trial stops at once. With ``tuning.max_total_epochs`` the search trains at most that many
+    epochs in all: the trial running when the budget runs out is stopped and counts as pruned,
+    and no trial starts after it. With a `tracking_uri`, the study is an MLflow parent run and
+    every trial a child run.
 
     Raises:
-        DataError: the space is empty or every trial failed (with the first trial's message).
+        DataError: the space is empty, ``tuning.max_total_epochs`` is less than one trial's
+            epochs, or every trial failed (with the first trial's message).
     """
     import optuna
 
@@ -257,6 +294,13 @@ def run_tuning(
     base_tp = {**(training_params or {})}
     epochs = cfg.max_epochs or TrainingConfig(**base_tp).epochs
     base_tp["epochs"] = epochs
+    budget = cfg.max_total_epochs
+    if budget is not None and budget < epochs * max(1, cfg.folds):
+        raise DataError(
+            f"tuning.max_total_epochs: {budget} is less than one trial's "
+            f"{epochs * max(1, cfg.folds)} epochs ({epochs} epochs x {max(1, cfg.folds)} fold(s)); "
+            "raise it or lower tuning.max_epochs"
+        )
     folds = (
         cv_folds(
             train,
@@ -282,6 +326,8 @@ def run_tuning(
             "algorithm": cfg.algorithm,
             "max_trials": cfg.max_trials,
             "folds": cfg.folds,
+            "max_epochs": epochs,
+            **({"max_total_epochs": budget} if budget is not None else {}),
             "space": json.dumps(cfg.space),
         },
         tags={"voltpipe.kind": "tuning", "voltpipe.task": task},
@@ -300,8 +346,20 @@ def run_tuning(
         state = "COMPLETE"
         try:
             for i, (tr, va) in enumerate(folds):
+                if budget is not None and total_epochs + trial_epochs >= budget:
+                    state = "PRUNED"  # the epoch budget ran out before this fold
+                    break
                 monitor = "val_loss" if va.num_rows else "loss"
-                cb = _pruning_callback(trial, monitor, report=(i == 0))
+                cb = _pruning_callback(
+                    trial,
+                    monitor,
+                    report=(i == 0),
+                    budget_left=(
+                        None
+                        if budget is None
+                        else lambda run, spent=total_epochs + trial_epochs: budget - spent - run
+                    ),
+                )
                 fitted, problem = fit_tables(
                     tr,
                     va,
@@ -321,7 +379,7 @@ def run_tuning(
                         f"tuning.folds: fold {i + 1} has no validation window; use fewer folds"
                     )
                 values.append(float(np.min(fitted.history[fitted.monitor])))
-                if cb.pruned:
+                if cb.pruned or cb.budget_stopped:
                     state = "PRUNED"
                     break
         except VoltpipeError as exc:
@@ -355,7 +413,16 @@ def run_tuning(
             return math.nan
         return value
 
-    study.optimize(objective, n_trials=cfg.max_trials, timeout=cfg.timeout_seconds)
+    def stop_when_spent(study: Any, _trial: Any) -> None:
+        if budget is not None and total_epochs >= budget:
+            study.stop()
+
+    study.optimize(
+        objective,
+        n_trials=cfg.max_trials,
+        timeout=cfg.timeout_seconds,
+        callbacks=[stop_when_spent],
+    )
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     if not complete:
         runs.finish(status="FAILED")
