@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from tests.serving.conftest import ForecastModel, iso_rows
-from tests.serving.test_serving_server import _free_port, _wait_healthy
+from tests.serving.test_serving_server import serving_container
 from voltpipe.errors import DataError
 from voltpipe.modelling.predict import last_windows, load_model
 from voltpipe.serving import ForecastPredictor, Predictor, create_app, load_predictor
@@ -226,26 +223,7 @@ def test_describe_states_the_forecasting_formats(
 @pytest.mark.slow
 @pytest.mark.integration
 def test_container_serves_a_forecaster(forecasting_model: ForecastModel) -> None:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "VOLTPIPE_SERVING_HOST": "127.0.0.1",
-        "AIP_HTTP_PORT": str(port),
-        "AIP_STORAGE_URI": f"file://{forecasting_model.model_dir}",
-        "AIP_PREDICT_ROUTE": "/v1/models/load:predict",
-        "AIP_HEALTH_ROUTE": "/v1/models/load",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voltpipe.serving"],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url + "/v1/models/load", proc)
+    with serving_container(forecasting_model.model_dir, "load") as url:
         histories = [
             forecasting_model.history("north", "2024-01-13T05:00:00"),
             forecasting_model.history("south", "2024-01-12T17:00:00", rows=48),
@@ -266,6 +244,3 @@ def test_container_serves_a_forecaster(forecasting_model: ForecastModel) -> None
         )
         assert short.status_code == 400 and "at least 24" in short.json()["error"]
         assert httpx.get(url + "/").json()["task"] == "forecasting"
-    finally:
-        proc.terminate()
-        proc.wait(30)

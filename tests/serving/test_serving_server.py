@@ -76,6 +76,36 @@ def _wait_healthy(
     raise AssertionError(f"{url} did not turn healthy")
 
 
+@contextlib.contextmanager
+def serving_container(model_dir: Path, model: str) -> Iterator[str]:
+    """``python -m voltpipe.serving`` as the image starts it on Vertex AI (AIP_* variables), on
+    routes ``/v1/models/<model>``; yields its base URL once healthy."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "VOLTPIPE_SERVING_HOST": "127.0.0.1",
+        "AIP_HTTP_PORT": str(port),
+        "AIP_STORAGE_URI": f"file://{model_dir}",
+        "AIP_PREDICT_ROUTE": f"/v1/models/{model}:predict",
+        "AIP_HEALTH_ROUTE": f"/v1/models/{model}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voltpipe.serving"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(f"{url}/v1/models/{model}", proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 # -- environment contract (no model needed) ------------------------------------------------------
 
 
@@ -401,26 +431,7 @@ def test_failed_load_reports_503_with_the_error() -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_container_entrypoint_reads_the_aip_environment(classification_model: Any) -> None:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "VOLTPIPE_SERVING_HOST": "127.0.0.1",
-        "AIP_HTTP_PORT": str(port),
-        "AIP_STORAGE_URI": f"file://{classification_model.model_dir}",
-        "AIP_PREDICT_ROUTE": "/v1/models/x:predict",
-        "AIP_HEALTH_ROUTE": "/v1/models/x",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voltpipe.serving"],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url + "/v1/models/x", proc)
+    with serving_container(classification_model.model_dir, "x") as url:
         response = httpx.post(
             url + "/v1/models/x:predict", json={"instances": classification_model.instances(2)}
         )
@@ -430,9 +441,6 @@ def test_container_entrypoint_reads_the_aip_environment(classification_model: An
             "iced",
             "normal",
         }
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @pytest.mark.slow
