@@ -302,7 +302,7 @@ def test_a_failed_training_job_fails_the_step_with_its_message(
     train_uri, valid_uri = _splits_in_gcs(tmp_path)
     with pytest.raises(
         DataError,
-        match=r"^the Vertex AI training job failed: label column 'no_such_column' is missing \(col",
+        match=r"^the Vertex AI training job projects/my-proj/locations/europe-west1/customJobs/\d+ failed: label column 'no_such_column' is missing \(col",
     ):
         vertex_jobs.train_on_vertex(
             vertex=_vertex(running_server),
@@ -345,3 +345,32 @@ def test_training_on_vertex_refuses_local_artifacts(tmp_path: Path) -> None:
             label="y",
             task="regression",
         )
+
+
+def test_a_failed_tuning_job_fails_the_step_with_its_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from google.cloud.aiplatform import jobs
+
+    from voltpipe.errors import DataError
+
+    monkeypatch.setattr(jobs, "_JOB_WAIT_TIME", 0.01)
+    failing = VertexTestServer(
+        job_states=("JOB_STATE_RUNNING", "JOB_STATE_FAILED"),
+        failure_message="voltpipe error: label column 'y' is missing",
+    )
+    with failing as srv, pytest.raises(DataError) as raised:
+        vertex_jobs.submit_tuning_job(
+            vertex=_vertex(srv),
+            image=IMAGE,
+            machine={},
+            train_uri="gs://b/t",
+            valid_uri="gs://b/v",
+            label="y",
+            task="regression",
+            params={},
+            tuning={"space": {"learning_rate": {"min": 1e-4, "max": 1e-2}}},
+            display_name="failing",
+        )
+    assert str(raised.value).startswith("the Vertex AI tuning job projects/my-proj/")
+    assert str(raised.value).endswith("failed: label column 'y' is missing")

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from voltpipe.config import TrainingVertexConfig, TuningConfig
-from voltpipe.errors import ConfigError, DataError, VoltpipeError
+from voltpipe.errors import ConfigError, DataError
 from voltpipe.modelling.tuning import decode_choice, encode_choice, is_int_range, nest_params
 
 if TYPE_CHECKING:
@@ -163,10 +163,7 @@ def submit_tuning_job(
         search_algorithm="random" if cfg.algorithm == "random" else None,
         labels=vertex.get("labels") or None,
     )
-    run_kwargs: dict[str, Any] = {"sync": sync}
-    if vertex.get("service_account"):
-        run_kwargs["service_account"] = vertex["service_account"]
-    job.run(**run_kwargs)
+    _run(job, vertex, sync, "tuning job")
     return job
 
 
@@ -275,23 +272,30 @@ def run_custom_training_job(
         base_output_dir=base_output_dir,
         labels=vertex.get("labels") or None,
     )
-    run_kwargs: dict[str, Any] = {"sync": sync}
-    if vertex.get("service_account"):
-        run_kwargs["service_account"] = vertex["service_account"]
-    job.run(**run_kwargs)
+    _run(job, vertex, sync, "training job")
     return job
 
 
-def job_error(exc: Exception) -> str:
-    """The job's own error message out of the SDK's "Job failed with: code/message" text (the
-    trainer's one-line voltpipe error, without its marker), else the exception's text."""
-    import re
+def _run(job: Any, vertex: dict[str, Any], sync: bool, what: str) -> None:
+    """Runs `job` (as `vertex.service_account`); with `sync`, a job that ends FAILED raises.
 
+    Raises:
+        DataError: the job failed, with the job's own error message (a voltpipe trainer's
+            one-line error, without its marker).
+    """
     from voltpipe.errors import ERROR_MARKER
 
-    found = re.search(r'message: "(.*)"', str(exc))
-    text = found.group(1).encode().decode("unicode_escape") if found else str(exc).strip()
-    return text.removeprefix(ERROR_MARKER)
+    run_kwargs: dict[str, Any] = {"sync": sync}
+    if vertex.get("service_account"):
+        run_kwargs["service_account"] = vertex["service_account"]
+    try:
+        job.run(**run_kwargs)
+    except RuntimeError as exc:  # the SDK's "Job failed with: ..." once the job ends FAILED
+        error = job.error
+        message = error.message if error is not None and error.message else str(exc)
+        raise DataError(
+            f"the Vertex AI {what} {job.resource_name} failed: {message.removeprefix(ERROR_MARKER)}"
+        ) from None
 
 
 def train_on_vertex(
@@ -322,7 +326,7 @@ def train_on_vertex(
     Raises:
         ConfigError: no ``vertex.project`` or image, or a split or the model is not on Cloud
             Storage (kfp.local keeps artifacts on this machine, out of the job's reach).
-        DataError: the job failed (with Vertex's error message).
+        DataError: the job failed (with the trainer's own message).
     """
     from voltpipe.config import TrainingConfig
     from voltpipe.modelling.train import read_train_result
@@ -347,22 +351,17 @@ def train_on_vertex(
         "task_params": task_params or {},
         "best_params": best_params or {},
     }
-    try:
-        run_custom_training_job(
-            vertex=vertex,
-            image=image,
-            machine=machine,
-            train_uri=train_uri,
-            valid_uri=valid_uri,
-            label=label,
-            task=task,
-            params=params,
-            base_output_dir=f"{model_uri.rstrip('/')}-job",
-            output_dir=model_uri,
-            display_name=display_name,
-        )
-    except VoltpipeError:
-        raise
-    except RuntimeError as exc:  # the SDK's "Job failed with: ..." once the job ends FAILED
-        raise DataError(f"the Vertex AI training job failed: {job_error(exc)}") from None
+    run_custom_training_job(
+        vertex=vertex,
+        image=image,
+        machine=machine,
+        train_uri=train_uri,
+        valid_uri=valid_uri,
+        label=label,
+        task=task,
+        params=params,
+        base_output_dir=f"{model_uri.rstrip('/')}-job",
+        output_dir=model_uri,
+        display_name=display_name,
+    )
     return read_train_result(model_path, time.perf_counter() - started)
