@@ -18,7 +18,7 @@ class Row:
     unit: str
     floor: float
     floor_label: str
-    goal: str  # e.g. "ratio <= 1.3"
+    goal: str  # e.g. "ratio <= 1.3" (operators <=, >=, <, >)
     ratio: float = dataclasses.field(init=False)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -29,4 +29,9 @@ class Row:
     def met(self) -> bool:
         op, _, target = self.goal.partition(" ")[2].partition(" ")
         bound = float(target)
-        return {"<=": self.ratio <= bound, ">=": self.ratio >= bound}[op]
+        return {
+            "<=": self.ratio <= bound,
+            ">=": self.ratio >= bound,
+            "<": self.ratio < bound,
+            ">": self.ratio > bound,
+        }[op]

@@ -405,8 +405,27 @@ def voltpipe_case(
         "seconds": seconds,
         "rows": rows,
         "config": config,
-        "model": _model_meta(summary),
+        "model": {**_model_meta(summary), **train_step_facts(Path(config["workdir"]))},
     }
+
+
+def train_step_facts(workdir: Path) -> dict[str, Any]:
+    """The train step's own metadata: family, epochs, ``train_seconds`` (kfp executor output)."""
+    outputs = sorted(
+        glob.glob(str(workdir / "pipeline-root" / "*" / "train" / "executor_output.json"))
+    )
+    if not outputs:
+        return {}
+    artifacts = json.loads(Path(outputs[-1]).read_text()).get("artifacts", {})
+    facts: dict[str, Any] = {}
+    for name in ("model", "metrics"):
+        items = artifacts.get(name, {}).get("artifacts", [])
+        if items:
+            facts.update(items[0].get("metadata", {}))
+    keep = ("family", "framework", "best_epoch", "epochs_run", "stopped_by", "train_seconds")
+    out = {k: facts[k] for k in keep if k in facts}
+    out.update({k: v for k, v in facts.items() if k.startswith("candidate")})
+    return out
 
 
 def _model_meta(summary: dict[str, Any]) -> dict[str, Any]:

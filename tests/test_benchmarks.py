@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import Row, bench_tabular, peers_tabular
+from benchmarks import Row, bench_forecast, bench_tabular, peers_forecast, peers_tabular
 from benchmarks import realdata as rd
 
 
@@ -169,3 +169,74 @@ def test_best_peer_skips_failed_and_geomean() -> None:
     gm = bench_tabular.geomean_row(rows)
     assert gm.value == pytest.approx(1.0) and gm.met
     assert not rows[0].met and rows[1].met
+
+
+# --- forecasting targets and naive peers -----------------------------------------------------
+
+
+def test_every_test_row_is_a_target_whatever_the_horizon() -> None:
+    n_context, n_total = 10, 16  # 6 test rows: indices 10..15
+    for horizon in (1, 2, 3, 6):
+        starts = peers_forecast.origins(n_context, n_total, horizon)
+        assert starts[0] == n_context - 1 and starts[-1] == n_total - 1 - horizon
+        covered = set((starts[:, None] + np.arange(1, horizon + 1)).ravel().tolist())
+        assert covered == set(range(n_context, n_total))
+    with pytest.raises(ValueError, match="shorter than the horizon"):
+        peers_forecast.origins(n_context, n_total, 7)
+
+
+def test_targets_persistence_and_seasonal_naive_by_hand() -> None:
+    y = np.arange(20, dtype="float64") ** 2
+    starts = np.array([9, 10])
+    np.testing.assert_array_equal(
+        peers_forecast.targets(y, starts, 3), [[100, 121, 144], [121, 144, 169]]
+    )
+    np.testing.assert_array_equal(peers_forecast.persistence(y, starts, 2), [[81, 81], [100, 100]])
+    # season 2, origin 9: steps 1..3 take y[8], y[9], y[8]
+    np.testing.assert_array_equal(
+        peers_forecast.seasonal_naive(y, starts, 3, 2), [[64, 81, 64], [81, 100, 81]]
+    )
+    # seasonal naive with season 1 is persistence
+    np.testing.assert_array_equal(
+        peers_forecast.seasonal_naive(y, starts, 3, 1), peers_forecast.persistence(y, starts, 3)
+    )
+    assert peers_forecast.mae(np.array([[1.0, 3.0]]), np.array([[2.0, 2.0]])) == 1.0
+
+
+def test_mstl_seasons_continue_their_last_cycle() -> None:
+    decomposition = pd.DataFrame(
+        {
+            "trend": np.zeros(8),
+            "seasonal2": np.array([0, 0, 0, 0, 0, 0, 1.0, -1.0]),
+            "seasonal4": np.array([0, 0, 0, 0, 10, 20, 30, 40.0]),
+        }
+    )
+    out = peers_forecast._continue_seasons(decomposition, [4, 2], 6)
+    np.testing.assert_allclose(out, [11, 19, 31, 39, 11, 19])
+
+
+def test_lag_list_covers_the_season_and_its_multiples() -> None:
+    assert peers_forecast._lag_list([4]) == [1, 2, 3, 4, 8]
+    lags = peers_forecast._lag_list([48, 336])
+    assert lags[:48] == list(range(1, 49)) and lags[48:] == [96, 336, 672]
+
+
+def test_same_targets_compares_persistence_maes() -> None:
+    assert bench_forecast.same_targets({"mae_persistence": 2.0}, 2.0 * (1 + 1e-9))
+    assert not bench_forecast.same_targets({"mae_persistence": 2.598}, 2.688)
+    assert not bench_forecast.same_targets({}, 2.0)
+    peers = {
+        "persistence": {"mae": 3.0},
+        "seasonal_naive_48": {"mae": 2.0},
+        "seasonal_naive_336": {"mae": 1.5},
+        "mstl_ets": {"mae": 1.0},
+        "ets": {"mae": None, "failed": "boom"},
+    }
+    assert bench_forecast.best_peer(peers) == ("mstl_ets", 1.0)
+    assert bench_forecast.best_seasonal_naive(peers) == ("seasonal_naive_336", 1.5)
+
+
+def test_strict_goals() -> None:
+    row = Row("forecast", "f", 1.0, "", 1.0, "p", "ratio < 1.0")
+    assert not row.met
+    assert Row("forecast", "f", 0.99, "", 1.0, "p", "ratio < 1.0").met
