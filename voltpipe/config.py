@@ -540,6 +540,7 @@ class VoltpipeConfig(_Strict):
                 image=self.image,
                 api_endpoint=self.vertex.api_endpoint,
                 labels=self.vertex.labels,
+                encryption_key=self.vertex.encryption_key,
             )
         return str((self.workdir / "registry").resolve())
 
