@@ -33,7 +33,11 @@ How BigQuery maps onto DuckDB:
 - Errors carry BigQuery's real bodies: 404 ``notFound`` "Not found: Table p:d.t was not found in
   location US", 400 ``invalidQuery`` "Syntax error: ... at [1:8]", "Unrecognized name: x at
   [l:c]", "No matching signature for operator ... at [l:c]" for a parameter of the wrong type,
-  and a job failing with ``bytesBilledLimitExceeded`` over ``maximumBytesBilled``.
+  and a job failing with ``bytesBilledLimitExceeded`` when what it bills (at least 10 MB,
+  rounded up to MB) is over ``maximumBytesBilled``; "Resources exceeded" (``resourcesExceeded``)
+  for an analytic function ordered over a whole result larger than ``max_global_sort_rows``.
+- ``APPROX_QUANTILES(x, n)`` is exact here (DuckDB's ``quantile_disc``); invalid job labels are
+  refused as BigQuery refuses them; load jobs append Parquet columns by name.
 
 Every request is recorded in ``srv.requests`` as ``{"method", "path", "query", "body"}`` (query as
 ``{key: [values]}``; gRPC calls have method ``"GRPC"`` and the RPC's full name as path).
@@ -66,6 +70,7 @@ from voltpipe.data import sql as sqlmod
 from voltpipe.errors import DataError
 
 _SOURCE_CATALOG = "bq_source"
+MIN_BILLED_BYTES = 10 * 2**20  # BigQuery bills at least 10 MB a query, rounded up to MB
 _ANON_DATASET = "_voltpipe_anonymous"
 PAGE_ROWS = 10_000
 
@@ -284,6 +289,34 @@ def _param_value(name: str, param_type: dict[str, Any], value: dict[str, Any] | 
         ) from None
 
 
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def check_labels(labels: Any) -> None:
+    """Refuses job labels BigQuery refuses (lowercase letters, digits, ``_``, ``-``; keys start
+    with a letter; at most 63 characters; at most 64 labels)."""
+    if not labels:
+        return
+    if len(labels) > 64:
+        raise BigQueryError(400, "invalid", f"Too many labels: {len(labels)}; the limit is 64")
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(str(key)):
+            raise BigQueryError(
+                400,
+                "invalid",
+                f'Label key "{key}" has invalid characters or length: keys must be 1-63 '
+                "lowercase letters, digits, underscores or dashes, starting with a letter",
+            )
+        if not _LABEL_VALUE.fullmatch(str(value)):
+            raise BigQueryError(
+                400,
+                "invalid",
+                f'Label value "{value}" of key "{key}" has invalid characters or length: '
+                "values must be at most 63 lowercase letters, digits, underscores or dashes",
+            )
+
+
 def _position(sql: str, offset: int) -> str:
     line = sql.count("\n", 0, offset) + 1
     col = offset - (sql.rfind("\n", 0, offset) + 1) + 1
@@ -294,9 +327,15 @@ class Engine:
     """The DuckDB side: table resolution, BigQuery-SQL execution, destination tables."""
 
     def __init__(
-        self, database: str | Path | duckdb.DuckDBPyConnection, project: str, location: str
+        self,
+        database: str | Path | duckdb.DuckDBPyConnection,
+        project: str,
+        location: str,
+        max_global_sort_rows: int | None = None,
     ) -> None:
         self.project, self.location = project, location
+        self.max_global_sort_rows = max_global_sort_rows
+        self._global_sort = False
         if isinstance(database, duckdb.DuckDBPyConnection):
             self.con = database
             self.catalogs = [self._current_catalog()]
@@ -397,6 +436,13 @@ class Engine:
         fingerprint = exp.FarmFingerprint if hasattr(exp, "FarmFingerprint") else ()
 
         def rewrite(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.ApproxQuantiles) and isinstance(node.expression, exp.Literal):
+                # Exact here (quantile_disc), so both warehouses cut at the same values.
+                steps = int(node.expression.this)
+                points = ", ".join(repr(i / steps) for i in range(steps + 1))
+                return sqlglot.parse_one(f"quantile_disc(x, [{points}])", read="duckdb").transform(
+                    lambda n: node.this.copy() if isinstance(n, exp.Column) and n.name == "x" else n
+                )
             if fingerprint and isinstance(node, fingerprint):
                 arg = node.expressions[0] if node.expressions else node.this
                 return sqlglot.parse_one(
@@ -407,6 +453,10 @@ class Engine:
             return node
 
         tree = tree.transform(rewrite)
+        self._global_sort = any(
+            w.args.get("order") is not None and not w.args.get("partition_by")
+            for w in tree.find_all(exp.Window)
+        )
         return tree.sql(dialect="duckdb"), read
 
     def bind(
@@ -500,12 +550,23 @@ class Engine:
     ) -> tuple[pa.Table, int]:
         duck_sql, tables = self.translate(sql, default_dataset)
         duck_sql, values = self.bind(sql, duck_sql, parameters)
+        global_sort = self._global_sort
         query = f"SELECT * FROM ({duck_sql}) LIMIT 0" if limit0 else duck_sql
         try:
             with self.cursor() as cur:
                 table = cur.sql(query, params=values).to_arrow_table()
         except duckdb.Error as exc:
             raise self.error(exc, sql, parameters) from None
+        limit = self.max_global_sort_rows
+        if global_sort and limit is not None and table.num_rows > limit:
+            # An analytic function ordered over the whole result runs in one worker.
+            raise BigQueryError(
+                400,
+                "resourcesExceeded",
+                "Resources exceeded during query execution: The query could not be executed "
+                "in the allotted memory. Peak usage: 143% of limit. Top memory consumer(s): "
+                "analytic OVER() clauses: 98% other/unattributed: 2%",
+            )
         return to_bigquery_arrow(table), self.estimate_bytes(tables)
 
     def write_table(
@@ -526,7 +587,8 @@ class Engine:
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}"."{dataset}"')
             cur.register("__bq_result", data)
             if exists and disposition == "WRITE_APPEND":
-                cur.execute(f"INSERT INTO {name} SELECT * FROM __bq_result")
+                # Load jobs match columns by name (a Parquet file's column order is free).
+                cur.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __bq_result")
             else:
                 cur.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM __bq_result")
             cur.unregister("__bq_result")
@@ -561,6 +623,9 @@ class BigQueryTestServer:
         project: the project the server answers for.
         location: the location in its messages and jobs (``US``).
         storage_api: also serve the Storage Read API over gRPC (``srv.read_api_endpoint``).
+        max_global_sort_rows: a query whose analytic function is ordered over the whole result
+            (``OVER (ORDER BY ...)`` without ``PARTITION BY``) fails with BigQuery's "Resources
+            exceeded" when it returns more rows than this (BigQuery runs it in one worker).
     """
 
     def __init__(
@@ -569,8 +634,9 @@ class BigQueryTestServer:
         project: str = "p",
         location: str = "US",
         storage_api: bool = True,
+        max_global_sort_rows: int | None = 10_000_000,
     ) -> None:
-        self.engine = Engine(database, project, location)
+        self.engine = Engine(database, project, location, max_global_sort_rows)
         self.project, self.location = project, location
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -665,6 +731,7 @@ class BigQueryTestServer:
             raise BigQueryError(400, "invalid", "Only query jobs are supported by this test server")
         if query.get("useLegacySql"):
             raise BigQueryError(400, "invalid", "Legacy SQL is not supported by this test server")
+        check_labels(config.get("labels"))
         ref = dict(body.get("jobReference") or {})
         job_id = ref.get("jobId") or f"job_{uuid.uuid4().hex}"
         location = ref.get("location") or self.location
@@ -712,11 +779,12 @@ class BigQueryTestServer:
             )
             stats.update(totalBytesProcessed=str(processed), schema=schema_json(table.schema))
             job["statistics"]["totalBytesProcessed"] = str(processed)
-            if cap is not None and processed > int(cap):
+            billed = max(MIN_BILLED_BYTES, -(-processed // 2**20) * 2**20)
+            if cap is not None and billed > int(cap):
                 raise BigQueryError(
                     400,
                     "bytesBilledLimitExceeded",
-                    f"Query exceeded limit for bytes billed: {int(cap)}. {processed} or higher required.",
+                    f"Query exceeded limit for bytes billed: {int(cap)}. {billed} or higher required.",
                 )
             dest = query.get("destinationTable")
             if dest is None:
@@ -735,7 +803,7 @@ class BigQueryTestServer:
                 "errors": exc.body()["error"]["errors"],
             }
             return job
-        stats["totalBytesBilled"] = str(processed)
+        stats["totalBytesBilled"] = str(billed)
         job["_rows"] = table.num_rows
         job["_schema"] = schema_json(table.schema)
         return job
@@ -748,6 +816,7 @@ class BigQueryTestServer:
         load = config.get("load")
         if load is None:
             raise BigQueryError(400, "invalid", "An upload must carry a load job configuration")
+        check_labels(config.get("labels"))
         ref = dict(body.get("jobReference") or {})
         job_id = ref.get("jobId") or f"job_{uuid.uuid4().hex}"
         location = ref.get("location") or self.location
