@@ -270,3 +270,22 @@ def test_the_vertex_server_refuses_invalid_labels(vertex_server) -> None:
             serving_container_image_uri="img",
             labels={"team": "X Y"},
         )
+
+
+@pytest.mark.integration
+def test_a_cmek_project_refuses_a_pipeline_job_without_the_key(
+    monkeypatch, make_config, training_template
+) -> None:
+    with VertexTestServer(cmek_projects={"my-proj"}) as srv:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", srv.endpoint)
+        cfg = make_config(*_vertex_overrides(srv))
+        # (the SDK's own pipeline_root bucket creation has no key: the policy refuses it, the
+        # SDK logs that and submits; create that bucket with its default key beforehand)
+        summary = submit_vertex(cfg, "training", str(training_template), cache=True, wait=False)
+        assert summary["status"] == "submitted"
+        [job] = srv.find("POST", r"/pipelineJobs$")
+        assert job.json["encryptionSpec"] == {"kmsKeyName": KEY}
+        # without the key, the project's policy refuses the job
+        bare = make_config(f"vertex.api_endpoint={srv.endpoint}")
+        with pytest.raises(PipelineError, match="restrictNonCmekServices"):
+            submit_vertex(bare, "training", str(training_template), cache=True, wait=False)
