@@ -438,3 +438,30 @@ def test_invalid_job_labels_are_refused_as_bigquery_does(server, tmp_path: Path)
         _warehouse(server, labels={"Team": "wind"}).extract(
             SQL, PARAMS, SplitSpec(), _dirs(tmp_path)
         )
+
+
+@pytest.mark.integration
+def test_datetime_is_served_without_a_time_zone(server, tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    sql = (
+        "SELECT ts, CAST(ts AS DATETIME) AS local_ts, turbine_id FROM `p.scada.turbine`\n"
+        "WHERE ts < @cutoff"
+    )
+    params = normalize_parameters({"cutoff": {"type": "TIMESTAMP", "value": "2024-10-21"}})
+    result = _warehouse(server).extract(sql, params, SplitSpec(), _dirs(tmp_path))
+    types = {c["name"]: c["type"] for c in result.schema}
+    assert types["ts"] == "TIMESTAMP" and types["local_ts"] == "DATETIME"
+    table = read_table(tmp_path / "train")
+    assert table.schema.field("local_ts").type == pa.timestamp("us")  # no time zone
+    assert table.schema.field("ts").type.tz == "UTC"
+    # the REST rows too: DATETIME as civil time, TIMESTAMP as an instant
+    client = _warehouse(server)._client()
+    [row] = client.query(
+        "SELECT CAST(TIMESTAMP '2024-10-20 06:30:00' AS DATETIME) AS d, "
+        "TIMESTAMP '2024-10-20 06:30:00' AS t"
+    ).result()
+    assert row.d == dt.datetime(2024, 10, 20, 6, 30) and row.d.tzinfo is None
+    assert row.t == dt.datetime(2024, 10, 20, 6, 30, tzinfo=dt.UTC)

@@ -26,7 +26,10 @@ How BigQuery maps onto DuckDB:
   each cast to its declared type (so a STRING compared with a TIMESTAMP fails as on BigQuery).
 - Types: BIGINT/INTEGER -> INT64, DOUBLE -> FLOAT64, VARCHAR -> STRING, TIMESTAMP (naive, taken
   as UTC) and TIMESTAMPTZ -> TIMESTAMP, DATE, DECIMAL -> NUMERIC, BLOB -> BYTES, LIST -> REPEATED,
-  STRUCT -> RECORD.
+  STRUCT -> RECORD. DATETIME (``CAST(x AS DATETIME)``, DATETIME parameters) is DuckDB's
+  TIMESTAMP_NS here and is served as BigQuery serves it: schema type DATETIME, an Arrow timestamp
+  without a time zone, ``2024-01-01T00:30:00`` in JSON rows (a TIMESTAMP_NS source column reads
+  as DATETIME too).
 - ``FARM_FINGERPRINT`` is emulated with DuckDB's ``hash`` (same range and spread, different
   values from Google's FarmHash); ``MD5``, ``TO_HEX`` and the rest are exact.
 - ``totalBytesProcessed`` is an estimate: 8 bytes per value of every column of each table read.
@@ -83,7 +86,7 @@ _DUCK_TYPES = {
     "BOOL": "BOOLEAN",
     "BOOLEAN": "BOOLEAN",
     "DATE": "DATE",
-    "DATETIME": "TIMESTAMP",
+    "DATETIME": "TIMESTAMP_NS",  # DATETIME's stand-in here (see the module docstring)
     "TIMESTAMP": "TIMESTAMP",
     "NUMERIC": "DECIMAL(38, 9)",
     "BIGNUMERIC": "DECIMAL(38, 9)",
@@ -136,7 +139,8 @@ def bigquery_arrow_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_floating(t):
         return pa.float64()
     if pa.types.is_timestamp(t):
-        return pa.timestamp("us", tz="UTC")
+        # DuckDB's TIMESTAMP_NS stands for DATETIME (no time zone); any other is a TIMESTAMP.
+        return pa.timestamp("us") if t.tz is None and t.unit == "ns" else pa.timestamp("us", "UTC")
     if pa.types.is_decimal(t):
         return pa.decimal128(38, 9)
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
@@ -170,6 +174,8 @@ def _field(name: str, t: pa.DataType, mode: str = "NULLABLE") -> dict[str, Any]:
         if pa.types.is_floating(t)
         else "BOOLEAN"
         if pa.types.is_boolean(t)
+        else "DATETIME"
+        if pa.types.is_timestamp(t) and t.tz is None
         else "TIMESTAMP"
         if pa.types.is_timestamp(t)
         else "DATE"
@@ -198,6 +204,8 @@ def _cell(value: Any, t: pa.DataType, int64_timestamps: bool) -> Any:
         return {"f": [{"v": _cell(value.get(f.name), f.type, int64_timestamps)} for f in t]}
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dt.datetime) and pa.types.is_timestamp(t) and t.tz is None:
+        return value.isoformat()  # a DATETIME: civil time, no zone, as BigQuery writes it
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
@@ -436,6 +444,14 @@ class Engine:
         fingerprint = exp.FarmFingerprint if hasattr(exp, "FarmFingerprint") else ()
 
         def rewrite(node: exp.Expression) -> exp.Expression:
+            # GoogleSQL's DATETIME is sqlglot's TIMESTAMP (its TIMESTAMP is TIMESTAMPTZ).
+            if isinstance(node, exp.DataType) and node.this in (
+                exp.DataType.Type.TIMESTAMP,
+                exp.DataType.Type.DATETIME,
+            ):
+                return exp.DataType.build("TIMESTAMP_NS", dialect="duckdb")
+            if type(node).__name__ == "Datetime" and not isinstance(node.parent, exp.Cast):
+                return exp.cast(node, exp.DataType.build("TIMESTAMP_NS", dialect="duckdb"))
             if isinstance(node, exp.ApproxQuantiles) and isinstance(node.expression, exp.Literal):
                 # Exact here (quantile_disc), so both warehouses cut at the same values.
                 steps = int(node.expression.this)
@@ -570,7 +586,14 @@ class Engine:
         return to_bigquery_arrow(table), self.estimate_bytes(tables)
 
     def write_table(
-        self, dataset: str, table: str, data: pa.Table, disposition: str, project: str
+        self,
+        dataset: str,
+        table: str,
+        data: pa.Table,
+        disposition: str,
+        project: str,
+        *,
+        keep_datetime: bool = False,
     ) -> None:
         catalog = self.catalogs[0]
         name = f'"{catalog}"."{dataset}"."{table}"'
@@ -585,6 +608,15 @@ class Engine:
                     409, "duplicate", f"Already Exists: Table {project}:{dataset}.{table}"
                 )
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}"."{dataset}"')
+            if keep_datetime:  # a result's DATETIME columns stay DATETIME (TIMESTAMP_NS) here
+                data = data.cast(
+                    pa.schema(
+                        pa.field(f.name, pa.timestamp("ns"))
+                        if pa.types.is_timestamp(f.type) and f.type.tz is None
+                        else f
+                        for f in data.schema
+                    )
+                )
             cur.register("__bq_result", data)
             if exists and disposition == "WRITE_APPEND":
                 # Load jobs match columns by name (a Parquet file's column order is free).
@@ -795,7 +827,9 @@ class BigQueryTestServer:
                 }
                 config["query"]["destinationTable"] = dest
             disposition = query.get("writeDisposition") or "WRITE_EMPTY"
-            self.engine.write_table(dest["datasetId"], dest["tableId"], table, disposition, project)
+            self.engine.write_table(
+                dest["datasetId"], dest["tableId"], table, disposition, project, keep_datetime=True
+            )
         except BigQueryError as exc:
             job["status"] = {
                 "state": "DONE",
