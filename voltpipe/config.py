@@ -266,6 +266,38 @@ class ServingConfig(_Strict):
     max_body_bytes: int = Field(1_500_000, ge=1024)
 
 
+# Google Cloud labels (Vertex AI and BigQuery alike): keys and values of lowercase letters,
+# digits, "_" and "-", keys starting with a letter, each at most 63 characters, at most 64 labels
+# per resource; voltpipe adds up to 4 of its own (voltpipe-model, -promoted, -task, -label).
+MAX_USER_LABELS = 60
+
+
+def _label_char(ch: str) -> bool:
+    return ch in "_-" or ch.isdigit() or (ch.isalpha() and not ch.isupper())
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Refuses labels Vertex AI and BigQuery would refuse, naming the bad one."""
+    if len(labels) > MAX_USER_LABELS:
+        raise ValueError(
+            f"{len(labels)} labels: at most {MAX_USER_LABELS} (Google Cloud allows 64 on a "
+            "resource and voltpipe adds up to 4 of its own)"
+        )
+    for key, value in labels.items():
+        key, value = str(key), str(value)
+        if not key or len(key) > 63 or not all(map(_label_char, key)) or not key[0].isalpha():
+            raise ValueError(
+                f"label key {key!r}: 1-63 lowercase letters, digits, '_' or '-', starting with "
+                "a lowercase letter"
+            )
+        if len(value) > 63 or not all(map(_label_char, value)):
+            raise ValueError(
+                f"label {key!r}: value {value!r} must be at most 63 lowercase letters, digits, "
+                "'_' or '-'"
+            )
+    return labels
+
+
 class VertexConfig(_Strict):
     """Vertex AI settings for `--target vertex` and the Vertex registry/deployment."""
 
@@ -280,6 +312,8 @@ class VertexConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     staging_bucket: str | None = None
     template_repository: str | None = None  # https://REGION-kfp.pkg.dev/PROJECT/REPO
+
+    _labels_valid = field_validator("labels")(lambda cls, v: check_labels(v))
 
 
 class KfpConfig(_Strict):
@@ -374,6 +408,8 @@ class BigQueryConfig(_Strict):
     maximum_bytes_billed: int | None = Field(None, gt=0)
     labels: dict[str, str] = Field(default_factory=dict)
     destination_table: str | None = None
+
+    _labels_valid = field_validator("labels")(lambda cls, v: check_labels(v))
 
 
 class VoltpipeConfig(_Strict):
@@ -540,6 +576,7 @@ class VoltpipeConfig(_Strict):
                 image=self.image,
                 api_endpoint=self.vertex.api_endpoint,
                 labels=self.vertex.labels,
+                encryption_key=self.vertex.encryption_key,
             )
         return str((self.workdir / "registry").resolve())
 

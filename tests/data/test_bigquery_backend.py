@@ -306,7 +306,8 @@ def test_bad_input_is_one_clear_data_error(server, tmp_path: Path, case: str) ->
 def test_bytes_cap_fails_before_running(server, tmp_path: Path) -> None:
     before = len(server.requests)
     with pytest.raises(
-        DataError, match=r"would process \d+ bytes, more than bigquery.maximum_bytes_billed = 1000"
+        DataError,
+        match=r"would process \d+ bytes and be billed \d+ .*more than bigquery.maximum_bytes_billed = 1000",
     ):
         _warehouse(server, maximum_bytes_billed=1000).extract(
             SQL, PARAMS, SplitSpec(), _dirs(tmp_path)
@@ -322,14 +323,14 @@ def test_bytes_cap_enforced_by_the_job_is_a_data_error(server, tmp_path: Path, m
     real_run = server.engine.run
 
     def underestimating_dry_run(sql, params, dataset, *, limit0):
-        table, processed = real_run(sql, params, dataset, limit0=limit0)
-        return table, 0 if limit0 else processed
+        table, _ = real_run(sql, params, dataset, limit0=limit0)
+        return table, 0 if limit0 else 50 * 2**20
 
     monkeypatch.setattr(server.engine, "run", underestimating_dry_run)
     with pytest.raises(
-        DataError, match=r"maximum_bytes_billed: Query exceeded limit for bytes billed: 1000\."
+        DataError, match=r"maximum_bytes_billed: Query exceeded limit for bytes billed: 20971520\."
     ):
-        _warehouse(server, maximum_bytes_billed=1000).extract(
+        _warehouse(server, maximum_bytes_billed=20 * 2**20).extract(
             SQL, PARAMS, SplitSpec(), _dirs(tmp_path)
         )
     assert not list(tmp_path.rglob("*.parquet"))
@@ -341,3 +342,126 @@ def test_split_column_missing_is_named(server, tmp_path: Path) -> None:
         _warehouse(server).extract(
             SQL, PARAMS, SplitSpec(method="hash", column="nope"), _dirs(tmp_path)
         )
+
+
+# -- issue 12: time split at warehouse scale, the 10 MB minimum, loads by name, DATETIME --------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fractions", [(0.8, 0.1, 0.1), (0.7, 0.0, 0.3)])
+def test_time_split_cuts_at_quantiles_and_matches_duckdb(
+    wind_warehouse: Path, tmp_path: Path, fractions
+) -> None:
+    from voltpipe.data.duckdb_backend import DuckDBWarehouse
+
+    split = SplitSpec(method="time", column="ts", fractions=fractions)
+    sql = SQL.replace("`p.scada.turbine`", "scada.turbine")  # both warehouses read it so
+    # The server refuses an analytic function ordered over a result this large, as BigQuery
+    # does at warehouse scale ("Resources exceeded"): the split must not need one.
+    with BigQueryTestServer(wind_warehouse, project="p", max_global_sort_rows=100) as srv:
+        result = _warehouse(srv).extract(sql, PARAMS, split, _dirs(tmp_path / "bq"))
+    assert (
+        "OVER" not in result.executed_sql and "APPROX_QUANTILES(`ts`, 1000)" in result.executed_sql
+    )
+    local = DuckDBWarehouse(wind_warehouse).extract(sql, PARAMS, split, _dirs(tmp_path / "duck"))
+    assert result.row_counts == local.row_counts
+    assert sum(result.row_counts.values()) == ROWS_BEFORE_CUTOFF
+
+    def naive(rows: set[tuple]) -> set[tuple]:  # BigQuery's TIMESTAMP is UTC, DuckDB's naive
+        return {(ts.replace(tzinfo=None), turbine) for ts, turbine in rows}
+
+    for name in SPLITS:  # the very same rows in each split on both warehouses
+        assert naive(_rows(tmp_path / "bq" / name)) == naive(_rows(tmp_path / "duck" / name))
+    train = read_table(tmp_path / "bq" / "train").column("ts").to_pylist()
+    test = read_table(tmp_path / "bq" / "test").column("ts").to_pylist()
+    assert max(train) < min(test)  # a time split: everything in train precedes test
+    assert result.row_counts["train"] / ROWS_BEFORE_CUTOFF == pytest.approx(fractions[0], abs=0.01)
+    if fractions[1] == 0:
+        assert result.row_counts["valid"] == 0
+
+
+@pytest.mark.integration
+def test_resources_exceeded_is_not_reported_as_a_bad_query(wind_warehouse: Path, tmp_path) -> None:
+    sql = "SELECT ts, power_kw, ROW_NUMBER() OVER (ORDER BY ts) AS n FROM `p.scada.turbine`"
+    with (
+        BigQueryTestServer(wind_warehouse, project="p", max_global_sort_rows=100) as srv,
+        pytest.raises(DataError, match=r"^BigQuery ran out of resources .*Resources exceeded"),
+    ):
+        _warehouse(srv).extract(sql, {}, SplitSpec(), _dirs(tmp_path))
+
+
+@pytest.mark.integration
+def test_the_cap_check_counts_the_10_mb_minimum(server, tmp_path: Path) -> None:
+    from voltpipe.data.bigquery_backend import billed_bytes
+
+    assert billed_bytes(0) == billed_bytes(10 * 2**20) == 10 * 2**20
+    assert billed_bytes(10 * 2**20 + 1) == 11 * 2**20
+    before = len(server.requests)
+    # The query processes ~0.5 MB, under the 5 MB cap, but BigQuery bills at least 10 MB.
+    with pytest.raises(DataError, match=r"billed 10485760 .*raise the cap to at least 10485760"):
+        _warehouse(server, maximum_bytes_billed=5 * 2**20).extract(
+            SQL, PARAMS, SplitSpec(), _dirs(tmp_path)
+        )
+    jobs = [r["body"] for r in server.requests[before:] if r["method"] == "POST"]
+    assert len(jobs) == 1 and jobs[0]["configuration"]["dryRun"] is True  # nothing ran
+    # and the server fails such a job as BigQuery does
+    from google.api_core import exceptions
+    from google.cloud import bigquery
+
+    client = _warehouse(server)._client()
+    config = bigquery.QueryJobConfig(maximum_bytes_billed=5 * 2**20)
+    with pytest.raises(exceptions.GoogleAPICallError, match="10485760 or higher required"):
+        client.query("SELECT 1 AS x", job_config=config).result()
+
+
+@pytest.mark.integration
+def test_loads_match_parquet_columns_by_name(tmp_path: Path) -> None:
+    import duckdb
+    import pyarrow as pa
+
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA out")
+    con.close()
+    with BigQueryTestServer(path, project="p") as srv:
+        wh = _warehouse(srv, storage=False)
+        wh.write_table(pa.table({"site": ["a"], "kw": [1.5]}), "out.scores", mode="replace")
+        # the same columns in another order: BigQuery matches them by name, not by position
+        wh.write_table(pa.table({"kw": [2.5], "site": ["b"]}), "out.scores", mode="append")
+        rows = srv.engine.read_table("p", "out", "scores").to_pylist()
+    assert rows == [{"site": "a", "kw": 1.5}, {"site": "b", "kw": 2.5}]
+
+
+@pytest.mark.integration
+def test_invalid_job_labels_are_refused_as_bigquery_does(server, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r'Label key "Team" has invalid characters'):
+        _warehouse(server, labels={"Team": "wind"}).extract(
+            SQL, PARAMS, SplitSpec(), _dirs(tmp_path)
+        )
+
+
+@pytest.mark.integration
+def test_datetime_is_served_without_a_time_zone(server, tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    sql = (
+        "SELECT ts, CAST(ts AS DATETIME) AS local_ts, turbine_id FROM `p.scada.turbine`\n"
+        "WHERE ts < @cutoff"
+    )
+    params = normalize_parameters({"cutoff": {"type": "TIMESTAMP", "value": "2024-10-21"}})
+    result = _warehouse(server).extract(sql, params, SplitSpec(), _dirs(tmp_path))
+    types = {c["name"]: c["type"] for c in result.schema}
+    assert types["ts"] == "TIMESTAMP" and types["local_ts"] == "DATETIME"
+    table = read_table(tmp_path / "train")
+    assert table.schema.field("local_ts").type == pa.timestamp("us")  # no time zone
+    assert table.schema.field("ts").type.tz == "UTC"
+    # the REST rows too: DATETIME as civil time, TIMESTAMP as an instant
+    client = _warehouse(server)._client()
+    [row] = client.query(
+        "SELECT CAST(TIMESTAMP '2024-10-20 06:30:00' AS DATETIME) AS d, "
+        "TIMESTAMP '2024-10-20 06:30:00' AS t"
+    ).result()
+    assert row.d == dt.datetime(2024, 10, 20, 6, 30) and row.d.tzinfo is None
+    assert row.t == dt.datetime(2024, 10, 20, 6, 30, tzinfo=dt.UTC)

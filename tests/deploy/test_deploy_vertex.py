@@ -236,3 +236,87 @@ def test_deploy_registered_moves_champion_back_when_vertex_rolls_back(
         )  # fmt: skip
     assert registry.get("wind-power").version == "1"
     assert _endpoint(server)["trafficSplit"] == {first["deployed_model_id"]: 100}
+
+
+# -- issue 12: the health check reaches the canary; the endpoint inherits the model's CMEK ------
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexTestServer]:
+    """A server routing predicts at random by traffic share (seeded), version 2 broken."""
+    with VertexTestServer(
+        predict=lambda instances: [1.0 for _ in instances],
+        failing_models=set(),
+        seed=7,
+    ) as srv:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", srv.endpoint)
+        yield srv
+
+
+@pytest.mark.integration
+def test_the_health_check_reaches_a_10_percent_canary(routed) -> None:
+    model = _three_versions(routed)
+    first = _deploy(routed, model, "1")["deployed_model_id"]
+    routed.failing_models = {f"{model}@2"}  # the new version's container fails every predict
+    summary = _deploy(routed, model, "2", canary_percent=10, health_check_attempts=3)
+
+    # With 3 requests at 10 %, the canary is missed ~73 % of the time; the check keeps going
+    # until the new model itself has answered, so the broken canary is caught and rolled back.
+    assert summary["rolled_back"] is True
+    assert "Prediction failed" in summary["error"]
+    assert _endpoint(routed)["trafficSplit"] == {first: 100}
+
+
+@pytest.mark.integration
+def test_a_healthy_canary_answers_the_health_check_itself(routed) -> None:
+    model = _three_versions(routed)
+    first = _deploy(routed, model, "1")["deployed_model_id"]
+    sent_before = len(routed.find("POST", r":predict$"))
+    summary = _deploy(routed, model, "2", canary_percent=10, health_check_attempts=3)
+
+    new_id = summary["deployed_model_id"]
+    assert summary["health_check"] == "passed" and summary["rolled_back"] is False
+    assert summary["traffic_after"] == {first: 90, new_id: 10}
+    sent = len(routed.find("POST", r":predict$")) - sent_before
+    # at least the 3 answers from the canary, within the budget
+    from voltpipe.deploy.vertex import health_check_budget
+
+    assert 3 <= sent <= health_check_budget(3, 10)
+    assert health_check_budget(3, 100) == 3 and health_check_budget(1, 10) == 132
+
+
+@pytest.mark.integration
+def test_the_endpoint_inherits_the_models_cmek_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voltpipe.registry.vertex import init_sdk
+
+    key = "projects/my-proj/locations/europe-west1/keyRings/r/cryptoKeys/k"
+    with VertexTestServer(cmek_projects={"my-proj"}) as srv:
+        aiplatform = init_sdk("my-proj", "europe-west1", srv.endpoint)
+        model = aiplatform.Model.upload(
+            display_name="wind-power",
+            artifact_uri="gs://b/m1",
+            serving_container_image_uri=IMAGE,
+            encryption_spec_key_name=key,
+        )
+        summary = _deploy(srv, model.resource_name, "1")
+        assert summary["rolled_back"] is False
+        [create] = srv.find("POST", r"/endpoints$")
+        assert create.json["encryptionSpec"] == {"kmsKeyName": key}
+
+
+def _three_versions(server: VertexTestServer) -> str:
+    from voltpipe.registry.vertex import init_sdk
+
+    aiplatform = init_sdk("my-proj", "europe-west1", server.endpoint)
+    first = aiplatform.Model.upload(
+        display_name="wind-power", artifact_uri="gs://b/m1", serving_container_image_uri=IMAGE
+    )
+    for n in (2, 3):
+        aiplatform.Model.upload(
+            display_name="wind-power",
+            parent_model=first.resource_name,
+            artifact_uri=f"gs://b/m{n}",
+            serving_container_image_uri=IMAGE,
+            is_default_version=False,
+        )
+    return first.resource_name

@@ -374,3 +374,180 @@ def test_a_failed_tuning_job_fails_the_step_with_its_message(
         )
     assert str(raised.value).startswith("the Vertex AI tuning job projects/my-proj/")
     assert str(raised.value).endswith("failed: label column 'y' is missing")
+
+
+# ----- issue 12: trials as the tuning guide launches them, CMEK and network, failure messages -----
+
+
+def test_trial_accepts_hyperparameters_as_two_tokens_or_one() -> None:
+    from voltpipe.modelling.trial import parse_args
+
+    common = ["--train=t", "--valid=v", "--label=y", "--task=regression"]
+    # The tuning guide launches `python3 -m trainer --learning_rate VALUE` (two tokens).
+    args, hparams = parse_args(
+        [*common, "--learning_rate", "0.003", "--hidden_units", "[16, 8]", "--batch_size=512"]
+    )
+    assert args.label == "y"
+    assert hparams == {
+        "learning_rate": pytest.approx(0.003),
+        "hidden_units": [16, 8],
+        "batch_size": 512,
+    }
+    with pytest.raises(SystemExit):
+        parse_args([*common, "--no_such_hyperparameter", "1"])
+
+
+def test_the_metrics_file_has_the_cloudml_hypertune_format(tmp_path: Path) -> None:
+    from voltpipe.modelling.trial import report_metric
+
+    path = tmp_path / "hypertune" / "output.metrics"
+    report_metric(str(path), "3", "val_loss", 0.5, 4, checkpoint_path="gs://b/ckpt")
+    report_metric(str(path), "3", "val_loss", 0.25, 7)
+    # The file is rewritten (not appended to), one JSON object a line, values as strings.
+    [line] = path.read_text().splitlines()
+    body = json.loads(line)
+    assert set(body) == {"checkpoint_path", "global_step", "val_loss", "timestamp", "trial"}
+    assert body["val_loss"] == "0.25" and body["global_step"] == "7" and body["trial"] == "3"
+    assert body["checkpoint_path"] == ""
+    assert line == json.dumps(body, sort_keys=True)
+
+
+@pytest.mark.slow
+def test_tuning_trials_run_on_the_test_server_as_the_guide_launches_them(
+    running_server: VertexTestServer, tmp_path: Path
+) -> None:
+    train_uri, valid_uri = _splits_in_gcs(tmp_path)
+    job = vertex_jobs.submit_tuning_job(
+        vertex=_vertex(running_server),
+        image=IMAGE,
+        machine={},
+        train_uri=train_uri,
+        valid_uri=valid_uri,
+        label="target",
+        task="regression",
+        params={
+            "exclude": ["label"],
+            "training_params": {"epochs": 2, "steps_per_execution": 1},
+        },
+        tuning={
+            "max_trials": 2,
+            "parallel_trials": 1,
+            "space": {
+                "learning_rate": {"min": 1e-3, "max": 1e-1, "log": True},
+                "hidden_units": [[4], [8]],
+            },
+        },
+        display_name="real-trials",
+    )
+    [run] = running_server.tuning_runs.values()
+    assert len(run.params) == 2
+    for params in run.params:  # each trial got `--NAME VALUE`, two tokens per parameter
+        names = [f"--{p['parameterId']}" for p in params]
+        assert sorted(names) == ["--hidden_units", "--learning_rate"]
+    trials = vertex_jobs.vertex_trials_table(job)
+    assert [t["state"] for t in trials] == ["SUCCEEDED", "SUCCEEDED"]
+    # the final measurement is what the trial wrote in its cloudml-hypertune file
+    for i, trial in enumerate(trials, start=1):
+        metrics = tmp_path / "gcs" / ".hypertune" / f"{job.name}-{i}"
+        [line] = metrics.read_text().splitlines()
+        body = json.loads(line)
+        assert "checkpoint_path" in body and body["trial"] == str(i)
+        assert trial["value"] == pytest.approx(float(body["val_loss"]), rel=1e-9)
+        assert trial["value"] > 0
+    best = vertex_jobs.best_trial_params(job)
+    assert best["value"] == pytest.approx(min(t["value"] for t in trials))
+    assert best["model"]["hidden_units"] in ([4], [8])
+    assert 1e-3 <= best["training"]["learning_rate"] <= 1e-1
+
+
+def test_jobs_carry_cmek_and_network_and_a_cmek_project_refuses_jobs_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from google.cloud.aiplatform import jobs
+
+    from voltpipe.errors import DataError
+
+    monkeypatch.setattr(jobs, "_JOB_WAIT_TIME", 0.01)
+    key = "projects/my-proj/locations/europe-west1/keyRings/r/cryptoKeys/k"
+    network = "projects/123/global/networks/vpc"
+    with VertexTestServer(cmek_projects={"my-proj"}) as srv:
+        vertex = {**_vertex(srv), "encryption_key": key, "network": network}
+        common = {
+            "image": IMAGE,
+            "machine": {},
+            "train_uri": "gs://b/t",
+            "valid_uri": "gs://b/v",
+            "label": "y",
+            "task": "regression",
+            "params": {},
+        }
+        vertex_jobs.submit_tuning_job(
+            vertex=vertex,
+            tuning={"space": {"learning_rate": {"min": 1e-4, "max": 1e-2}}},
+            display_name="cmek-tuning",
+            **common,
+        )
+        vertex_jobs.run_custom_training_job(
+            vertex=vertex,
+            base_output_dir="gs://b/out",
+            display_name="cmek-train",
+            **common,
+        )
+        [tuning] = srv.find("POST", r"/hyperparameterTuningJobs$")
+        assert tuning.json["encryptionSpec"] == {"kmsKeyName": key}
+        assert tuning.json["trialJobSpec"]["network"] == network
+        [custom] = srv.find("POST", r"/customJobs$")
+        assert custom.json["encryptionSpec"] == {"kmsKeyName": key}
+        assert custom.json["jobSpec"]["network"] == network
+        # the organisation policy refuses a job without a key, with a message that says so
+        with pytest.raises(DataError, match=r"refused the training job: .*restrictNonCmekServices"):
+            vertex_jobs.run_custom_training_job(
+                vertex=_vertex(srv),
+                base_output_dir="gs://b/out",
+                display_name="no-key",
+                **common,
+            )
+
+
+def test_a_failed_job_reads_as_vertex_writes_it_and_the_step_shows_the_trainer_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud.aiplatform import jobs
+
+    from voltpipe.errors import DataError
+
+    monkeypatch.setattr(jobs, "_JOB_WAIT_TIME", 0.05)
+    trainer = (
+        "import sys\n"
+        "print('Traceback (most recent call last):', file=sys.stderr)\n"
+        "print(\"voltpipe error: label column 'y' is missing (columns: a, b)\", file=sys.stderr)\n"
+        "print('W0000 some library warning after the error', file=sys.stderr)\n"
+        "sys.exit(1)\n"
+    )
+    with VertexTestServer(gcs_root=tmp_path / "gcs") as srv:
+        aiplatform = vertex_jobs.init_vertex(_vertex(srv))
+        job = aiplatform.CustomJob(
+            display_name="failing",
+            worker_pool_specs=[
+                {
+                    "machine_spec": {"machine_type": "n1-standard-4"},
+                    "replica_count": 1,
+                    "container_spec": {
+                        "image_uri": IMAGE,
+                        "command": ["python", "-c", trainer],
+                    },
+                }
+            ],
+            staging_bucket="gs://my-bucket/staging",
+        )
+        with pytest.raises(DataError) as raised:
+            vertex_jobs._run(job, _vertex(srv), True, "training job")
+        [stored] = srv.custom_jobs.values()
+    message = stored["error"]["message"]
+    assert message.startswith(
+        "The replica workerpool0-0 exited with a non-zero status of 1. Termination reason: Error."
+    )
+    assert "W0000 some library warning" in message  # the log's tail follows
+    assert "To find out more about why your job exited please check the logs:" in message
+    assert str(raised.value).endswith("failed: label column 'y' is missing (columns: a, b)")
+    assert vertex_jobs.trainer_message("no marker here\n") == "no marker here"

@@ -90,7 +90,7 @@ def test_register_uploads_versions_under_one_parent(registry, server) -> None:
     # The test metrics are imported as each version's model evaluation.
     evaluation, _ = server.find("POST", r"/evaluations:import$")
     assert evaluation.path.endswith(f"{first.metadata['vertex_model']}@1/evaluations:import")
-    assert evaluation.json["modelEvaluation"]["metrics"] == {"rmse": 12.5}
+    assert evaluation.json["modelEvaluation"]["metrics"] == {"rootMeanSquaredError": 12.5}
     assert evaluation.json["modelEvaluation"]["metricsSchemaUri"].endswith(
         "regression_metrics_1.0.0.yaml"
     )
@@ -155,3 +155,57 @@ def test_local_folders_and_bad_uris_are_config_errors(registry, tmp_path) -> Non
         "image": "i",
         "labels": {"a": "b"},
     }
+
+
+# ----- issue 12: evaluations under the schema's names; CMEK on every version ------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "metrics", "expected"),
+    [
+        (
+            "regression",
+            {"rmse": 12.5, "mae": 9.0, "r2": 0.8},
+            {"rootMeanSquaredError": 12.5, "meanAbsoluteError": 9.0, "rSquared": 0.8},
+        ),
+        (
+            "classification",
+            {"auc": 0.91, "log_loss": 0.3, "accuracy": 0.85, "f1": 0.7},
+            {"auRoc": 0.91, "logLoss": 0.3},
+        ),
+        (
+            "forecasting",
+            {"mae": 3.0, "rmse": 4.0, "skill_persistence": 0.2, "mae_h1": 2.0},
+            {"meanAbsoluteError": 3.0, "rootMeanSquaredError": 4.0},
+        ),
+    ],
+)
+def test_evaluation_is_imported_with_the_schemas_field_names(
+    registry, server, task, metrics, expected
+) -> None:
+    lineage = {**_lineage(True), "task": task, "metrics": {"test": metrics}}
+    version = registry.register("wind-power", _model_dir(registry, "r1"), lineage)
+    # the test server refuses names the schema does not define, as the Model Registry does
+    assert version.metadata["vertex_evaluation"]
+    [stored] = server.evaluations.values()
+    assert stored["metrics"] == pytest.approx(expected)
+    assert stored["metricsSchemaUri"].endswith(f"/{task}_metrics_1.0.0.yaml")
+
+
+def test_every_version_carries_the_cmek_key(tmp_path: Path, monkeypatch) -> None:
+    key = "projects/my-proj/locations/europe-west1/keyRings/r/cryptoKeys/k"
+    with VertexTestServer(cmek_projects={"my-proj"}) as srv:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", srv.endpoint)
+        common = {"image": IMAGE, "api_endpoint": srv.endpoint, "gcs_mount": str(tmp_path / "g")}
+        reg = open_registry(
+            vertex_registry_uri("my-proj", "europe-west1", encryption_key=key, **common)
+        )
+        reg.register("wind-power", _model_dir(reg, "r1"), _lineage(True))
+        [upload] = srv.find("POST", r"/models:upload$")
+        assert upload.json["model"]["encryptionSpec"] == {"kmsKeyName": key}
+        # without the key, the organisation policy refuses the upload
+        bare = open_registry(vertex_registry_uri("my-proj", "europe-west1", **common))
+        from voltpipe.errors import DataError
+
+        with pytest.raises(DataError, match="refused a version of 'wind-power': .*restrictNonCmek"):
+            bare.register("wind-power", _model_dir(bare, "r2"), _lineage(True))

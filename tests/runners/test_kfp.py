@@ -127,3 +127,49 @@ def test_unknown_parameter_is_refused_before_any_call(kfp_server, make_config, t
             parameter_values={"epochs": 1},
         )
     assert not kfp_server.requests
+
+
+# ----- issue 12: the namespace follows the cluster's mode -------------------------------------
+
+
+def test_multi_user_cluster_gets_the_namespace(make_config, training_template):
+    with KfpTestServer(multi_user=True) as srv:
+        # the default kfp.namespace (kubeflow) is sent too, not an empty one
+        cfg = make_config(f"kfp.host={srv.endpoint}")
+        summary = submit_kfp(cfg, "training", training_template, cache=False, wait=True)
+        [lookup] = srv.find("GET", r"/apis/v2beta1/experiments$")
+        assert lookup.param("namespace") == "kubeflow"
+        [create] = srv.find("POST", r"/apis/v2beta1/experiments$")
+        assert create.json["namespace"] == "kubeflow"
+        assert summary["state"] == "SUCCEEDED"
+        assert srv.find("GET", r"/apis/v2beta1/healthz$")
+
+
+def test_single_user_cluster_gets_no_namespace(make_config, training_template):
+    with KfpTestServer(multi_user=False) as srv:
+        cfg = make_config(f"kfp.host={srv.endpoint}", "kfp.namespace=team-wind")
+        summary = submit_kfp(cfg, "training", training_template, cache=False, wait=False)
+        [create] = srv.find("POST", r"/apis/v2beta1/experiments$")
+        assert not create.json.get("namespace")
+        assert summary["status"] == "submitted"
+
+
+def test_the_test_server_enforces_both_modes():
+    import urllib.request
+
+    import kfp_server_api
+
+    for multi_user, body, refused in (
+        (True, {"display_name": "e"}, "multi-user mode"),
+        (False, {"display_name": "e", "namespace": "team"}, "single-user mode"),
+    ):
+        with KfpTestServer(multi_user=multi_user) as srv:
+            with urllib.request.urlopen(f"{srv.endpoint}/apis/v2beta1/healthz") as resp:
+                assert json.load(resp) == {"multi_user": multi_user}
+            api = kfp_server_api.ExperimentServiceApi(
+                kfp_server_api.ApiClient(kfp_server_api.Configuration(host=srv.endpoint))
+            )
+            with pytest.raises(kfp_server_api.ApiException, match=refused):
+                api.experiment_service_create_experiment(
+                    experiment=kfp_server_api.V2beta1Experiment(**body)
+                )

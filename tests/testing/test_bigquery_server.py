@@ -52,7 +52,7 @@ def test_query_with_typed_parameters_and_recorded_requests(database: Path) -> No
                 ),
             ],
             labels={"k": "v"},
-            maximum_bytes_billed=10**6,
+            maximum_bytes_billed=2 * 10**7,  # above the 10 MB BigQuery bills at least
         )
         job = _client(srv).query(
             "SELECT id, meter, ts, kwh, pair, rec FROM p.energy.meters "
@@ -67,7 +67,7 @@ def test_query_with_typed_parameters_and_recorded_requests(database: Path) -> No
         insert = srv.job_requests()[0]
         assert insert["jobReference"]["location"] == "US"
         assert insert["configuration"]["labels"] == {"k": "v"}
-        assert insert["configuration"]["query"]["maximumBytesBilled"] == "1000000"
+        assert insert["configuration"]["query"]["maximumBytesBilled"] == "20000000"
         assert [r["method"] for r in srv.requests][:1] == ["POST"]
         assert any(r["path"].startswith("/projects/p/queries/") for r in srv.requests)
 

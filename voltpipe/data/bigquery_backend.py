@@ -23,6 +23,24 @@ from voltpipe.errors import DataError
 SPLIT_COLUMN = "__voltpipe_split"
 _BODY_LINE = 3  # the line of split_query's text where the user's query begins
 _ROW = "__voltpipe_row"
+_CUTS = "__voltpipe_cuts"
+# A time split cuts at quantiles of the column, in steps of 1/QUANTILE_STEPS (0.1 %).
+QUANTILE_STEPS = 1000
+# BigQuery bills at least 10 MB a query (on-demand pricing; MB = 2**20 bytes), rounded up to MB.
+MIN_BILLED_BYTES = 10 * 2**20
+
+
+def billed_bytes(processed: int) -> int:
+    """What BigQuery bills for a query processing `processed` bytes."""
+    return max(MIN_BILLED_BYTES, -(-int(processed) // 2**20) * 2**20)
+
+
+def quantile_offsets(split: SplitSpec) -> tuple[int, int]:
+    """The offsets in ``APPROX_QUANTILES(column, QUANTILE_STEPS)`` of the train and valid cuts."""
+    train, valid, _ = split.fractions
+    return round(train * QUANTILE_STEPS), round((train + valid) * QUANTILE_STEPS)
+
+
 # Streams per split read session; BigQuery may return fewer (small tables get one).
 MAX_STREAM_COUNT = 4
 _PARQUET_OPTIONS = {"compression": "zstd"}
@@ -34,7 +52,7 @@ def split_expression(split: SplitSpec) -> str:
     Same fraction semantics as the DuckDB backend: a position in [0, 1) per row, train below
     ``fractions[0]``, valid below ``fractions[0] + fractions[1]``, test above.
 
-    - time: ``PERCENT_RANK`` over the column (NULLs last, as DuckDB orders them).
+    - time: see `split_query`: a plain comparison with cut points computed first (no window).
     - hash: the first 60 bits of ``MD5(key || ':' || seed)``. MD5 is computed identically by
       DuckDB, so a key lands in the same split on both warehouses and on every run.
     - random: ``FARM_FINGERPRINT`` of the whole row as JSON and the seed: stable for the same data
@@ -44,8 +62,13 @@ def split_expression(split: SplitSpec) -> str:
     seed = int(split.seed)  # an int from the config, never user text
     column = f"`{(split.column or '').replace('`', '')}`"
     if split.method == "time":
-        position = f"PERCENT_RANK() OVER (ORDER BY {column} ASC NULLS LAST)"
-    elif split.method == "hash":
+        low, high = quantile_offsets(split)
+        value = f"{_ROW}.{column}"
+        return (
+            f"CASE WHEN {value} < {_CUTS}.q[OFFSET({low})] THEN 0 "
+            f"WHEN {value} < {_CUTS}.q[OFFSET({high})] THEN 1 ELSE 2 END"
+        )
+    if split.method == "hash":
         position = (
             "MOD(CAST(CONCAT('0x', SUBSTR(TO_HEX(MD5(CONCAT("
             f"COALESCE(CAST({column} AS STRING), ''), ':{seed}'))), 1, 15)) AS INT64), 1000000) / 1000000"
@@ -59,10 +82,26 @@ def split_expression(split: SplitSpec) -> str:
 
 
 def split_query(sql: str, split: SplitSpec) -> str:
-    """Wraps the user's query so each row carries its split code in ``__voltpipe_split``."""
+    """Wraps the user's query so each row carries its split code in ``__voltpipe_split``.
+
+    A time split computes its cut points first, ``APPROX_QUANTILES(column, 1000)`` of the
+    result (an aggregate BigQuery computes in parallel), and splits with a plain comparison:
+    a ``PERCENT_RANK() OVER (ORDER BY column)`` over the whole result is a global sort in one
+    worker, which BigQuery refuses ("Resources exceeded") on large extracts. Rows equal to a
+    cut go to the later split (ties stay together); NULLs go to test, as NULLS LAST did.
+    """
     body = sql.rstrip().rstrip(";").rstrip()
     # The user's query starts on line 3 (positions in BigQuery's messages are shifted back by
     # _BODY_LINE - 1); the newline before ")" keeps a trailing "-- comment" from eating it.
+    if split.method == "time":
+        column = f"`{(split.column or '').replace('`', '')}`"
+        return (
+            "-- voltpipe: a time split at cut points computed first\n"
+            f"WITH {_ROW} AS (\n{body}\n),\n"
+            f"{_CUTS} AS (SELECT APPROX_QUANTILES({column}, {QUANTILE_STEPS}) AS q FROM {_ROW})\n"
+            f"SELECT {_ROW}.*, {split_expression(split)} AS {SPLIT_COLUMN}\n"
+            f"FROM {_ROW} CROSS JOIN {_CUTS}"
+        )
     return (
         f"SELECT {_ROW}.*, {split_expression(split)} AS {SPLIT_COLUMN}\nFROM (\n{body}\n) AS {_ROW}"
     )
@@ -307,12 +346,18 @@ class BigQueryWarehouse:
         except exceptions.GoogleAPICallError as exc:
             raise _translate_error(exc, sql, parameters, line_offset) from None
         processed = int(job.total_bytes_processed or 0)
-        print(f"voltpipe: query will process {processed} bytes", flush=True)
-        if self.maximum_bytes_billed is not None and processed > self.maximum_bytes_billed:
+        billed = billed_bytes(processed)
+        print(f"voltpipe: query will process {processed} bytes (billed {billed})", flush=True)
+        if self.maximum_bytes_billed is not None and billed > self.maximum_bytes_billed:
             raise DataError(
-                f"the query would process {processed} bytes, more than "
+                f"the query would process {processed} bytes and be billed {billed} (BigQuery "
+                f"bills at least {MIN_BILLED_BYTES} bytes, 10 MB, a query), more than "
                 f"bigquery.maximum_bytes_billed = {self.maximum_bytes_billed}; "
-                "narrow the query or raise the cap"
+                + (
+                    "narrow the query or raise the cap"
+                    if processed > self.maximum_bytes_billed
+                    else f"raise the cap to at least {MIN_BILLED_BYTES}"
+                )
             )
         return job
 
@@ -423,8 +468,9 @@ class BigQueryWarehouse:
                 else bigquery.WriteDisposition.WRITE_APPEND
             ),
             create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
-            labels=self.labels or None,
         )
+        if self.labels:  # the client refuses labels=None
+            config.labels = self.labels
         try:
             job = self._client().load_table_from_file(
                 buffer,
@@ -681,6 +727,12 @@ def _translate_error(
         return DataError(f"dataset {m.group(1).replace(':', '.')} does not exist: {message}")
     if "Syntax error" in message:
         return DataError(f"SQL syntax error: {message}")
+    if "resourcesExceeded" in reasons or message.startswith("Resources exceeded"):
+        return DataError(
+            "BigQuery ran out of resources for the query (its size, not its SQL, is the "
+            "problem: a global ORDER BY or an OVER (ORDER BY ...) without PARTITION BY runs in "
+            f"one worker); narrow the query or partition the analytic function: {message}"
+        )
     if (
         "bytes billed" in message.lower()
         or "billingTierLimitExceeded" in reasons

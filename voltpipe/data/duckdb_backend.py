@@ -20,6 +20,26 @@ from voltpipe.errors import ConfigError, DataError
 
 _SPLIT_COL = "__voltpipe_split"
 _ROW = "__voltpipe_row"
+_CUTS = "__voltpipe_cuts"
+
+
+def _split_select(translated: str, split: SplitSpec) -> str:
+    """The query with each row's split code in ``__voltpipe_split`` (see `_split_expression`)."""
+    if split.method != "time":
+        return (
+            f"SELECT {_ROW}.*, {_split_expression(split)} AS {_SPLIT_COL} "
+            f"FROM ({translated}) AS {_ROW}"
+        )
+    from voltpipe.data.bigquery_backend import QUANTILE_STEPS, quantile_offsets
+
+    low, high = (k / QUANTILE_STEPS for k in quantile_offsets(split))
+    column = _quote(split.column or "")
+    return (
+        f"WITH {_ROW} AS ({translated}), "
+        f"{_CUTS} AS (SELECT quantile_disc({column}, [{low!r}, {high!r}]) AS q FROM {_ROW}) "
+        f"SELECT {_ROW}.*, {_split_expression(split)} AS {_SPLIT_COL} "
+        f"FROM {_ROW} CROSS JOIN {_CUTS}"
+    )
 
 
 def _quote(name: str) -> str:
@@ -30,8 +50,14 @@ def _split_expression(split: SplitSpec) -> str:
     """SQL giving each row a split code 0/1/2, deterministic for the same data and seed."""
     train, valid, _ = split.fractions
     if split.method == "time":
-        position = f"PERCENT_RANK() OVER (ORDER BY {_quote(split.column or '')})"
-    elif split.method == "hash":
+        # Cut points first, then a plain comparison, as the BigQuery backend does (its
+        # APPROX_QUANTILES(column, 1000)[OFFSET(k)] is quantile_disc(column, k / 1000) here):
+        # the same rows land in the same split on both warehouses.
+        value = f"{_ROW}.{_quote(split.column or '')}"
+        return (
+            f"CASE WHEN {value} < {_CUTS}.q[1] THEN 0 WHEN {value} < {_CUTS}.q[2] THEN 1 ELSE 2 END"
+        )
+    if split.method == "hash":
         # Stable by key: the same key lands in the same split on every run. The first 60 bits of
         # MD5(key || ':' || seed) are what the BigQuery backend computes too, so a key gets the
         # same split on both warehouses (bigquery_backend.split_expression).
@@ -132,8 +158,7 @@ class DuckDBWarehouse:
             staging.parent.mkdir(parents=True, exist_ok=True)
             try:
                 con.execute(
-                    f"COPY (SELECT {_ROW}.*, {_split_expression(split)} AS {_SPLIT_COL} "
-                    f"FROM ({translated}) AS {_ROW}) TO '{_escape(staging)}' "
+                    f"COPY ({_split_select(translated, split)}) TO '{_escape(staging)}' "
                     f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({_SPLIT_COL}))",
                     {**values, "__voltpipe_seed": split.seed} if split.method != "time" else values,
                 )

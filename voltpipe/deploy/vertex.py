@@ -6,6 +6,7 @@ google-cloud-aiplatform is imported inside the functions (through `registry.vert
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from voltpipe.errors import ConfigError
@@ -66,6 +67,7 @@ def deploy_vertex(
     api_endpoint: str | None = None,
     labels: dict[str, str] | None = None,
     deploy_timeout_seconds: float | None = None,
+    encryption_key: str | None = None,
 ) -> dict[str, Any]:
     """Deploys `model` (a Model resource name, optionally ``@VERSION``, or with `version`) to the
     endpoint with display name `endpoint_name` (created if missing).
@@ -73,7 +75,8 @@ def deploy_vertex(
     The new deployed model gets `canary_percent` of the traffic and the newest
     ``keep_versions - 1`` previous deployed models the rest, in proportion to their shares; older
     deployed models get none and are undeployed once the new one passed its health check (an
-    `endpoint.predict` of `health_instances`, `health_check_attempts` times). If the deployment
+    `endpoint.predict` of `health_instances` until the new deployed model itself answered
+    `health_check_attempts` times, see `_health_check`). If the deployment
     or the health check fails, the new deployed model is undeployed and the previous traffic
     split restored: the summary then has ``rolled_back: true`` and ``error``.
 
@@ -101,7 +104,11 @@ def deploy_vertex(
     version = version or at_version or None
     target = aiplatform.Model(base, version=version) if version else aiplatform.Model(base)
 
-    endpoint = _get_or_create_endpoint(aiplatform, endpoint_name, labels or {})
+    # A new endpoint gets the model's CMEK key (an organisation that mandates CMEK refuses one
+    # without), or `encryption_key`.
+    spec = target.encryption_spec
+    key = encryption_key or (spec.kms_key_name if spec is not None else None) or None
+    endpoint = _get_or_create_endpoint(aiplatform, endpoint_name, labels or {}, key)
     before = {k: int(v) for k, v in endpoint.traffic_split.items()}
     previous = sorted(endpoint.list_models(), key=_age_key, reverse=True)  # newest first
     previous_ids = [d.id for d in previous]
@@ -138,7 +145,7 @@ def deploy_vertex(
         summary["deployed_model_id"] = new_id
         if health_check:
             summary["health_check"] = _health_check(
-                endpoint, health_instances, health_check_attempts
+                endpoint, health_instances, health_check_attempts, new_id, split[NEW]
             )
     except Exception as exc:
         log.error("deployment to %s failed, rolling back: %s", endpoint_name, exc)
@@ -155,14 +162,21 @@ def deploy_vertex(
     return summary
 
 
-def _get_or_create_endpoint(aiplatform: Any, name: str, labels: dict[str, str]) -> Any:
+def _get_or_create_endpoint(
+    aiplatform: Any, name: str, labels: dict[str, str], encryption_key: str | None = None
+) -> Any:
     if not name or '"' in name:
         raise ConfigError(f"invalid endpoint display name {name!r}")
     found = aiplatform.Endpoint.list(filter=f'display_name="{name}"', order_by="create_time")
     if found:
         return aiplatform.Endpoint(found[0].resource_name)  # a full read, with deployed models
     clean = {label_value(k): label_value(v) for k, v in labels.items()}
-    return aiplatform.Endpoint.create(display_name=name, labels=clean or None, sync=True)
+    return aiplatform.Endpoint.create(
+        display_name=name,
+        labels=clean or None,
+        encryption_spec_key_name=encryption_key,
+        sync=True,
+    )
 
 
 def _refresh(aiplatform: Any, endpoint: Any) -> Any:
@@ -176,22 +190,61 @@ def _age_key(deployed: Any) -> tuple[Any, int]:
     return stamp, int(deployed.id) if str(deployed.id).isdigit() else 0
 
 
-def _health_check(endpoint: Any, instances: list[dict[str, Any]] | None, attempts: int) -> str:
-    """Predicts `instances` `attempts` times; every answer must have one prediction per instance.
+# A canary health check keeps predicting until the new deployed model itself has answered
+# `attempts` times; the request budget makes missing a healthy canary less likely than this.
+MISS_PROBABILITY = 1e-6
 
-    With a canary, requests are spread by the traffic split, so a few attempts give the new
-    deployed model a chance to answer; Vertex offers no predict call aimed at one deployed model.
+
+def health_check_budget(attempts: int, share_percent: int) -> int:
+    """Requests allowed for `attempts` answers from a deployed model with `share_percent` of the
+    traffic: ``attempts`` times the requests after which a model with that share has been hit
+    with probability ``1 - MISS_PROBABILITY`` (all requests at 100 %)."""
+    attempts = max(1, attempts)
+    if share_percent >= 100:
+        return attempts
+    per_hit = math.ceil(math.log(MISS_PROBABILITY) / math.log(1 - share_percent / 100))
+    return attempts * per_hit
+
+
+def _health_check(
+    endpoint: Any,
+    instances: list[dict[str, Any]] | None,
+    attempts: int,
+    new_id: str,
+    share_percent: int,
+) -> str:
+    """Checks the newly deployed model itself: predicts `instances` until `attempts` answers
+    came from deployed model `new_id` (each answer names the deployed model that served it);
+    every answer must have one prediction per instance.
+
+    Vertex routes each request at random by the traffic split, so at a 10 % canary a fixed few
+    requests often never reach the new model; the budget (`health_check_budget`) keeps the
+    chance of that below MISS_PROBABILITY for a healthy canary.
+
+    Raises:
+        RuntimeError: a bad answer, or the new model did not answer within the budget.
     """
     if not instances:
         log.warning("no sample instances: the post-deploy health check is skipped")
         return "skipped: no sample instances"
-    for _ in range(max(1, attempts)):
+    budget = health_check_budget(attempts, share_percent)
+    served = sent = 0
+    while served < max(1, attempts) and sent < budget:
         response = endpoint.predict(instances=instances)
+        sent += 1
         if len(response.predictions) != len(instances):
             raise RuntimeError(
                 f"the endpoint answered {len(response.predictions)} predictions "
-                f"for {len(instances)} instances"
+                f"for {len(instances)} instances (deployed model {response.deployed_model_id})"
             )
+        if str(response.deployed_model_id) == str(new_id):
+            served += 1
+    if served < max(1, attempts):
+        raise RuntimeError(
+            f"the new deployed model {new_id} ({share_percent} % of the traffic) answered "
+            f"{served} of {sent} health-check requests, fewer than {attempts}"
+        )
+    log.info("health check: %d of %d requests served by %s", served, sent, new_id)
     return "passed"
 
 

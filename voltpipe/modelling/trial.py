@@ -1,10 +1,10 @@
 """Entry point of Vertex AI training and tuning-trial containers.
 
 ``python -m voltpipe.modelling.trial --train URI --valid URI --label L --task T --params JSON
-[--output-dir URI] [--metric-tag val_loss] [--KEY=VALUE ...]``
+[--output-dir URI] [--metric-tag val_loss] [--KEY VALUE | --KEY=VALUE ...]``
 
-Hyperparameters arrive as ``--KEY=VALUE`` (how Vertex AI passes a trial's parameters) and are
-applied over ``--params`` (``{features, exclude, model_params, training_params, task_params,
+Hyperparameters arrive as ``--KEY VALUE`` (how Vertex AI launches a trial, per its tuning guide)
+or ``--KEY=VALUE`` (both parsed by argparse) and are applied over ``--params`` (``{features, exclude, model_params, training_params, task_params,
 best_params}``; best_params is a tune step's output, applied last as in the train step).
 The best validation loss is reported in the format Vertex AI's tuning service reads (the
 cloudml-hypertune metrics file). With an output dir (or ``AIP_MODEL_DIR``) the chief saves the
@@ -32,24 +32,29 @@ def gcs_fuse_path(uri: str) -> str:
     return "/gcs/" + uri[len("gs://") :] if uri.startswith("gs://") else uri
 
 
-def report_metric(path: str, trial_id: str, tag: str, value: float, step: int) -> None:
-    """Writes one metric line as cloudml-hypertune does (Vertex reads the last one)."""
+def report_metric(
+    path: str, trial_id: str, tag: str, value: float, step: int, checkpoint_path: str = ""
+) -> None:
+    """Writes the trial's metric as cloudml-hypertune does: the file is rewritten with this
+    process's reports, one JSON object a line (``checkpoint_path``, the metric tag,
+    ``global_step``, ``timestamp``, ``trial``; values as strings); Vertex reads the last line."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     body = {
+        "checkpoint_path": checkpoint_path,
+        "global_step": str(int(step)),
+        tag: str(float(value)),
         "timestamp": time.time(),
         "trial": str(trial_id),
-        tag: str(float(value)),
-        "global_step": str(int(step)),
     }
-    with open(path, "a") as fh:
+    with open(path, "w") as fh:  # one report a process: the rewritten file holds this line
         fh.write(json.dumps(body, sort_keys=True) + "\n")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
-    """Known flags, and the ``--KEY=VALUE`` hyperparameters (tunable keys only)."""
+    """Known flags, and the hyperparameters (tunable keys only), ``--KEY VALUE`` or ``--KEY=VALUE``."""
     from voltpipe.modelling.tuning import decode_choice
 
-    parser = argparse.ArgumentParser(prog="python -m voltpipe.modelling.trial")
+    parser = argparse.ArgumentParser(prog="python -m voltpipe.modelling.trial", allow_abbrev=False)
     parser.add_argument("--train", required=True)
     parser.add_argument("--valid", required=True)
     parser.add_argument("--label", required=True)
@@ -57,15 +62,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     parser.add_argument("--params", default="{}")
     parser.add_argument("--output-dir", default="")
     parser.add_argument("--metric-tag", default="val_loss")
-    args, rest = parser.parse_known_args(argv)
+    hp = parser.add_argument_group("hyperparameters (a tuning trial's, as --KEY VALUE)")
+    for key in sorted(TUNABLE):
+        hp.add_argument(f"--{key}", dest=f"hp__{key}", metavar="VALUE", default=None)
+    args = parser.parse_args(argv)
     hparams: dict[str, Any] = {}
-    for item in rest:
-        key, sep, value = item.removeprefix("--").partition("=")
-        if not sep or key not in TUNABLE:
-            parser.error(
-                f"unknown argument {item!r} (hyperparameters: --KEY=VALUE, KEY in {sorted(TUNABLE)})"
-            )
-        hparams[key] = decode_choice(key, value)
+    for key in TUNABLE:
+        value = getattr(args, f"hp__{key}")
+        if value is not None:
+            hparams[key] = decode_choice(key, value)
     return args, hparams
 
 
@@ -119,6 +124,7 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         args.metric_tag,
         best,
         result.epochs_run,
+        checkpoint_path=checkpoint or "",
     )
     print(
         f"voltpipe trial: {args.metric_tag}={best:.6g} after {result.epochs_run} epochs", flush=True

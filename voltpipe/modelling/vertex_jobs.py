@@ -133,7 +133,8 @@ def submit_tuning_job(
     display_name: str,
     sync: bool = True,
 ) -> Any:
-    """Creates (and with `sync` waits for) a HyperparameterTuningJob over ``tuning.space``.
+    """Creates (and with `sync` waits for) a HyperparameterTuningJob over ``tuning.space``; its
+    trials (and it) carry `vertex.encryption_key` (CMEK) and run on `vertex.network` when set.
 
     ``bayesian`` uses Vertex's default (Bayesian optimisation), ``random`` its random search;
     Vertex has no Hyperband, so ``hyperband`` runs as ``bayesian`` there.
@@ -152,6 +153,7 @@ def submit_tuning_job(
             ),
         ),
         staging_bucket=vertex.get("staging_bucket"),
+        encryption_spec_key_name=vertex.get("encryption_key") or None,
     )
     job = aiplatform.HyperparameterTuningJob(
         display_name=display_name,
@@ -162,6 +164,7 @@ def submit_tuning_job(
         parallel_trial_count=cfg.parallel_trials,
         search_algorithm="random" if cfg.algorithm == "random" else None,
         labels=vertex.get("labels") or None,
+        encryption_spec_key_name=vertex.get("encryption_key") or None,
     )
     _run(job, vertex, sync, "tuning job")
     return job
@@ -271,30 +274,52 @@ def run_custom_training_job(
         staging_bucket=vertex.get("staging_bucket"),
         base_output_dir=base_output_dir,
         labels=vertex.get("labels") or None,
+        encryption_spec_key_name=vertex.get("encryption_key") or None,
     )
     _run(job, vertex, sync, "training job")
     return job
 
 
-def _run(job: Any, vertex: dict[str, Any], sync: bool, what: str) -> None:
-    """Runs `job` (as `vertex.service_account`); with `sync`, a job that ends FAILED raises.
+def trainer_message(message: str) -> str:
+    """The trainer's own message in a failed job's error.
 
-    Raises:
-        DataError: the job failed, with the job's own error message (a voltpipe trainer's
-            one-line error, without its marker).
+    Vertex AI reports a failed replica as ``The replica workerpool0-0 exited with a non-zero
+    status of 1. Termination reason: Error.`` followed by the tail of the container's log (and a
+    link to the logs); a voltpipe trainer's one-line error is the log line with the error marker.
+    Without such a line, the message is returned as it is.
     """
     from voltpipe.errors import ERROR_MARKER
 
+    marked = [ln for ln in message.splitlines() if ERROR_MARKER in ln]
+    if marked:
+        return marked[-1].split(ERROR_MARKER, 1)[1].strip()
+    return message.strip()
+
+
+def _run(job: Any, vertex: dict[str, Any], sync: bool, what: str) -> None:
+    """Runs `job` (as `vertex.service_account`, on `vertex.network` when set); with `sync`, a
+    job that ends FAILED raises.
+
+    Raises:
+        DataError: the job failed, with the trainer's own message when the job's error has one
+            (see `trainer_message`), else the job's error message.
+    """
     run_kwargs: dict[str, Any] = {"sync": sync}
     if vertex.get("service_account"):
         run_kwargs["service_account"] = vertex["service_account"]
+    if vertex.get("network"):
+        run_kwargs["network"] = vertex["network"]
+    from google.api_core import exceptions as gexc
+
     try:
         job.run(**run_kwargs)
+    except gexc.GoogleAPICallError as exc:  # refused at creation (policy, labels, spec)
+        raise DataError(f"Vertex AI refused the {what}: {exc.message or exc}") from None
     except RuntimeError as exc:  # the SDK's "Job failed with: ..." once the job ends FAILED
         error = job.error
         message = error.message if error is not None and error.message else str(exc)
         raise DataError(
-            f"the Vertex AI {what} {job.resource_name} failed: {message.removeprefix(ERROR_MARKER)}"
+            f"the Vertex AI {what} {job.resource_name} failed: {trainer_message(message)}"
         ) from None
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from voltpipe.errors import ConfigError
+from voltpipe.errors import ConfigError, DataError
 from voltpipe.registry.base import CHAMPION, ModelVersion
 
 if TYPE_CHECKING:
@@ -40,6 +40,39 @@ _EVALUATION_SCHEMAS = {
     for task in ("regression", "classification", "forecasting")
 }
 _DESCRIPTION_KEYS = ("task", "label", "metrics", "decision", "source_model_uri", "query_parameters")
+# voltpipe's metric names -> the field names of the task's Vertex metrics schema (the Model
+# Registry shows only those); metrics the schema has no field for are not imported.
+_ERROR_FIELDS = {
+    "rmse": "rootMeanSquaredError",
+    "mae": "meanAbsoluteError",
+    "mape": "meanAbsolutePercentageError",
+    "r2": "rSquared",
+    "rmsle": "rootMeanSquaredLogError",
+}
+EVALUATION_FIELDS = {
+    "regression": _ERROR_FIELDS,
+    "forecasting": {
+        **_ERROR_FIELDS,
+        "wape": "weightedAbsolutePercentageError",
+        "rmspe": "rootMeanSquaredPercentageError",
+        "smape": "symmetricMeanAbsolutePercentageError",
+    },
+    "classification": {"auc": "auRoc", "pr_auc": "auPrc", "log_loss": "logLoss"},
+}
+
+
+def evaluation_metrics(task: str, metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric `metrics` under the field names of `task`'s Vertex metrics schema (all of
+    them, under their own names, for a task without a schema)."""
+    numbers = {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    fields = EVALUATION_FIELDS.get(task)
+    if fields is None:
+        return numbers
+    return {fields[k]: v for k, v in numbers.items() if k in fields}
 
 
 def init_sdk(project: str, location: str, api_endpoint: str | None = None) -> Any:
@@ -75,11 +108,14 @@ def vertex_registry_uri(
     api_endpoint: str | None = None,
     labels: dict[str, str] | None = None,
     gcs_mount: str | None = None,
+    encryption_key: str | None = None,
 ) -> str:
     """The registry URI (a plain string, so it can be a pipeline parameter) for these settings."""
     query: list[tuple[str, str]] = [("image", image)]
     if api_endpoint:
         query.append(("api_endpoint", api_endpoint))
+    if encryption_key:
+        query.append(("encryption_key", encryption_key))
     if gcs_mount:
         query.append(("gcs_mount", gcs_mount))
     query += [(f"label.{k}", v) for k, v in sorted((labels or {}).items())]
@@ -90,7 +126,8 @@ def parse_vertex_uri(uri: str) -> dict[str, Any]:
     """`VertexRegistry` arguments from ``vertex://PROJECT/LOCATION?image=...``.
 
     Query keys: ``image`` (the serving image, required to register), ``api_endpoint``,
-    ``gcs_mount`` (where ``gs://`` is mounted; default ``/gcs``), ``label.KEY=VALUE``.
+    ``gcs_mount`` (where ``gs://`` is mounted; default ``/gcs``), ``encryption_key`` (the CMEK
+    key of every version), ``label.KEY=VALUE``.
 
     Raises:
         ConfigError: no project or location, or an unknown query key.
@@ -105,12 +142,12 @@ def parse_vertex_uri(uri: str) -> dict[str, Any]:
     for key, value in parse_qsl(parts.query):
         if key.startswith("label."):
             kwargs["labels"][key.removeprefix("label.")] = value
-        elif key in ("image", "api_endpoint", "gcs_mount"):
+        elif key in ("image", "api_endpoint", "gcs_mount", "encryption_key"):
             kwargs[key] = value
         else:
             raise ConfigError(
                 f"registry URI {uri!r}: unknown option {key!r}; "
-                "expected image, api_endpoint, gcs_mount or label.KEY"
+                "expected image, api_endpoint, gcs_mount, encryption_key or label.KEY"
             )
     return kwargs
 
@@ -124,6 +161,7 @@ class VertexRegistry:
         api_endpoint: the Vertex API endpoint (``http://...``: a local test server).
         labels: labels on every version (e.g. the config's ``vertex.labels``).
         gcs_mount: the local folder where ``gs://`` buckets are mounted (Vertex: ``/gcs``).
+        encryption_key: the Cloud KMS key (CMEK) every uploaded version is encrypted with.
     """
 
     def __init__(
@@ -135,7 +173,9 @@ class VertexRegistry:
         api_endpoint: str | None = None,
         labels: dict[str, str] | None = None,
         gcs_mount: str | Path = "/gcs",
+        encryption_key: str | None = None,
     ) -> None:
+        self.encryption_key = encryption_key or None
         self.project = project
         self.location = location
         self.image = image
@@ -230,23 +270,31 @@ class VertexRegistry:
             if metadata.get(key):
                 labels[f"voltpipe-{key}"] = label_value(metadata[key])
         summary = {k: metadata[k] for k in _DESCRIPTION_KEYS if k in metadata}
-        model = aiplatform.Model.upload(
-            display_name=name,
-            parent_model=parent,
-            # The first version is necessarily the default; later ones only when promoted.
-            is_default_version=promote or parent is None,
-            version_aliases=[CHAMPION] if promote else None,
-            version_description=str((metadata.get("decision") or {}).get("reason", ""))[:1000]
-            or None,
-            description=json.dumps(summary, sort_keys=True, default=str),
-            artifact_uri=artifact_uri,
-            serving_container_image_uri=self.image,
-            serving_container_predict_route=PREDICT_ROUTE,
-            serving_container_health_route=HEALTH_ROUTE,
-            serving_container_ports=[SERVING_PORT],
-            labels=labels,
-            sync=True,
-        )
+        from google.api_core import exceptions as gexc
+
+        try:
+            model = aiplatform.Model.upload(
+                display_name=name,
+                parent_model=parent,
+                # The first version is necessarily the default; later ones only when promoted.
+                is_default_version=promote or parent is None,
+                version_aliases=[CHAMPION] if promote else None,
+                version_description=str((metadata.get("decision") or {}).get("reason", ""))[:1000]
+                or None,
+                description=json.dumps(summary, sort_keys=True, default=str),
+                artifact_uri=artifact_uri,
+                serving_container_image_uri=self.image,
+                serving_container_predict_route=PREDICT_ROUTE,
+                serving_container_health_route=HEALTH_ROUTE,
+                serving_container_ports=[SERVING_PORT],
+                labels=labels,
+                encryption_spec_key_name=self.encryption_key,
+                sync=True,
+            )
+        except gexc.GoogleAPICallError as exc:  # e.g. an organisation policy (CMEK), labels
+            raise DataError(
+                f"the Vertex AI Model Registry refused a version of {name!r}: {exc.message or exc}"
+            ) from None
         meta = {
             **metadata,
             "name": name,
@@ -312,7 +360,9 @@ class VertexRegistry:
         the registration stands without it); returns the evaluation's resource name."""
         from google.protobuf import json_format, struct_pb2
 
-        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        numbers = evaluation_metrics(task, metrics)
+        if not numbers:
+            return None
         value = struct_pb2.Value()
         json_format.ParseDict(numbers, value)
         evaluation: dict[str, Any] = {

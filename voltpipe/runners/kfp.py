@@ -49,7 +49,12 @@ def _quiet() -> Iterator[None]:
 
 def kfp_client(cfg: VoltpipeConfig, client_kwargs: dict[str, Any] | None = None) -> kfp.Client:
     """A `kfp.Client` for `cfg.kfp`; `client_kwargs` passes its auth options through
-    (``existing_token``, ``cookies``, ``credentials``, ``client_id``, ``ssl_ca_cert`` ...)."""
+    (``existing_token``, ``cookies``, ``credentials``, ``client_id``, ``ssl_ca_cert`` ...).
+
+    The cluster's mode comes from its healthz (``multi_user``): a multi-user cluster scopes
+    experiments and runs to a namespace (`kfp.namespace`, the user's profile namespace) and
+    refuses requests without one; a single-user cluster refuses any namespace, so none is sent.
+    """
     import kfp
 
     check_kfp_config(cfg)
@@ -59,11 +64,14 @@ def kfp_client(cfg: VoltpipeConfig, client_kwargs: dict[str, Any] | None = None)
             raise ConfigError(f"client_kwargs: set {reserved} with kfp.{reserved} in the config")
     with _quiet():
         try:
-            return kfp.Client(host=cfg.kfp.host, namespace=cfg.kfp.namespace, **kwargs)
+            client = kfp.Client(host=cfg.kfp.host, namespace=cfg.kfp.namespace, **kwargs)
+            multi_user = bool(client.get_kfp_healthz().multi_user)
         except Exception as exc:
             raise PipelineError(
                 f"cannot connect to Kubeflow Pipelines at {cfg.kfp.host}: {exc}"
             ) from exc
+    client.set_user_namespace(cfg.kfp.namespace if multi_user else "")
+    return client
 
 
 def _api_call(what: str, cfg: VoltpipeConfig, fn: Any, *args: Any, **kwargs: Any) -> Any:

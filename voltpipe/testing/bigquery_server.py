@@ -26,14 +26,21 @@ How BigQuery maps onto DuckDB:
   each cast to its declared type (so a STRING compared with a TIMESTAMP fails as on BigQuery).
 - Types: BIGINT/INTEGER -> INT64, DOUBLE -> FLOAT64, VARCHAR -> STRING, TIMESTAMP (naive, taken
   as UTC) and TIMESTAMPTZ -> TIMESTAMP, DATE, DECIMAL -> NUMERIC, BLOB -> BYTES, LIST -> REPEATED,
-  STRUCT -> RECORD.
+  STRUCT -> RECORD. DATETIME (``CAST(x AS DATETIME)``, DATETIME parameters) is DuckDB's
+  TIMESTAMP_NS here and is served as BigQuery serves it: schema type DATETIME, an Arrow timestamp
+  without a time zone, ``2024-01-01T00:30:00`` in JSON rows (a TIMESTAMP_NS source column reads
+  as DATETIME too).
 - ``FARM_FINGERPRINT`` is emulated with DuckDB's ``hash`` (same range and spread, different
   values from Google's FarmHash); ``MD5``, ``TO_HEX`` and the rest are exact.
 - ``totalBytesProcessed`` is an estimate: 8 bytes per value of every column of each table read.
 - Errors carry BigQuery's real bodies: 404 ``notFound`` "Not found: Table p:d.t was not found in
   location US", 400 ``invalidQuery`` "Syntax error: ... at [1:8]", "Unrecognized name: x at
   [l:c]", "No matching signature for operator ... at [l:c]" for a parameter of the wrong type,
-  and a job failing with ``bytesBilledLimitExceeded`` over ``maximumBytesBilled``.
+  and a job failing with ``bytesBilledLimitExceeded`` when what it bills (at least 10 MB,
+  rounded up to MB) is over ``maximumBytesBilled``; "Resources exceeded" (``resourcesExceeded``)
+  for an analytic function ordered over a whole result larger than ``max_global_sort_rows``.
+- ``APPROX_QUANTILES(x, n)`` is exact here (DuckDB's ``quantile_disc``); invalid job labels are
+  refused as BigQuery refuses them; load jobs append Parquet columns by name.
 
 Every request is recorded in ``srv.requests`` as ``{"method", "path", "query", "body"}`` (query as
 ``{key: [values]}``; gRPC calls have method ``"GRPC"`` and the RPC's full name as path).
@@ -66,6 +73,7 @@ from voltpipe.data import sql as sqlmod
 from voltpipe.errors import DataError
 
 _SOURCE_CATALOG = "bq_source"
+MIN_BILLED_BYTES = 10 * 2**20  # BigQuery bills at least 10 MB a query, rounded up to MB
 _ANON_DATASET = "_voltpipe_anonymous"
 PAGE_ROWS = 10_000
 
@@ -78,7 +86,7 @@ _DUCK_TYPES = {
     "BOOL": "BOOLEAN",
     "BOOLEAN": "BOOLEAN",
     "DATE": "DATE",
-    "DATETIME": "TIMESTAMP",
+    "DATETIME": "TIMESTAMP_NS",  # DATETIME's stand-in here (see the module docstring)
     "TIMESTAMP": "TIMESTAMP",
     "NUMERIC": "DECIMAL(38, 9)",
     "BIGNUMERIC": "DECIMAL(38, 9)",
@@ -131,7 +139,8 @@ def bigquery_arrow_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_floating(t):
         return pa.float64()
     if pa.types.is_timestamp(t):
-        return pa.timestamp("us", tz="UTC")
+        # DuckDB's TIMESTAMP_NS stands for DATETIME (no time zone); any other is a TIMESTAMP.
+        return pa.timestamp("us") if t.tz is None and t.unit == "ns" else pa.timestamp("us", "UTC")
     if pa.types.is_decimal(t):
         return pa.decimal128(38, 9)
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
@@ -165,6 +174,8 @@ def _field(name: str, t: pa.DataType, mode: str = "NULLABLE") -> dict[str, Any]:
         if pa.types.is_floating(t)
         else "BOOLEAN"
         if pa.types.is_boolean(t)
+        else "DATETIME"
+        if pa.types.is_timestamp(t) and t.tz is None
         else "TIMESTAMP"
         if pa.types.is_timestamp(t)
         else "DATE"
@@ -193,6 +204,8 @@ def _cell(value: Any, t: pa.DataType, int64_timestamps: bool) -> Any:
         return {"f": [{"v": _cell(value.get(f.name), f.type, int64_timestamps)} for f in t]}
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dt.datetime) and pa.types.is_timestamp(t) and t.tz is None:
+        return value.isoformat()  # a DATETIME: civil time, no zone, as BigQuery writes it
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
@@ -284,6 +297,34 @@ def _param_value(name: str, param_type: dict[str, Any], value: dict[str, Any] | 
         ) from None
 
 
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def check_labels(labels: Any) -> None:
+    """Refuses job labels BigQuery refuses (lowercase letters, digits, ``_``, ``-``; keys start
+    with a letter; at most 63 characters; at most 64 labels)."""
+    if not labels:
+        return
+    if len(labels) > 64:
+        raise BigQueryError(400, "invalid", f"Too many labels: {len(labels)}; the limit is 64")
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(str(key)):
+            raise BigQueryError(
+                400,
+                "invalid",
+                f'Label key "{key}" has invalid characters or length: keys must be 1-63 '
+                "lowercase letters, digits, underscores or dashes, starting with a letter",
+            )
+        if not _LABEL_VALUE.fullmatch(str(value)):
+            raise BigQueryError(
+                400,
+                "invalid",
+                f'Label value "{value}" of key "{key}" has invalid characters or length: '
+                "values must be at most 63 lowercase letters, digits, underscores or dashes",
+            )
+
+
 def _position(sql: str, offset: int) -> str:
     line = sql.count("\n", 0, offset) + 1
     col = offset - (sql.rfind("\n", 0, offset) + 1) + 1
@@ -294,9 +335,15 @@ class Engine:
     """The DuckDB side: table resolution, BigQuery-SQL execution, destination tables."""
 
     def __init__(
-        self, database: str | Path | duckdb.DuckDBPyConnection, project: str, location: str
+        self,
+        database: str | Path | duckdb.DuckDBPyConnection,
+        project: str,
+        location: str,
+        max_global_sort_rows: int | None = None,
     ) -> None:
         self.project, self.location = project, location
+        self.max_global_sort_rows = max_global_sort_rows
+        self._global_sort = False
         if isinstance(database, duckdb.DuckDBPyConnection):
             self.con = database
             self.catalogs = [self._current_catalog()]
@@ -397,6 +444,21 @@ class Engine:
         fingerprint = exp.FarmFingerprint if hasattr(exp, "FarmFingerprint") else ()
 
         def rewrite(node: exp.Expression) -> exp.Expression:
+            # GoogleSQL's DATETIME is sqlglot's TIMESTAMP (its TIMESTAMP is TIMESTAMPTZ).
+            if isinstance(node, exp.DataType) and node.this in (
+                exp.DataType.Type.TIMESTAMP,
+                exp.DataType.Type.DATETIME,
+            ):
+                return exp.DataType.build("TIMESTAMP_NS", dialect="duckdb")
+            if type(node).__name__ == "Datetime" and not isinstance(node.parent, exp.Cast):
+                return exp.cast(node, exp.DataType.build("TIMESTAMP_NS", dialect="duckdb"))
+            if isinstance(node, exp.ApproxQuantiles) and isinstance(node.expression, exp.Literal):
+                # Exact here (quantile_disc), so both warehouses cut at the same values.
+                steps = int(node.expression.this)
+                points = ", ".join(repr(i / steps) for i in range(steps + 1))
+                return sqlglot.parse_one(f"quantile_disc(x, [{points}])", read="duckdb").transform(
+                    lambda n: node.this.copy() if isinstance(n, exp.Column) and n.name == "x" else n
+                )
             if fingerprint and isinstance(node, fingerprint):
                 arg = node.expressions[0] if node.expressions else node.this
                 return sqlglot.parse_one(
@@ -407,6 +469,10 @@ class Engine:
             return node
 
         tree = tree.transform(rewrite)
+        self._global_sort = any(
+            w.args.get("order") is not None and not w.args.get("partition_by")
+            for w in tree.find_all(exp.Window)
+        )
         return tree.sql(dialect="duckdb"), read
 
     def bind(
@@ -500,16 +566,34 @@ class Engine:
     ) -> tuple[pa.Table, int]:
         duck_sql, tables = self.translate(sql, default_dataset)
         duck_sql, values = self.bind(sql, duck_sql, parameters)
+        global_sort = self._global_sort
         query = f"SELECT * FROM ({duck_sql}) LIMIT 0" if limit0 else duck_sql
         try:
             with self.cursor() as cur:
                 table = cur.sql(query, params=values).to_arrow_table()
         except duckdb.Error as exc:
             raise self.error(exc, sql, parameters) from None
+        limit = self.max_global_sort_rows
+        if global_sort and limit is not None and table.num_rows > limit:
+            # An analytic function ordered over the whole result runs in one worker.
+            raise BigQueryError(
+                400,
+                "resourcesExceeded",
+                "Resources exceeded during query execution: The query could not be executed "
+                "in the allotted memory. Peak usage: 143% of limit. Top memory consumer(s): "
+                "analytic OVER() clauses: 98% other/unattributed: 2%",
+            )
         return to_bigquery_arrow(table), self.estimate_bytes(tables)
 
     def write_table(
-        self, dataset: str, table: str, data: pa.Table, disposition: str, project: str
+        self,
+        dataset: str,
+        table: str,
+        data: pa.Table,
+        disposition: str,
+        project: str,
+        *,
+        keep_datetime: bool = False,
     ) -> None:
         catalog = self.catalogs[0]
         name = f'"{catalog}"."{dataset}"."{table}"'
@@ -524,9 +608,19 @@ class Engine:
                     409, "duplicate", f"Already Exists: Table {project}:{dataset}.{table}"
                 )
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}"."{dataset}"')
+            if keep_datetime:  # a result's DATETIME columns stay DATETIME (TIMESTAMP_NS) here
+                data = data.cast(
+                    pa.schema(
+                        pa.field(f.name, pa.timestamp("ns"))
+                        if pa.types.is_timestamp(f.type) and f.type.tz is None
+                        else f
+                        for f in data.schema
+                    )
+                )
             cur.register("__bq_result", data)
             if exists and disposition == "WRITE_APPEND":
-                cur.execute(f"INSERT INTO {name} SELECT * FROM __bq_result")
+                # Load jobs match columns by name (a Parquet file's column order is free).
+                cur.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __bq_result")
             else:
                 cur.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM __bq_result")
             cur.unregister("__bq_result")
@@ -561,6 +655,9 @@ class BigQueryTestServer:
         project: the project the server answers for.
         location: the location in its messages and jobs (``US``).
         storage_api: also serve the Storage Read API over gRPC (``srv.read_api_endpoint``).
+        max_global_sort_rows: a query whose analytic function is ordered over the whole result
+            (``OVER (ORDER BY ...)`` without ``PARTITION BY``) fails with BigQuery's "Resources
+            exceeded" when it returns more rows than this (BigQuery runs it in one worker).
     """
 
     def __init__(
@@ -569,8 +666,9 @@ class BigQueryTestServer:
         project: str = "p",
         location: str = "US",
         storage_api: bool = True,
+        max_global_sort_rows: int | None = 10_000_000,
     ) -> None:
-        self.engine = Engine(database, project, location)
+        self.engine = Engine(database, project, location, max_global_sort_rows)
         self.project, self.location = project, location
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -665,6 +763,7 @@ class BigQueryTestServer:
             raise BigQueryError(400, "invalid", "Only query jobs are supported by this test server")
         if query.get("useLegacySql"):
             raise BigQueryError(400, "invalid", "Legacy SQL is not supported by this test server")
+        check_labels(config.get("labels"))
         ref = dict(body.get("jobReference") or {})
         job_id = ref.get("jobId") or f"job_{uuid.uuid4().hex}"
         location = ref.get("location") or self.location
@@ -712,11 +811,12 @@ class BigQueryTestServer:
             )
             stats.update(totalBytesProcessed=str(processed), schema=schema_json(table.schema))
             job["statistics"]["totalBytesProcessed"] = str(processed)
-            if cap is not None and processed > int(cap):
+            billed = max(MIN_BILLED_BYTES, -(-processed // 2**20) * 2**20)
+            if cap is not None and billed > int(cap):
                 raise BigQueryError(
                     400,
                     "bytesBilledLimitExceeded",
-                    f"Query exceeded limit for bytes billed: {int(cap)}. {processed} or higher required.",
+                    f"Query exceeded limit for bytes billed: {int(cap)}. {billed} or higher required.",
                 )
             dest = query.get("destinationTable")
             if dest is None:
@@ -727,7 +827,9 @@ class BigQueryTestServer:
                 }
                 config["query"]["destinationTable"] = dest
             disposition = query.get("writeDisposition") or "WRITE_EMPTY"
-            self.engine.write_table(dest["datasetId"], dest["tableId"], table, disposition, project)
+            self.engine.write_table(
+                dest["datasetId"], dest["tableId"], table, disposition, project, keep_datetime=True
+            )
         except BigQueryError as exc:
             job["status"] = {
                 "state": "DONE",
@@ -735,7 +837,7 @@ class BigQueryTestServer:
                 "errors": exc.body()["error"]["errors"],
             }
             return job
-        stats["totalBytesBilled"] = str(processed)
+        stats["totalBytesBilled"] = str(billed)
         job["_rows"] = table.num_rows
         job["_schema"] = schema_json(table.schema)
         return job
@@ -748,6 +850,7 @@ class BigQueryTestServer:
         load = config.get("load")
         if load is None:
             raise BigQueryError(400, "invalid", "An upload must carry a load job configuration")
+        check_labels(config.get("labels"))
         ref = dict(body.get("jobReference") or {})
         job_id = ref.get("jobId") or f"job_{uuid.uuid4().hex}"
         location = ref.get("location") or self.location

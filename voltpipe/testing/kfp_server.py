@@ -85,7 +85,9 @@ class KfpTestServer(RecordingServer):
 
     Args:
         run_states: states a run goes through, one per GET after its creation.
-        multi_user: what healthz reports (a multi-user cluster needs a namespace).
+        multi_user: the cluster's mode, reported by ``/apis/v2beta1/healthz`` and enforced as
+            KFP does: a multi-user cluster refuses an experiment (creation or listing) without
+            a namespace, a single-user cluster one with a namespace.
     """
 
     def __init__(
@@ -108,18 +110,14 @@ class KfpTestServer(RecordingServer):
         r = self.route
         r("GET", _API + r"/healthz", lambda q, m: {"multi_user": self.multi_user})
         r("POST", _API + r"/experiments", self._create_experiment)
-        r(
-            "GET",
-            _API + r"/experiments",
-            lambda q, m: self._list(self.experiments, "experiments", q),
-        )
+        r("GET", _API + r"/experiments", self._list_experiments)
         r(
             "GET",
             _API + r"/experiments/(?P<id>[^/:]+)",
             lambda q, m: self._get(self.experiments, m["id"], "experiment"),
         )
         r("POST", _API + r"/runs", self._create_run)
-        r("GET", _API + r"/runs", lambda q, m: self._list(self.runs, "runs", q))
+        r("GET", _API + r"/runs", self._list_runs)
         r("GET", _API + r"/runs/(?P<id>[^/:]+)", self._get_run)
         r("POST", _API + r"/runs/(?P<id>[^/:]+):terminate", self._terminate_run)
         r("POST", _API + r"/pipelines/upload", self._upload_pipeline)
@@ -164,8 +162,43 @@ class KfpTestServer(RecordingServer):
 
     # ----- experiments and runs ------------------------------------------------------------
 
+    def _check_namespace(self, namespace: str | None, what: str) -> None:
+        """KFP's namespace rule for `what` in this cluster's mode (HTTP 400 as KFP answers)."""
+        if self.multi_user and not namespace:
+            raise HttpError(
+                400,
+                f"Invalid input error: In multi-user mode, {what} must specify a namespace",
+            )
+        if not self.multi_user and namespace:
+            raise HttpError(
+                400,
+                f"Invalid input error: In single-user mode, {what} cannot have a namespace "
+                f"(got {namespace!r})",
+            )
+
+    def _list_experiments(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        namespace = req.param("namespace")
+        self._check_namespace(namespace, "ListExperiments")
+        out = self._list(self.experiments, "experiments", req)
+        if namespace and "experiments" in out:
+            out["experiments"] = [e for e in out["experiments"] if e.get("namespace") == namespace]
+            out["total_size"] = len(out["experiments"])
+            if not out["experiments"]:
+                out = {"total_size": 0}
+        return out
+
+    def _list_runs(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        if self.multi_user and not (req.param("namespace") or req.param("experiment_id")):
+            raise HttpError(
+                400,
+                "Invalid input error: In multi-user mode, ListRuns must specify a namespace "
+                "or an experiment",
+            )
+        return self._list(self.runs, "runs", req)
+
     def _create_experiment(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         body = req.json or {}
+        self._check_namespace(body.get("namespace"), "CreateExperiment")
         exp = {
             **body,
             "experiment_id": str(uuid.uuid4()),
@@ -179,6 +212,12 @@ class KfpTestServer(RecordingServer):
         body = req.json or {}
         if not body.get("pipeline_spec") and not body.get("pipeline_version_reference"):
             raise HttpError(400, "a run needs a pipeline_spec or a pipeline_version_reference")
+        if self.multi_user and body.get("experiment_id") not in self.experiments:
+            raise HttpError(
+                400,
+                "Invalid input error: In multi-user mode, a run must belong to an experiment "
+                "of a namespace",
+            )
         run = {
             **body,
             "run_id": str(uuid.uuid4()),

@@ -20,8 +20,20 @@ Job states are scripted: every GET of a job advances it one step through `pipeli
 With `gcs_root`, custom jobs really run instead: the chief pool's container command runs here as
 a subprocess (this environment stands in for the image), with ``gs://BUCKET/PATH`` in its
 arguments and AIP_* variables mapped to ``gcs_root/BUCKET/PATH`` (as Vertex mounts Cloud Storage
-under /gcs); the job is RUNNING until the process exits, then SUCCEEDED or FAILED with the last
-line of its stderr as the error message.
+under /gcs); the job is RUNNING until the process exits, then SUCCEEDED or FAILED with the
+error Vertex writes: ``The replica workerpool0-0 exited with a non-zero status of N. Termination
+reason: Error.``, the tail of the container's log and a link to the logs. Hyperparameter tuning
+jobs run the same way: each trial runs the trial job's chief command with its parameters added
+as ``--NAME VALUE`` (as Vertex's tuning guide shows), CLOUD_ML_TRIAL_ID and
+CLOUD_ML_HP_METRIC_FILE set, and its final measurement read back from the last line of the
+cloudml-hypertune metrics file (parameters sampled at random, seeded by `seed`).
+
+Validation the services do is done here too: labels (keys and values of lowercase letters,
+digits, ``_`` and ``-``, keys starting with a letter, at most 63 characters, at most 64 labels),
+CMEK in the `cmek_projects` (an organisation policy refuses a job, model, endpoint, schedule or
+bucket created there without an encryption key), and the metric names of an imported evaluation
+against its metrics schema. An endpoint routes each predict to one deployed model at random by
+the traffic split (seeded), as the service does.
 Long-running operations are done at once. The SDK's REST transport sends enums as integers
 (``$alt=json;enum-encoding=int``), so a recorded request body holds e.g. ``"goal": 2``; the
 server answers with enum names, which the SDK accepts too.
@@ -31,12 +43,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+import math
 import os
+import random
 import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +73,60 @@ JOB_TERMINAL = {
 }
 
 
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+MAX_LABELS = 64
+# The metric names of Vertex's model evaluation schemas (the fields of their YAML definitions).
+EVALUATION_SCHEMA_FIELDS = {
+    "regression": {
+        "rootMeanSquaredError",
+        "meanAbsoluteError",
+        "meanAbsolutePercentageError",
+        "rSquared",
+        "rootMeanSquaredLogError",
+    },
+    "forecasting": {
+        "rootMeanSquaredError",
+        "meanAbsoluteError",
+        "meanAbsolutePercentageError",
+        "rSquared",
+        "rootMeanSquaredLogError",
+        "weightedAbsolutePercentageError",
+        "rootMeanSquaredPercentageError",
+        "symmetricMeanAbsolutePercentageError",
+        "quantileMetrics",
+    },
+    "classification": {
+        "auPrc",
+        "auRoc",
+        "logLoss",
+        "confidenceMetrics",
+        "confusionMatrix",
+    },
+}
+
+
+def check_labels(labels: Any, what: str) -> None:
+    """Refuses labels the service refuses (HTTP 400 naming the label)."""
+    if not labels:
+        return
+    if len(labels) > MAX_LABELS:
+        raise HttpError(400, f"{what}: at most {MAX_LABELS} labels, got {len(labels)}")
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(str(key)):
+            raise HttpError(
+                400,
+                f"{what}: invalid label key {key!r}: keys have 1-63 lowercase letters, digits, "
+                "'_' or '-' and start with a lowercase letter",
+            )
+        if not _LABEL_VALUE.fullmatch(str(value)):
+            raise HttpError(
+                400,
+                f"{what}: invalid label value {value!r} of {key!r}: values have at most 63 "
+                "lowercase letters, digits, '_' or '-'",
+            )
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -75,7 +144,12 @@ class VertexTestServer(RecordingServer):
         failure_message: the `error.message` of a job that ends in a FAILED state.
         trials: the `trials` a hyperparameter tuning job reports once it has succeeded.
         predict: maps an endpoint's `instances` to its `predictions`.
-        gcs_root: run custom jobs for real, with this folder standing in for Cloud Storage.
+        gcs_root: run custom jobs and tuning trials for real, with this folder standing in for
+            Cloud Storage.
+        seed: seeds the traffic routing of predicts and the parameters of tuning trials.
+        cmek_projects: projects whose organisation policy requires a CMEK key on every resource.
+        failing_models: model resource names (``.../models/ID`` or ``.../models/ID@VERSION``)
+            whose deployed containers fail every predict (HTTP 500), e.g. a broken canary.
     """
 
     def __init__(
@@ -87,8 +161,15 @@ class VertexTestServer(RecordingServer):
         trials: list[dict[str, Any]] | None = None,
         predict: Callable[[list[Any]], list[Any]] = _default_predict,
         gcs_root: str | os.PathLike[str] | None = None,
+        seed: int = 0,
+        cmek_projects: Iterable[str] = (),
+        failing_models: Iterable[str] = (),
     ) -> None:
         super().__init__()
+        self.random = random.Random(seed)
+        self.cmek_projects = set(cmek_projects)
+        self.failing_models = set(failing_models)
+        self.tuning_runs: dict[str, _TuningRun] = {}  # tuning jobs run for real (gcs_root)
         self.pipeline_states = list(pipeline_states)
         self.job_states = list(job_states)
         self.failure_message = failure_message
@@ -114,6 +195,8 @@ class VertexTestServer(RecordingServer):
     def stop(self) -> None:
         for run in self.job_runs.values():
             run.kill()
+        for tuning in self.tuning_runs.values():
+            tuning.kill()
         super().stop()
 
     # ----- helpers -----------------------------------------------------------------------
@@ -142,6 +225,17 @@ class VertexTestServer(RecordingServer):
             op["metadata"] = {"@type": _TYPE + metadata_type, "createTime": _now()}
         self.operations[name] = op
         return op
+
+    def _check_cmek(self, parent: str, spec: Any, kind: str) -> None:
+        """Refuses a resource without ``encryptionSpec.kmsKeyName`` in a CMEK-only project."""
+        project = parent.split("/")[1] if parent.startswith("projects/") else parent
+        if project in self.cmek_projects and not (spec or {}).get("kmsKeyName"):
+            raise HttpError(
+                400,
+                f"Constraint constraints/gcp.restrictNonCmekServices violated for "
+                f"projects/{project}: a {kind} must be created with a customer-managed "
+                "encryption key (encryptionSpec.kmsKeyName)",
+            )
 
     @staticmethod
     def _get(store: dict[str, dict[str, Any]], name: str, kind: str) -> dict[str, Any]:
@@ -274,6 +368,9 @@ class VertexTestServer(RecordingServer):
         parent = m["parent"]
         job_id = req.param("pipelineJobId") or f"pipeline-job-{self._next_id()}"
         name = f"{parent}/pipelineJobs/{job_id}"
+        body = req.json or {}
+        check_labels(body.get("labels"), "PipelineJob")
+        self._check_cmek(parent, body.get("encryptionSpec"), "PipelineJob")
         if name in self.pipeline_jobs:
             raise HttpError(409, f"PipelineJob {name} already exists")
         store = f"{parent}/metadataStores/default"
@@ -315,6 +412,9 @@ class VertexTestServer(RecordingServer):
     # ----- schedules ---------------------------------------------------------------------
 
     def _create_schedule(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        job = ((req.json or {}).get("createPipelineJobRequest") or {}).get("pipelineJob") or {}
+        check_labels(job.get("labels"), "Schedule's PipelineJob")
+        self._check_cmek(m["parent"], job.get("encryptionSpec"), "Schedule's PipelineJob")
         name = f"{m['parent']}/schedules/{self._next_id()}"
         schedule = {
             **(req.json or {}),
@@ -353,6 +453,8 @@ class VertexTestServer(RecordingServer):
 
     def _upload_model(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         body = req.json or {}
+        check_labels(body.get("model", {}).get("labels"), "Model")
+        self._check_cmek(m["parent"], body.get("model", {}).get("encryptionSpec"), "Model")
         parent_model = body.get("parentModel")
         if parent_model:
             base = parent_model.split("@")[0]
@@ -442,7 +544,19 @@ class VertexTestServer(RecordingServer):
     def _import_evaluation(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         target = self._resolve_version(m["name"], m["version"])
         name = f"{m['name']}@{target['versionId']}/evaluations/{self._next_id()}"
-        evaluation = {**(req.json or {}).get("modelEvaluation", {}), "name": name}
+        body = (req.json or {}).get("modelEvaluation", {})
+        schema = str(body.get("metricsSchemaUri", ""))
+        kind = re.search(r"/modelevaluation/(\w+)_metrics_", schema)
+        if kind and kind.group(1) in EVALUATION_SCHEMA_FIELDS:
+            known = EVALUATION_SCHEMA_FIELDS[kind.group(1)]
+            unknown = sorted(set(body.get("metrics") or {}) - known)
+            if unknown:
+                raise HttpError(
+                    400,
+                    f"metrics {unknown} are not fields of the metrics schema {schema} "
+                    f"(fields: {sorted(known)})",
+                )
+        evaluation = {**body, "name": name}
         evaluation["createTime"] = _now()
         self.evaluations[name] = evaluation
         return evaluation
@@ -462,6 +576,8 @@ class VertexTestServer(RecordingServer):
 
     def _create_endpoint(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         name = f"{m['parent']}/endpoints/{req.param('endpointId') or self._next_id()}"
+        check_labels((req.json or {}).get("labels"), "Endpoint")
+        self._check_cmek(m["parent"], (req.json or {}).get("encryptionSpec"), "Endpoint")
         endpoint = {
             **(req.json or {}),
             "name": name,
@@ -521,12 +637,15 @@ class VertexTestServer(RecordingServer):
         endpoint = self._get(self.endpoints, m["name"], "Endpoint")
         if not endpoint["deployedModels"]:
             raise HttpError(400, f"Endpoint {m['name']} has no deployed model")
-        target = (
-            max(endpoint["trafficSplit"].items(), key=lambda kv: kv[1])[0]
-            if endpoint["trafficSplit"]
-            else endpoint["deployedModels"][0]["id"]
-        )
+        split = {k: v for k, v in endpoint["trafficSplit"].items() if v > 0}
+        if not split:
+            raise HttpError(400, f"Endpoint {m['name']} has no deployed model with traffic")
+        # Each request goes to one deployed model, at random by traffic share.
+        target = self.random.choices(list(split), weights=list(split.values()))[0]
         deployed = next(d for d in endpoint["deployedModels"] if d["id"] == target)
+        model = deployed.get("model", "")
+        if {model, f"{model.split('@')[0]}@{deployed.get('modelVersionId')}"} & self.failing_models:
+            raise HttpError(500, f"Prediction failed: deployed model {target} returned an error")
         instances = (req.json or {}).get("instances", [])
         return {
             "predictions": self.predict(instances),
@@ -539,6 +658,15 @@ class VertexTestServer(RecordingServer):
 
     def _job_creator(self, noun: str, store: dict[str, dict[str, Any]]) -> Callable[..., Any]:
         def create(req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+            body = req.json or {}
+            kind = "CustomJob" if noun == "customJobs" else "HyperparameterTuningJob"
+            check_labels(body.get("labels"), kind)
+            self._check_cmek(m["parent"], body.get("encryptionSpec"), kind)
+            if noun == "hyperparameterTuningJobs":
+                trial = body.get("trialJobSpec") or {}
+                self._check_cmek(m["parent"], body.get("encryptionSpec"), "trial CustomJob")
+                if not trial.get("workerPoolSpecs"):
+                    raise HttpError(400, "trialJobSpec.workerPoolSpecs is required")
             name = f"{m['parent']}/{noun}/{self._next_id()}"
             job = {
                 **(req.json or {}),
@@ -549,7 +677,11 @@ class VertexTestServer(RecordingServer):
             }
             store[name] = job
             if store is self.custom_jobs and self.gcs_root is not None:
-                self.job_runs[name] = _JobRun(job, self.gcs_root)
+                self.job_runs[name] = _JobRun(job["jobSpec"], name, self.gcs_root)
+                job["state"] = "JOB_STATE_RUNNING"
+            elif store is self.tuning_jobs and self.gcs_root is not None:
+                self.tuning_runs[name] = _TuningRun(job, self.gcs_root, self.random)
+                job["state"] = "JOB_STATE_RUNNING"
             else:
                 self._pending[name] = list(self.job_states)
             return job
@@ -565,6 +697,9 @@ class VertexTestServer(RecordingServer):
             run = self.job_runs.get(m["name"])
             if run is not None:
                 run.update(job)
+            tuning = self.tuning_runs.get(m["name"])
+            if tuning is not None:
+                tuning.update(job)
             self._advance(m["name"], job, JOB_TERMINAL)
             if store is self.tuning_jobs and job["state"] == "JOB_STATE_SUCCEEDED" and self.trials:
                 job["trials"] = self.trials
@@ -577,6 +712,8 @@ class VertexTestServer(RecordingServer):
             job = self._get(store, m["name"], "Job")
             if m["name"] in self.job_runs:
                 self.job_runs.pop(m["name"]).kill()
+            if m["name"] in self.tuning_runs:
+                self.tuning_runs.pop(m["name"]).kill()
             job["state"] = "JOB_STATE_CANCELLING"
             self._pending[m["name"]] = ["JOB_STATE_CANCELLED"]
             return {}
@@ -638,6 +775,16 @@ class VertexTestServer(RecordingServer):
 
     def _create_bucket(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         body = req.json or {}
+        project = req.param("project") or ""
+        check_labels(body.get("labels"), "Bucket")
+        if project in self.cmek_projects and not (body.get("encryption") or {}).get(
+            "defaultKmsKeyName"
+        ):
+            raise HttpError(
+                400,
+                f"Constraint constraints/gcp.restrictNonCmekServices violated for "
+                f"projects/{project}: a bucket needs encryption.defaultKmsKeyName",
+            )
         self.buckets[body["name"]] = {
             "kind": "storage#bucket",
             "id": body["name"],
@@ -656,26 +803,56 @@ class VertexTestServer(RecordingServer):
         return bucket["iam"]
 
 
-class _JobRun:
-    """One custom job's chief container command, running as a local subprocess."""
+LOG_TAIL_LINES = 20
 
-    def __init__(self, job: dict[str, Any], gcs_root: Path) -> None:
-        spec = job.get("jobSpec", {})
+
+def replica_failure_message(job_name: str, returncode: int, stderr: str) -> str:
+    """A failed replica's error as Vertex AI writes it: the exit status, the log's tail and a
+    link to the job's logs."""
+    project = job_name.split("/")[1] if job_name.startswith("projects/") else ""
+    job_id = job_name.rsplit("/", 1)[-1]
+    tail = [ln for ln in stderr.rstrip().splitlines() if ln.strip()][-LOG_TAIL_LINES:]
+    return (
+        f"The replica workerpool0-0 exited with a non-zero status of {returncode}. "
+        "Termination reason: Error. \n"
+        + "".join(f"{ln}\n" for ln in tail)
+        + "\nTo find out more about why your job exited please check the logs: "
+        f"https://console.cloud.google.com/logs/viewer?project={project}"
+        f"&resource=ml_job%2Fjob_id%2F{job_id}"
+        f"&advancedFilter=resource.type%3D%22ml_job%22%0Aresource.labels.job_id%3D%22{job_id}%22"
+    )
+
+
+class _JobRun:
+    """One custom job's (or tuning trial's) chief container command, as a local subprocess."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        job_name: str,
+        gcs_root: Path,
+        *,
+        extra_args: Sequence[str] = (),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         container = spec["workerPoolSpecs"][0]["containerSpec"]
         self.gcs_root = gcs_root
+        self.job_name = job_name
         command = [self.local(a) for a in container.get("command", [])]
         if command and command[0] in ("python", "python3"):
             command[0] = sys.executable  # the image's python is this environment's
-        argv = command + [self.local(a) for a in container.get("args", [])]
+        argv = command + [self.local(a) for a in container.get("args", [])] + list(extra_args)
         env = {**os.environ}
         base = spec.get("baseOutputDirectory", {}).get("outputUriPrefix", "")
         if base:
             env["AIP_MODEL_DIR"] = self.local(f"{base.rstrip('/')}/model")
             env["AIP_CHECKPOINT_DIR"] = self.local(f"{base.rstrip('/')}/checkpoints")
-        env["CLOUD_ML_JOB_ID"] = job["name"].rsplit("/", 1)[-1]
+        env["CLOUD_ML_JOB_ID"] = job_name.rsplit("/", 1)[-1]
         env["CLOUD_ML_HP_METRIC_FILE"] = str(gcs_root / ".hypertune" / env["CLOUD_ML_JOB_ID"])
+        env.update(extra_env or {})
         for e in container.get("env", []):
             env[e["name"]] = self.local(e.get("value", ""))
+        self.metric_file = Path(env["CLOUD_ML_HP_METRIC_FILE"])
         self.argv = argv
         self.returncode: int | None = None
         self.stderr = ""
@@ -684,7 +861,6 @@ class _JobRun:
         )
         self._thread = threading.Thread(target=self._wait, daemon=True)
         self._thread.start()
-        job["state"] = "JOB_STATE_RUNNING"
 
     def local(self, value: str) -> str:
         """``gs://b/p`` anywhere in `value` (e.g. ``--output-dir=gs://b/p``) -> ``gcs_root/b/p``."""
@@ -695,10 +871,17 @@ class _JobRun:
         self.stderr = err or ""
         self.returncode = self._proc.returncode
 
+    def wait(self) -> int:
+        self._thread.join()
+        return int(self.returncode if self.returncode is not None else -1)
+
     def kill(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
         self._thread.join(timeout=10)
+
+    def error_message(self) -> str:
+        return replica_failure_message(self.job_name, int(self.returncode or 0), self.stderr)
 
     def update(self, job: dict[str, Any]) -> None:
         if self.returncode is None or job["state"] in JOB_TERMINAL:
@@ -707,9 +890,143 @@ class _JobRun:
         if self.returncode == 0:
             job["state"] = "JOB_STATE_SUCCEEDED"
         else:
-            lines = [ln for ln in self.stderr.strip().splitlines() if ln.strip()]
             job["state"] = "JOB_STATE_FAILED"
-            job["error"] = {
-                "code": 9,
-                "message": lines[-1] if lines else "exit code " + str(self.returncode),
+            job["error"] = {"code": 3, "message": self.error_message()}
+
+
+def sample_parameters(study: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    """One trial's parameters drawn from a StudySpec's parameter specs (random search)."""
+    out = []
+    for spec in study.get("parameters", []):
+        log = spec.get("scaleType") in (2, "UNIT_LOG_SCALE")
+        if "doubleValueSpec" in spec:
+            lo, hi = (
+                float(spec["doubleValueSpec"]["minValue"]),
+                float(spec["doubleValueSpec"]["maxValue"]),
+            )
+            value: Any = (
+                math.exp(rng.uniform(math.log(lo), math.log(hi))) if log else rng.uniform(lo, hi)
+            )
+        elif "integerValueSpec" in spec:
+            lo, hi = (
+                int(spec["integerValueSpec"]["minValue"]),
+                int(spec["integerValueSpec"]["maxValue"]),
+            )
+            value = rng.randint(lo, hi)
+        elif "discreteValueSpec" in spec:
+            value = rng.choice(spec["discreteValueSpec"]["values"])
+        elif "categoricalValueSpec" in spec:
+            value = rng.choice(spec["categoricalValueSpec"]["values"])
+        else:
+            raise HttpError(400, f"parameter {spec.get('parameterId')!r} has no value spec")
+        out.append({"parameterId": spec["parameterId"], "value": value})
+    return out
+
+
+def _argument(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class _TuningRun:
+    """A hyperparameter tuning job's trials, run one after another as local subprocesses.
+
+    Each trial runs the trial job spec's chief command with ``--NAME VALUE`` per parameter; its
+    final measurement is the last line of its cloudml-hypertune metrics file (the metric of the
+    study spec, and ``global_step`` as the step count). A trial whose process fails, or that
+    reports no metric, is INFEASIBLE; the job fails when no trial succeeded.
+    """
+
+    def __init__(self, job: dict[str, Any], gcs_root: Path, rng: random.Random) -> None:
+        self.job_name = job["name"]
+        self.spec = job["trialJobSpec"]
+        self.study = job.get("studySpec") or {}
+        self.metric = (self.study.get("metrics") or [{}])[0].get("metricId", "")
+        self.count = int(job.get("maxTrialCount") or 1)
+        self.gcs_root = gcs_root
+        self.trials: list[dict[str, Any]] = []
+        self.params = [sample_parameters(self.study, rng) for _ in range(self.count)]
+        self.done = False
+        self.error = ""
+        self._current: _JobRun | None = None
+        self._killed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run_all, daemon=True)
+        self._thread.start()
+
+    def _run_all(self) -> None:
+        for i, params in enumerate(self.params, start=1):
+            if self._killed:
+                return
+            trial: dict[str, Any] = {
+                "id": str(i),
+                "state": "ACTIVE",
+                "parameters": params,
+                "startTime": _now(),
             }
+            with self._lock:
+                self.trials.append(trial)
+            metric_file = self.gcs_root / ".hypertune" / f"{self.job_name.rsplit('/', 1)[-1]}-{i}"
+            args = [a for p in params for a in (f"--{p['parameterId']}", _argument(p["value"]))]
+            env = {"CLOUD_ML_TRIAL_ID": str(i), "CLOUD_ML_HP_METRIC_FILE": str(metric_file)}
+            base = self.spec.get("baseOutputDirectory", {}).get("outputUriPrefix", "")
+            if base:  # each trial writes under its own folder of the job's output directory
+                env["AIP_MODEL_DIR"] = f"{self.gcs_root}/{base[5:].rstrip('/')}/{i}/model"
+            run = _JobRun(
+                self.spec,
+                f"{self.job_name}/trials/{i}",
+                self.gcs_root,
+                extra_args=args,
+                extra_env={
+                    "CLOUD_ML_TRIAL_ID": str(i),
+                    "CLOUD_ML_HP_METRIC_FILE": str(metric_file),
+                },
+            )
+            self._current = run
+            code = run.wait()
+            measurement = self._measurement(metric_file) if code == 0 else None
+            with self._lock:
+                trial["endTime"] = _now()
+                if measurement is not None:
+                    trial["state"] = "SUCCEEDED"
+                    trial["finalMeasurement"] = measurement
+                else:
+                    trial["state"] = "INFEASIBLE"
+                    trial["infeasibleReason"] = (
+                        run.error_message()
+                        if code != 0
+                        else f"the trial reported no {self.metric!r} in its metrics file"
+                    )
+                    self.error = trial["infeasibleReason"]
+        self.done = True
+
+    def _measurement(self, path: Path) -> dict[str, Any] | None:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if not lines:
+            return None
+        last = json.loads(lines[-1])
+        if self.metric not in last:
+            return None
+        return {
+            "stepCount": str(int(last.get("global_step", 0))),
+            "metrics": [{"metricId": self.metric, "value": float(last[self.metric])}],
+        }
+
+    def kill(self) -> None:
+        self._killed = True
+        if self._current is not None:
+            self._current.kill()
+        self._thread.join(timeout=10)
+
+    def update(self, job: dict[str, Any]) -> None:
+        with self._lock:
+            job["trials"] = [dict(t) for t in self.trials]
+        if not self.done or job["state"] in JOB_TERMINAL:
+            return
+        job["updateTime"] = job["endTime"] = _now()
+        if any(t["state"] == "SUCCEEDED" for t in job["trials"]):
+            job["state"] = "JOB_STATE_SUCCEEDED"
+        else:
+            job["state"] = "JOB_STATE_FAILED"
+            job["error"] = {"code": 3, "message": self.error or "all trials failed"}
