@@ -18,10 +18,13 @@ def drift(
     thresholds: dict = {},  # noqa: B006 - KFP parameter defaults must be literals
     webhook_url: str = "",
     alert_on_drift: bool = True,
+    options: dict = {},  # noqa: B006 - monitoring.multivariate, .performance_estimation, ...
 ) -> NamedTuple("DriftOutputs", [("drift_detected", bool), ("drifted_features", list)]):
     """Compares the champion's stored reference sample with `window` (PSI and KS for numbers,
     Jensen-Shannon and chi-square for categories, the champion's prediction drift, and
-    performance decay when the window has labels). Posts an alert to `webhook_url` on drift."""
+    performance decay when the window has labels), beside the multivariate tests and the
+    champion's estimated performance (CBPE/DLE, no labels needed) per `options`. Posts an alert
+    to `webhook_url` on drift."""
     from collections import namedtuple
 
     from voltpipe.data.io import write_json_atomic, write_text_atomic
@@ -36,7 +39,12 @@ def drift(
             raise DataError(
                 f"model {model_name!r} has no champion to monitor: run the training pipeline first"
             )
-        result = detect_drift(window.path, champion.uri, thresholds=dict(thresholds))
+        result = detect_drift(
+            window.path,
+            champion.uri.replace("gs://", "/gcs/", 1),
+            thresholds=dict(thresholds),
+            options=dict(options),
+        )
     summary = result.to_dict()
     for name, feature in result.drift.features.items():
         for stat in ("psi", "ks_statistic", "js_distance"):
@@ -44,15 +52,26 @@ def drift(
             if value is not None:
                 metrics.log_metric(f"{name}.{stat}", round(float(value), 6))
     metrics.log_metric("drifted_features", len(result.drift.drifted_features))
+    if result.multivariate is not None:
+        for test, value in result.multivariate.tests.items():
+            metrics.log_metric(f"multivariate.{test}", round(float(value.statistic), 6))
+    if result.estimate is not None:
+        metrics.log_metric(
+            f"estimated.{result.estimate.metric}", round(result.estimate.estimate, 6)
+        )
     write_json_atomic(metrics.path, dict(metrics.metadata))
     write_json_atomic(details.path, summary | {"champion_version": champion.version})
     write_text_atomic(report.path, result.html)
     drifted = list(result.drift.drifted_features)
     verdict = (
         f"drift detected in {', '.join(drifted) or 'model performance'}"
+        f" ({', '.join(result.triggers)})"
         if result.drift_detected
         else "no drift"
     )
+    if result.estimate is not None:
+        e = result.estimate
+        verdict += f"; estimated {e.metric} {e.estimate:.4g} [{e.low:.4g}, {e.high:.4g}]"
     print(f"voltpipe: {verdict} (champion {model_name} v{champion.version})")
     if result.drift_detected and alert_on_drift:
         event = {

@@ -22,11 +22,14 @@ def evaluate(
     min_improvement: float = 0.0,
     slice_columns: Optional[list] = None,  # noqa: UP045 (KFP cannot read `X | None`)
     classification_threshold: Optional[float] = None,  # noqa: UP045
+    gate: dict = {},  # noqa: B006 - deploy.gate (confidence, bootstrap_samples, slices, ...)
+    tracking_uri: str = "",
 ) -> NamedTuple("EvaluateOutputs", [("promote", bool)]):
     """Scores the challenger and the current champion on the test split and applies the gate.
 
     `metrics` holds the headline metrics; `evaluation` the full result (precision/recall,
-    confusion matrix, ROC, slice metrics per `slice_columns` value, the decision);
+    confusion matrix, ROC, slice metrics per `slice_columns` value, the decision: verdict,
+    interval, per-slice comparison, test data hash, champion version);
     `classification_metrics` the confusion matrix and ROC curve (classification only); `plots`
     the ROC/confusion matrix or the residual plots.
     """
@@ -36,6 +39,7 @@ def evaluate(
     from voltpipe.errors import exit_on_user_error
     from voltpipe.evaluation.evaluate import decision_report_markdown, evaluate_challenger
     from voltpipe.registry import open_registry
+    from voltpipe.tracking import log_comparison
 
     with exit_on_user_error():
         champion = open_registry(registry_uri).get(model_name) if registry_uri else None
@@ -49,6 +53,7 @@ def evaluate(
             min_improvement=min_improvement,
             slice_columns=slice_columns or [],
             classification_threshold=classification_threshold,
+            gate=dict(gate),
         )
     for key, value in result.metrics.items():
         metrics.log_metric(key, value)
@@ -68,7 +73,12 @@ def evaluate(
         plots.path, result.plots_html or "<!doctype html><p>no plots for this task</p>"
     )
     evaluation.metadata.update(
-        {"promote": result.decision.promote, "reason": result.decision.reason}
+        {
+            "promote": result.decision.promote,
+            "verdict": result.decision.verdict,
+            "reason": result.decision.reason,
+        }
     )
+    log_comparison(tracking_uri, model_name, result.decision.to_dict())
     print(f"voltpipe: {result.decision.reason}")
     return namedtuple("EvaluateOutputs", ["promote"])(result.decision.promote)

@@ -28,6 +28,17 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
         else None
     )
     alerts = cfg.monitoring.alerts
+    drift_options = {
+        "multivariate": cfg.monitoring.multivariate.model_dump(),
+        "performance_estimation": cfg.monitoring.performance_estimation.model_dump(
+            exclude_none=True
+        ),
+        **(
+            {"classification_threshold": cfg.evaluation.classification_threshold}
+            if cfg.evaluation.classification_threshold is not None
+            else {}
+        ),
+    }
 
     class Outputs(NamedTuple):
         details: dsl.Artifact
@@ -48,6 +59,7 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
         webhook_url: str = alerts.webhook_url or "",
         alert_on_drift: bool = "drift" in alerts.on,
         warehouse_options: dict = cfg.bigquery.model_dump(exclude_none=True),
+        drift_options: dict = drift_options,
     ) -> Outputs:
         window = window_op(
             warehouse=warehouse,
@@ -64,6 +76,7 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
                 thresholds=thresholds,
                 webhook_url=webhook_url,
                 alert_on_drift=alert_on_drift,
+                options=drift_options,
             )
             .set_display_name("drift")
             .set_caching_options(False)

@@ -161,6 +161,8 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             model_name=model_name,
             gate_metric=gate_metric,
             min_improvement=min_improvement,
+            gate=cfg.deploy.gate.model_dump(exclude={"metric", "min_improvement"}),
+            tracking_uri=tracking_uri,
             **evaluation_options,
         ).set_display_name("evaluate")
         if retraining:

@@ -235,10 +235,15 @@ class ValidationConfig(_Strict):
 
 
 class GateConfig(_Strict):
-    """Champion/challenger gate: the challenger must beat the champion on `metric`."""
+    """Champion/challenger gate: the challenger must beat the champion on `metric`, paired on the
+    same test rows: the improvement's interval's lower bound must beat `min_improvement`."""
 
     metric: str | None = None  # default: auc (classification), rmse (regression)
     min_improvement: float = Field(0.0, ge=0.0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the improvement's interval
+    bootstrap_samples: int = Field(1000, ge=100, le=100_000)  # paired bootstrap resamples
+    slices: bool | list[str] = False  # true: every evaluation.slice_columns; or a list of them
+    max_slice_regression: float = Field(0.1, ge=0.0)  # relative worsening allowed per slice
 
 
 class DeployConfig(_Strict):
@@ -337,6 +342,28 @@ class AlertsConfig(_Strict):
     on: list[Literal["drift", "failure"]] = Field(default_factory=lambda: ["drift", "failure"])
 
 
+class MultivariateDriftConfig(_Strict):
+    """Multivariate drift: PCA reconstruction error and a domain classifier (all features)."""
+
+    enabled: bool = True
+    alpha: float = Field(0.01, gt=0.0, lt=0.5)  # significance of both tests' thresholds
+    pca_variance: float = Field(0.65, gt=0.0, lt=1.0)  # variance the PCA components keep
+    min_auc: float = Field(0.55, ge=0.5, lt=1.0)  # smallest domain-classifier AUC that drifts
+    max_rows: int = Field(10_000, ge=100)  # rows per side (a seeded sample of larger ones)
+    retrain: bool = True  # a multivariate drift triggers retraining
+
+
+class PerformanceEstimationConfig(_Strict):
+    """Label-free performance estimation of the champion on the window (CBPE / DLE)."""
+
+    enabled: bool = True
+    metric: Literal["rmse", "mae", "accuracy"] | None = None  # default: rmse / accuracy
+    threshold: float | None = None  # absolute limit (an rmse above, an accuracy below it)
+    tolerance: float = Field(0.1, ge=0.0)  # else: relative worsening vs the reference
+    calibration_rows: int = Field(20_000, ge=100)  # reference rows the estimator is fitted on
+    retrain: bool = True  # an estimate past the limit triggers retraining
+
+
 class MonitoringConfig(_Strict):
     """Drift monitoring: the current window to compare with the champion's reference."""
 
@@ -357,6 +384,10 @@ class MonitoringConfig(_Strict):
         return v
 
     alerts: AlertsConfig = AlertsConfig()
+    multivariate: MultivariateDriftConfig = MultivariateDriftConfig()
+    performance_estimation: PerformanceEstimationConfig = PerformanceEstimationConfig()
+    # Windows above this many rows get their PSI/KS histograms computed in the warehouse (SQL).
+    pushdown_rows: int = Field(1_000_000, ge=1)
 
 
 class EvaluationConfig(_Strict):

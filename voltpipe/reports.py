@@ -74,19 +74,44 @@ def history_html(history: dict[str, list[float]], *, title: str) -> str:
     )
 
 
+_VERDICT_TITLE = {
+    "promote": "PROMOTE the challenger",
+    "hold": "HOLD: keep the champion (the difference is not significant)",
+    "reject": "REJECT the challenger: keep the champion",
+}
+
+
 def decision_markdown(result: Any) -> str:
-    """The champion/challenger decision as Markdown: verdict, reason, metrics side by side."""
+    """The champion/challenger decision as Markdown: verdict, reason, the paired comparison
+    (improvement and its interval), metrics side by side and the per-slice comparison."""
     d = result.decision
+    verdict = getattr(d, "verdict", "promote" if d.promote else "hold")
     lines = [
         "# Champion / challenger decision",
         "",
-        f"**Decision:** {'PROMOTE the challenger' if d.promote else 'KEEP the champion'}",
+        f"**Decision:** {_VERDICT_TITLE.get(verdict, verdict)}",
         "",
         f"{d.reason}",
         "",
         f"Gate metric: `{d.metric}`, required improvement > {d.min_improvement:g}. "
         f"Test rows: {result.test_rows:,}.",
         "",
+    ]
+    interval = getattr(d, "interval", None)
+    if interval:
+        lines += [
+            "| comparison | value |",
+            "|---|---|",
+            f"| method | {d.method} ({d.rows:,} paired {'windows' if d.method == 'diebold-mariano' else 'rows'}"
+            + (f", {d.samples:,} resamples" if d.samples else "")
+            + ") |",
+            f"| improvement (positive: challenger better) | {d.improvement:+.6g} |",
+            f"| {d.confidence:.0%} interval | {interval[0]:+.6g} to {interval[1]:+.6g} |",
+            f"| p-value | {'–' if d.p_value is None else f'{d.p_value:.3g}'} |",
+            f"| test data | `{d.test_data_hash or '–'}` |",
+            "",
+        ]
+    lines += [
         "| metric | challenger | champion"
         + (f" (v{result.champion_version})" if result.champion_version else "")
         + " |",
@@ -95,4 +120,35 @@ def decision_markdown(result: Any) -> str:
     for key, value in result.metrics.items():
         champ = (result.champion_metrics or {}).get(key)
         lines.append(f"| {key} | {value:.6g} | {'–' if champ is None else f'{champ:.6g}'} |")
+    slices = getattr(d, "slices", None)
+    if slices:
+        lines += ["", *gate_slices_markdown(slices, d.metric, d.max_slice_regression)]
     return "\n".join(lines) + "\n"
+
+
+def gate_slices_markdown(
+    slices: list[dict[str, Any]], metric: str, max_regression: float | None
+) -> list[str]:
+    """The gate's per-slice comparison as Markdown lines (the decision report and model card)."""
+
+    def num(v: Any) -> str:
+        return "–" if v is None else f"{v:.4g}"
+
+    limit = (
+        "" if max_regression is None else f" (a slice may get at most {max_regression:.0%} worse)"
+    )
+    lines = [
+        f"## Slices: `{metric}`, champion vs challenger{limit}",
+        "",
+        "| slice | rows | champion | challenger | change | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in slices:
+        rel = s.get("relative_change")
+        change = "–" if rel is None else f"{rel:+.1%} worse" if rel > 0 else f"{-rel:.1%} better"
+        value = str(s["value"]).replace("|", "\\|")
+        lines.append(
+            f"| {s['column']}={value} | {s['rows']:,} | {num(s['champion'])} | "
+            f"{num(s['challenger'])} | {change} | {'REGRESSED' if s['regressed'] else ''} |"
+        )
+    return lines

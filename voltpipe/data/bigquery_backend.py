@@ -361,6 +361,26 @@ class BigQueryWarehouse:
             )
         return job
 
+    def query_table(self, sql: str, parameters: dict[str, dict[str, Any]]) -> pa.Table:
+        """Runs a query with a small result (a summary) and returns it as an Arrow table,
+        through the REST API (a summary is too small for the Storage Read API to pay)."""
+        from google.api_core import exceptions
+
+        query_parameters = self._parameters(sql, parameters)
+        self._dry_run(sql, query_parameters, parameters)  # the bytes cap applies here too
+        config = self._job_config(query_parameters, dry_run=False)
+        config.destination = None  # a summary never overwrites bigquery.destination_table
+        try:
+            job = self._client().query(
+                sql,
+                job_config=config,
+                location=self.location,
+                job_id_prefix="voltpipe_summary_",
+            )
+            return job.result().to_arrow(create_bqstorage_client=False)
+        except exceptions.GoogleAPICallError as exc:
+            raise _translate_error(exc, sql, parameters) from None
+
     def result_schema(
         self, sql: str, parameters: dict[str, dict[str, Any]]
     ) -> list[dict[str, str]]:

@@ -119,6 +119,17 @@ class DuckDBWarehouse:
         values = {name: python_value(p) for name, p in parameters.items() if name in used}
         return translated, values
 
+    def query_table(self, sql: str, parameters: dict[str, dict[str, Any]]) -> pa.Table:
+        """Runs a query with a small result (a summary) and returns it as an Arrow table."""
+        translated, values = self._prepare(sql, parameters)
+        con = self._connect()
+        try:
+            return con.sql(translated, params=values).to_arrow_table()
+        except duckdb.Error as exc:
+            raise _translate_error(exc, sql, parameters) from None
+        finally:
+            con.close()
+
     def result_schema(
         self, sql: str, parameters: dict[str, dict[str, Any]]
     ) -> list[dict[str, str]]:

@@ -74,6 +74,11 @@ class Warehouse(Protocol):
         creating it when missing; returns the rows written."""
         ...
 
+    def query_table(self, sql: str, parameters: dict[str, dict[str, Any]]) -> Any:
+        """Runs a BigQuery-SQL query whose result is small (a summary) and returns it as an
+        Arrow table (e.g. drift histograms computed in the warehouse)."""
+        ...
+
 
 def table_parts(destination: str) -> list[str]:
     """``[dataset, table]`` or ``[project, dataset, table]`` of a destination name.

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import ValidationError
 
+from voltpipe.config import GateConfig
 from voltpipe.data.io import read_table
-from voltpipe.errors import DataError
-from voltpipe.evaluation.gate import GateDecision, decide
+from voltpipe.errors import ConfigError, DataError
+from voltpipe.evaluation.gate import (
+    GateDecision,
+    Interval,
+    PairedOutputs,
+    decide,
+    forecast_comparison,
+    paired_bootstrap,
+    slice_comparison,
+)
 from voltpipe.evaluation.metrics import (
     CLASSIFICATION_DETAIL_METRICS,
     classification_details,
@@ -43,6 +53,9 @@ class ModelScore:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     slices: dict[str, Any] = dataclasses.field(default_factory=dict)
     plots_html: str = ""
+    # Per-row (or per-window) labels and outputs, for the paired comparison; not serialised.
+    y_true: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    outputs: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[Any]:
         # `metrics, rows = score_model(...)` keeps working for callers of the older tuple API.
@@ -103,7 +116,7 @@ def _score_regression(
     }
     plots = regression_plots_html(y, out, title=f"Residuals of {loaded.meta['label']}")
     return ModelScore(
-        loaded.task, regression_metrics(y, out), table.num_rows, details, slices, plots
+        loaded.task, regression_metrics(y, out), table.num_rows, details, slices, plots, y, out
     )
 
 
@@ -132,7 +145,7 @@ def _score_classification(
         details, auc=metrics.get("auc"), title=f"Classification of {loaded.meta['label']}"
     )
     slices = slice_metrics(table, slice_columns, of)
-    return ModelScore(loaded.task, metrics, table.num_rows, details, slices, plots)
+    return ModelScore(loaded.task, metrics, table.num_rows, details, slices, plots, y, proba)
 
 
 def _score_forecasting(
@@ -140,7 +153,18 @@ def _score_forecasting(
 ) -> ModelScore:
     from voltpipe.evaluation.forecast_metrics import score_forecaster
 
-    return ModelScore(loaded.task, score_forecaster(loaded, table), table.num_rows)
+    # The per-window targets and forecasts feed the Diebold-Mariano comparison (gate.py).
+    windows = loaded.forecast_windows(table)
+    pred = np.asarray(loaded.predict_raw(table), dtype="float64")
+    y = np.asarray(windows.y_true, dtype="float64").reshape(pred.shape[0], -1)
+    return ModelScore(
+        loaded.task,
+        score_forecaster(loaded, table),
+        table.num_rows,
+        details={"horizon": int(windows.horizon)},
+        y_true=y,
+        outputs=pred.reshape(y.shape),
+    )
 
 
 def _score_anomaly(
@@ -196,12 +220,16 @@ def evaluate_challenger(
     min_improvement: float = 0.0,
     slice_columns: Sequence[str] = (),
     classification_threshold: float | None = None,
+    gate: GateConfig | Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Scores the challenger and (if any) the champion on the same test split, then decides.
 
-    A champion that can no longer score this data (e.g. a changed schema) is reported and the
-    challenger is judged on its own. Slices and plots are the challenger's.
+    The two are compared paired, row by row (see ``gate``): `gate` (``deploy.gate``) sets the
+    confidence, the bootstrap resamples and the slice check; `metric` and `min_improvement`
+    override its own. A champion that can no longer score this data (e.g. a changed schema) is
+    reported and the challenger is judged on its own. Slices and plots are the challenger's.
     """
+    options = _gate_options(gate)
     score = score_model(
         model_dir,
         test_path,
@@ -218,11 +246,35 @@ def evaluate_challenger(
             print(
                 f"voltpipe: the champion cannot score this test data ({exc}); judging the challenger alone"
             )
+    table = read_table(test_path)
+    provenance = {
+        "test_data_hash": table_hash(table),
+        "champion_version": champion_version if champion else None,
+        "challenger_model": str(model_dir),
+    }
+    interval, slice_rows = None, None
+    if champion is not None and metric in score.gate_metrics and metric in champion.gate_metrics:
+        paired = _paired(score, champion, classification_threshold)
+        if paired is not None:
+            interval = _interval(paired, score, champion, metric, options)
+            slice_cols = _gate_slice_columns(options, slice_columns)
+            if interval is not None and slice_cols and paired.task != "forecasting":
+                slice_rows = slice_comparison(
+                    paired,
+                    metric,
+                    slice_masks(table, slice_cols),
+                    max_regression=options.max_slice_regression,
+                )
     decision = decide(
         score.gate_metrics,
         champion.gate_metrics if champion else None,
         metric=metric,
         min_improvement=min_improvement,
+        interval=interval,
+        confidence=options.confidence,
+        slices=slice_rows,
+        max_slice_regression=options.max_slice_regression if slice_rows is not None else None,
+        **provenance,
     )
     return EvaluationResult(
         score.metrics,
@@ -235,6 +287,115 @@ def evaluate_challenger(
         slices=score.slices,
         plots_html=score.plots_html,
     )
+
+
+def _gate_options(gate: GateConfig | Mapping[str, Any] | None) -> GateConfig:
+    if gate is None:
+        return GateConfig()
+    if isinstance(gate, GateConfig):
+        return gate
+    try:
+        return GateConfig(**dict(gate))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(map(str, err["loc"]))
+        raise ConfigError(f"deploy.gate.{key}: {err['msg']}") from None
+
+
+def _gate_slice_columns(options: GateConfig, slice_columns: Sequence[str]) -> list[str]:
+    """The slice columns the gate checks: all of ``evaluation.slice_columns`` or the listed ones."""
+    if options.slices is True:
+        return list(slice_columns)
+    if not options.slices:
+        return []
+    unknown = [c for c in options.slices if c not in slice_columns]
+    if unknown:
+        raise ConfigError(
+            f"deploy.gate.slices: {', '.join(map(repr, unknown))} not in evaluation.slice_columns "
+            f"({', '.join(slice_columns) or 'none'})"
+        )
+    return list(options.slices)
+
+
+def _paired(
+    score: ModelScore, champion: ModelScore, threshold: float | None
+) -> PairedOutputs | None:
+    """Both models' outputs on the same rows, or None (with a message) when they cannot pair."""
+    a, b = score.outputs, champion.outputs
+    if score.y_true is None or champion.y_true is None or a is None or b is None:
+        return None
+    if (
+        a.shape != b.shape
+        or score.y_true.shape != champion.y_true.shape
+        or not np.array_equal(score.y_true, champion.y_true, equal_nan=True)
+    ):
+        print(
+            "voltpipe: the champion's outputs do not line up with the challenger's "
+            f"({b.shape} vs {a.shape}: other classes, window or horizon); comparing aggregates"
+        )
+        return None
+    return PairedOutputs(score.task, score.y_true, a, b, threshold)
+
+
+def _interval(
+    paired: PairedOutputs,
+    score: ModelScore,
+    champion: ModelScore,
+    metric: str,
+    options: GateConfig,
+) -> Interval | None:
+    if paired.task == "forecasting":
+        if metric not in ("mae", "rmse", "mape", "skill_persistence"):
+            print(
+                f"voltpipe: forecast metric {metric!r} has no per-window loss; comparing aggregates"
+            )
+            return None
+        return forecast_comparison(
+            paired,
+            metric,
+            horizon=int(score.details.get("horizon", 1)),
+            confidence=options.confidence,
+            persistence_mae=score.metrics.get("mae_persistence"),
+        )
+    return paired_bootstrap(
+        paired, metric, samples=options.bootstrap_samples, confidence=options.confidence
+    )
+
+
+def table_hash(table: pa.Table) -> str:
+    """sha256 of a table's rows (Arrow IPC stream of its columns): the same split, the same hash."""
+    import hashlib
+
+    import pyarrow.ipc as ipc
+
+    digest = hashlib.sha256()
+    sink = pa.BufferOutputStream()
+    plain = table.replace_schema_metadata(None).combine_chunks()
+    with ipc.new_stream(sink, plain.schema) as writer:
+        writer.write_table(plain)
+    digest.update(sink.getvalue().to_pybytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def slice_masks(table: pa.Table, columns: Sequence[str]) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Row masks of each value of each slice column (its ``MAX_SLICE_VALUES`` most frequent)."""
+    import pyarrow.compute as pc
+
+    from voltpipe.evaluation.slices import MAX_SLICE_VALUES, NULL_VALUE
+
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for column in columns:
+        if column not in table.column_names:
+            raise ConfigError(f"deploy.gate.slices: column {column!r} is not in the test data")
+        text = pc.fill_null(pc.cast(table.column(column), pa.string()), NULL_VALUE)
+        values, inverse, counts = np.unique(
+            np.asarray(text.to_numpy(zero_copy_only=False), dtype=object).astype(str),
+            return_inverse=True,
+            return_counts=True,
+        )
+        order = sorted(range(len(values)), key=lambda i: (-counts[i], values[i]))
+        out[column] = [(str(values[i]), inverse == i) for i in order[:MAX_SLICE_VALUES]]
+    return out
 
 
 def decision_report_markdown(result: EvaluationResult) -> str:

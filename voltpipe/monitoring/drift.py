@@ -44,12 +44,14 @@ __all__ = [
     "FeatureDrift",
     "PerformanceDecay",
     "PredictionDrift",
+    "categorical_drift_from_counts",
     "chi2_sf",
     "chi_square",
     "compute_drift",
     "js_distance",
     "kolmogorov_sf",
     "ks_2samp",
+    "numeric_drift_from_counts",
     "performance_decay",
     "prediction_drift",
     "psi",
@@ -576,10 +578,74 @@ def _numeric_drift(
     )
 
 
+def numeric_drift_from_counts(
+    name: str,
+    ref: np.ndarray,
+    ref_rows: int,
+    edges: np.ndarray,
+    pivots: np.ndarray,
+    cum_current: np.ndarray,
+    current_count: int,
+    current_rows: int,
+    t: DriftThresholds,
+) -> FeatureDrift:
+    """A numeric feature's drift from the current window's summary (``pushdown``): its finite
+    count and cumulative counts ``#(x <= p)`` at `pivots`, which include the PSI `edges`.
+
+    PSI is exact (the same bins as the in-memory path); the KS statistic is read at the
+    pivots, so it can be below the exact one by at most the reference mass between two pivots.
+    """
+    if current_count == 0:
+        raise DataError(
+            f"feature {name!r} has no finite value in the current window (all null, NaN or inf)"
+        )
+    at_edges = cum_current[np.searchsorted(pivots, edges)]
+    rc = _bin_counts_sorted(ref, edges)
+    cc = np.diff(np.concatenate(([0], at_edges, [current_count])))
+    value = _psi_from_counts(rc, cc)
+    f_ref = np.searchsorted(ref, pivots, side="right") / ref.size
+    d = float(np.max(np.abs(f_ref - cum_current / current_count))) if len(pivots) else 0.0
+    p = _ks_pvalue(d, ref.size, current_count)
+    fired = []
+    if value > t.psi:
+        fired.append("psi")
+    if p < t.ks_pvalue and d > t.ks_statistic:
+        fired.append("ks")
+    return FeatureDrift(
+        name=name,
+        kind="numeric",
+        drifted=bool(fired),
+        fired=fired,
+        reference_count=int(ref.size),
+        current_count=int(current_count),
+        null_rate_reference=1.0 - ref.size / ref_rows,
+        null_rate_current=1.0 - current_count / current_rows,
+        psi=value,
+        ks_statistic=d,
+        ks_pvalue=p,
+        bin_edges=[float(e) for e in edges],
+        reference_bin_fractions=(rc / ref.size).tolist(),
+        current_bin_fractions=(cc / current_count).tolist(),
+    )
+
+
 def _categorical_drift(
     name: str, ref_col: pa.ChunkedArray, cur_col: pa.ChunkedArray, t: DriftThresholds
 ) -> FeatureDrift:
-    ref, cur = _category_counts(ref_col), _category_counts(cur_col)
+    return categorical_drift_from_counts(
+        name, _category_counts(ref_col), _category_counts(cur_col), len(ref_col), len(cur_col), t
+    )
+
+
+def categorical_drift_from_counts(
+    name: str,
+    ref: dict[str, int],
+    cur: dict[str, int],
+    ref_rows: int,
+    cur_rows: int,
+    t: DriftThresholds,
+) -> FeatureDrift:
+    """A categorical feature's drift from both sides' category counts (nulls left out)."""
     categories = sorted(set(ref) | set(cur))
     rc = np.array([ref.get(c, 0) for c in categories], dtype=np.int64)
     cc = np.array([cur.get(c, 0) for c in categories], dtype=np.int64)
@@ -596,8 +662,8 @@ def _categorical_drift(
         fired=fired,
         reference_count=n_ref,
         current_count=n_cur,
-        null_rate_reference=1.0 - n_ref / len(ref_col),
-        null_rate_current=1.0 - n_cur / len(cur_col),
+        null_rate_reference=1.0 - n_ref / ref_rows,
+        null_rate_current=1.0 - n_cur / cur_rows,
         js_distance=js,
         chi2_statistic=stat,
         chi2_pvalue=p,

@@ -9,9 +9,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from voltpipe.config import MultivariateDriftConfig, PerformanceEstimationConfig
 from voltpipe.data.io import read_table
-from voltpipe.errors import DataError
+from voltpipe.errors import ConfigError, DataError
 from voltpipe.monitoring.drift import DriftResult, compute_drift, performance_decay
+from voltpipe.monitoring.estimation import PerformanceEstimate
+from voltpipe.monitoring.multivariate import MultivariateDrift
 from voltpipe.monitoring.report import render_drift_html
 
 REFERENCE_FILE = "reference_sample.parquet"
@@ -19,20 +22,83 @@ REFERENCE_FILE = "reference_sample.parquet"
 
 @dataclasses.dataclass
 class MonitorResult:
+    """Per-feature drift, and beside it the multivariate tests and the estimated performance.
+
+    ``drift_detected`` (what triggers retraining) is set by a per-feature or prediction drift,
+    a decay of the realised metric, and, when their ``retrain`` option is on, a multivariate
+    drift or an estimated metric past its limit.
+    """
+
     drift: DriftResult
     html: str
     decay: dict[str, Any] | None
+    multivariate: MultivariateDrift | None = None
+    estimate: PerformanceEstimate | None = None
+    options: MonitoringOptions | None = None
+
+    @property
+    def triggers(self) -> list[str]:
+        """What fired: ``features``, ``predictions``, ``decay``, ``multivariate``, ``estimate``."""
+        o = self.options or MonitoringOptions()
+        out = []
+        if self.drift.drifted_features:
+            out.append("features")
+        if self.drift.prediction and self.drift.prediction.drifted:
+            out.append("predictions")
+        if self.decay and self.decay.get("degraded"):
+            out.append("decay")
+        if self.multivariate and self.multivariate.drifted and o.multivariate.retrain:
+            out.append("multivariate")
+        if self.estimate and self.estimate.degraded and o.performance_estimation.retrain:
+            out.append("estimate")
+        return out
 
     @property
     def drift_detected(self) -> bool:
-        return self.drift.drift_detected or bool(self.decay and self.decay.get("degraded"))
+        return bool(self.triggers)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.drift.to_dict(),
             "performance_decay": self.decay,
+            "multivariate": None if self.multivariate is None else self.multivariate.to_dict(),
+            "performance_estimate": None if self.estimate is None else self.estimate.to_dict(),
+            "triggers": self.triggers,
             "drift_detected": self.drift_detected,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitoringOptions:
+    """The ``monitoring`` keys the drift step reads beyond the thresholds."""
+
+    multivariate: MultivariateDriftConfig = dataclasses.field(
+        default_factory=MultivariateDriftConfig
+    )
+    performance_estimation: PerformanceEstimationConfig = dataclasses.field(
+        default_factory=PerformanceEstimationConfig
+    )
+    classification_threshold: float | None = None
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any] | None) -> MonitoringOptions:
+        """From ``{"multivariate": {...}, "performance_estimation": {...}}``.
+
+        Raises:
+            ConfigError: a bad key or value, named.
+        """
+        from pydantic import ValidationError
+
+        o = dict(options or {})
+        try:
+            return cls(
+                MultivariateDriftConfig(**(o.get("multivariate") or {})),
+                PerformanceEstimationConfig(**(o.get("performance_estimation") or {})),
+                o.get("classification_threshold"),
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"monitoring.{'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
 
 
 def detect_drift(
@@ -41,6 +107,7 @@ def detect_drift(
     *,
     thresholds: dict[str, Any] | None = None,
     predictions: bool = True,
+    options: MonitoringOptions | dict[str, Any] | None = None,
 ) -> MonitorResult:
     """Compares the champion's reference sample with the current window.
 
@@ -64,8 +131,11 @@ def detect_drift(
     current = read_table(current_path)
     meta = read_model_meta(champion_dir)
     features = feature_plan(meta).names
+    opts = (
+        options if isinstance(options, MonitoringOptions) else MonitoringOptions.from_dict(options)
+    )
     ref_pred = cur_pred = None
-    decay = None
+    decay = estimate = None
     if predictions and current.num_rows:
         from voltpipe.modelling.predict import load_model
 
@@ -81,6 +151,11 @@ def detect_drift(
                 and current.column(label).null_count < current.num_rows
             ):
                 decay = _decay(model, reference, current, ref_pred, cur_pred, label)
+            if opts.performance_estimation.enabled and model.task in (
+                "regression",
+                "classification",
+            ):
+                estimate = _estimate(model, reference, current, ref_pred, cur_pred, features, opts)
             if ref_pred.ndim > 1:  # class probabilities: compare the positive / top class score
                 ref_pred, cur_pred = ref_pred.max(axis=1), cur_pred.max(axis=1)
     result = compute_drift(
@@ -91,8 +166,77 @@ def detect_drift(
         reference_predictions=ref_pred,
         current_predictions=cur_pred,
     )
-    return MonitorResult(
-        drift=result, html=render_drift_html(result, reference, current), decay=decay
+    multivariate = None
+    if opts.multivariate.enabled and current.num_rows:
+        from voltpipe.monitoring.multivariate import multivariate_drift
+
+        m = opts.multivariate
+        multivariate = multivariate_drift(
+            reference,
+            current,
+            [f for f in features if f in current.column_names],
+            alpha=m.alpha,
+            pca_variance=m.pca_variance,
+            min_auc=m.min_auc,
+            max_rows=m.max_rows,
+        )
+    html = render_drift_html(
+        result, reference, current, multivariate=multivariate, estimate=estimate
+    )
+    return MonitorResult(result, html, decay, multivariate, estimate, opts)
+
+
+def _estimate(
+    model: Any,
+    reference: Any,
+    current: Any,
+    ref_pred: Any,
+    cur_pred: Any,
+    features: list[str],
+    opts: MonitoringOptions,
+) -> PerformanceEstimate | None:
+    """CBPE/DLE of the champion on the window, calibrated on the labelled reference rows; the
+    realised metric beside it where the window has labels."""
+    import numpy as np
+
+    from voltpipe.modelling.train import encode_labels
+    from voltpipe.monitoring.estimation import estimate_performance
+
+    label = model.meta["label"]
+    if label not in reference.column_names:
+        return None
+    p = opts.performance_estimation
+    classes = model.meta.get("classes")
+    ref_ok = reference.column(label).is_valid().to_numpy(zero_copy_only=False)
+    ref_pred = np.asarray(ref_pred)
+    rows = np.flatnonzero(ref_ok)
+    if len(rows) > p.calibration_rows:
+        rows = np.sort(np.random.default_rng(0).choice(rows, p.calibration_rows, replace=False))
+    calib = reference.take(rows)
+    y_ref, _ = encode_labels(calib, label, model.task, classes)
+    y_cur = labelled = None
+    if label in current.column_names and current.column(label).null_count < current.num_rows:
+        labelled = current.column(label).is_valid().to_numpy(zero_copy_only=False)
+        y_cur, _ = encode_labels(current.filter(labelled), label, model.task, classes)
+    metric = p.metric
+    if model.task == "classification":
+        metric = "accuracy"
+    elif metric == "accuracy":
+        raise ConfigError("monitoring.performance_estimation.metric: accuracy needs a classifier")
+    return estimate_performance(
+        model.task,
+        calib,
+        current,
+        features=features,
+        y_reference=np.asarray(y_ref),
+        reference_outputs=ref_pred[rows],
+        current_outputs=np.asarray(cur_pred),
+        y_current=None if y_cur is None else np.asarray(y_cur),
+        labelled=labelled,
+        metric=metric,
+        threshold=p.threshold,
+        tolerance=p.tolerance,
+        classification_threshold=opts.classification_threshold,
     )
 
 

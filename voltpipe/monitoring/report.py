@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -226,7 +227,13 @@ def _plot(f: FeatureDrift, reference: pa.Table, current: pa.Table) -> str:
 
 
 def render_drift_html(
-    result: DriftResult, reference: pa.Table, current: pa.Table, *, title: str = "Drift report"
+    result: DriftResult,
+    reference: pa.Table,
+    current: pa.Table,
+    *,
+    title: str = "Drift report",
+    multivariate: Any = None,
+    estimate: Any = None,
 ) -> str:
     """The drift report as one self-contained HTML page (inline CSS and SVG, no scripts).
 
@@ -235,6 +242,8 @@ def render_drift_html(
         reference: The reference sample the result was computed from (for the histograms).
         current: The current window.
         title: Page title.
+        multivariate: The multivariate tests (``multivariate.MultivariateDrift``), if run.
+        estimate: The estimated performance (``estimation.PerformanceEstimate``), if any.
 
     Returns:
         The HTML text.
@@ -290,7 +299,64 @@ def render_drift_html(
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{''.join(summary)}"
+        f"{_multivariate_html(multivariate)}{_estimate_html(estimate)}"
         f"<h2>Features</h2><p class='muted'>{rule}</p><table>{header}{rows}</table>"
         f"<h2>Distributions, reference vs current</h2><p class='muted'>Share of values per bin; dashed "
         f"lines are the reference's PSI bin edges.</p><div class='plots'>{plots}</div></body></html>"
     )
+
+
+def _multivariate_html(m: Any) -> str:
+    """The multivariate tests: statistic, threshold, p-value and verdict of each."""
+    if m is None:
+        return ""
+    names = {
+        "reconstruction_error": "PCA reconstruction error (mean per row)",
+        "domain_classifier": "domain classifier AUC (reference vs current, out of fold)",
+    }
+    rows = "".join(
+        f"<tr><td class='name'>{names.get(k, k)}</td><td>{_fmt(t.statistic)}</td>"
+        f"<td>{_fmt(t.reference_value)}</td><td>{_fmt(t.threshold)}</td><td>{_fmt(t.p_value)}</td>"
+        f"<td class='name'>{'<span class=fired>drift</span>' if t.drifted else 'ok'}</td></tr>"
+        for k, t in m.tests.items()
+    )
+    return (
+        "<h2>Multivariate drift</h2><p class='muted'>All features together: a joint shift with "
+        "unchanged marginals shows here and not in the per-feature tests.</p><table><tr>"
+        "<th class='name'>test</th><th>current</th><th>reference</th><th>threshold</th>"
+        f"<th>p</th><th class='name'>verdict</th></tr>{rows}</table>"
+    )
+
+
+def _estimate_html(e: Any) -> str:
+    """The estimated metric (CBPE/DLE) and its interval, and the realised one where known."""
+    if e is None:
+        return ""
+    limit = (
+        f"limit {_fmt(e.threshold)}"
+        if e.threshold is not None
+        else f"tolerance {_fmt(e.tolerance)} relative to the reference"
+    )
+    state = "<span class='fired'>degraded</span>" if e.degraded else "ok"
+    parts = [
+        f"<h2>Estimated performance ({html.escape(e.method.upper())}, before labels)</h2>",
+        f"<p>Estimated {html.escape(e.metric)} <b>{_fmt(e.estimate)}</b> (95% interval "
+        f"{_fmt(e.low)} to {_fmt(e.high)}) on {e.rows:,} rows; reference {_fmt(e.reference)}; "
+        f"{limit}: {state}.</p>",
+    ]
+    if e.others:
+        parts.append(
+            "<p class='muted'>Also estimated: "
+            + ", ".join(f"{html.escape(k)} {_fmt(v)}" for k, v in e.others.items())
+            + "</p>"
+        )
+    r = e.realised
+    if r:
+        inside = "inside" if r["estimate_within_realised_interval"] else "outside"
+        parts.append(
+            f"<p>Realised {html.escape(r['metric'])} on the {r['rows']:,} labelled rows: "
+            f"<b>{_fmt(r['value'])}</b> (bootstrap 95% interval {_fmt(r['low'])} to "
+            f"{_fmt(r['high'])}); the estimate is {inside} it (error "
+            f"{_fmt(r['estimate_error'])}).</p>"
+        )
+    return "".join(parts)

@@ -152,13 +152,8 @@ def model_card_markdown(
     slices = evaluation.get("slices") or {}
     if slices:
         lines += ["## Slice metrics", "", slices_markdown(slices).replace("### ", "#### ")]
-    decision = evaluation.get("decision") or {}
+    lines += _gate_section(evaluation.get("decision") or {})
     lines += [
-        "## Gate decision",
-        "",
-        f"**{'Promoted' if decision.get('promote') else 'Not promoted'}** on `{decision.get('metric')}`: "
-        f"{decision.get('reason', '')}",
-        "",
         "## Intended use",
         "",
         f"Predicts `{label}` ({task}) from "
@@ -211,3 +206,42 @@ def model_card_markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _gate_section(decision: dict[str, Any]) -> list[str]:
+    """The gate's decision: verdict, the paired comparison and the per-slice table."""
+    from voltpipe.reports import gate_slices_markdown
+
+    verdict = decision.get("verdict") or ("promote" if decision.get("promote") else "hold")
+    title = {"promote": "Promoted", "hold": "Held (not significant)", "reject": "Rejected"}
+    lines = [
+        "## Gate decision",
+        "",
+        f"**{title.get(verdict, verdict)}** on `{decision.get('metric')}`: "
+        f"{decision.get('reason', '')}",
+        "",
+    ]
+    interval = decision.get("interval")
+    if interval:
+        lines += _table(
+            ["comparison", "value"],
+            [
+                ["method", decision.get("method")],
+                ["champion version", decision.get("champion_version")],
+                ["champion", decision.get("champion")],
+                ["challenger", decision.get("challenger")],
+                ["improvement", decision.get("improvement")],
+                [
+                    f"{decision.get('confidence', 0.95):.0%} interval",
+                    f"{_fmt(interval[0])} to {_fmt(interval[1])}",
+                ],
+                ["test data", f"`{decision.get('test_data_hash')}`"],
+            ],
+        )
+        lines.append("")
+    if decision.get("slices"):
+        slices = gate_slices_markdown(
+            decision["slices"], str(decision.get("metric")), decision.get("max_slice_regression")
+        )
+        lines += [slices[0].replace("## ", "### "), *slices[1:], ""]
+    return lines

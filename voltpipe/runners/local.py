@@ -181,10 +181,34 @@ def _model_fields(registration: dict[str, Any], reason: str) -> dict[str, Any]:
 
 def _training_summary(outputs: dict[str, Any]) -> dict[str, Any]:
     evaluation = outputs["evaluation"]
-    return {
-        "metrics": {"test": evaluation["metrics"]},
-        **_model_fields(outputs["registration"], evaluation["decision"]["reason"]),
-    }
+    fields = _model_fields(outputs["registration"], evaluation["decision"]["reason"])
+    fields["champion"]["gate"] = _gate_summary(evaluation)
+    return {"metrics": {"test": evaluation["metrics"]}, **fields}
+
+
+def _gate_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """``champion.gate`` of the summary: the gate's comparison, from the evaluation artifact."""
+    d = evaluation.get("decision") or {}
+    keys = (
+        "verdict",
+        "metric",
+        "challenger",
+        "champion",
+        "improvement",
+        "interval",
+        "confidence",
+        "method",
+        "rows",
+        "min_improvement",
+        "test_data_hash",
+        "champion_version",
+    )
+    gate = {k: d.get(k) for k in keys}
+    gate["verdict"] = gate["verdict"] or ("promote" if d.get("promote") else "hold")
+    gate["slices_regressed"] = [
+        f"{s['column']}={s['value']}" for s in d.get("slices") or [] if s.get("regressed")
+    ]
+    return gate
 
 
 def _prediction_summary(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -38,3 +38,51 @@ def log_run(
     )
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)
+
+
+def log_comparison(tracking_uri: str, experiment: str, decision: dict[str, Any]) -> str | None:
+    """Logs the gate's champion/challenger comparison as its own run; no-op without a URI.
+
+    Metrics ``gate.challenger``, ``gate.champion``, ``gate.improvement``, ``gate.interval_low``
+    and ``gate.interval_high``; tags for the verdict, versions and test data hash; the whole
+    decision (with the slice table) as the ``gate_decision.json`` artifact. A tracking failure
+    is printed, never raised: the gate's decision stands without it.
+    """
+    if not tracking_uri:
+        return None
+    try:
+        import mlflow
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        interval = decision.get("interval") or [None, None]
+        values = {
+            "gate.challenger": decision.get("challenger"),
+            "gate.champion": decision.get("champion"),
+            "gate.improvement": decision.get("improvement"),
+            "gate.interval_low": interval[0],
+            "gate.interval_high": interval[1],
+        }
+        tags = {
+            "voltpipe.gate.verdict": decision.get("verdict"),
+            "voltpipe.gate.metric": decision.get("metric"),
+            "voltpipe.gate.method": decision.get("method"),
+            "voltpipe.champion_version": decision.get("champion_version"),
+            "voltpipe.test_data_hash": decision.get("test_data_hash"),
+        }
+        run = client.create_run(
+            exp_id,
+            run_name=f"{experiment}-gate",
+            tags={k: str(v) for k, v in tags.items() if v is not None},
+        )
+        for key, value in values.items():
+            if value is not None and value == value:
+                client.log_metric(run.info.run_id, key, float(value))
+        client.log_dict(run.info.run_id, decision, "gate_decision.json")
+        client.set_terminated(run.info.run_id)
+        return str(run.info.run_id)
+    except Exception as exc:
+        print(f"voltpipe: could not log the gate comparison to MLflow ({exc})")
+        return None

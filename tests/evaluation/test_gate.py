@@ -1,0 +1,190 @@
+"""The paired gate: bootstrap and Diebold-Mariano intervals, verdicts, slices, evaluate wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voltpipe.evaluation.gate import (
+    PairedOutputs,
+    decide,
+    diebold_mariano,
+    forecast_comparison,
+    hac_variance,
+    paired_bootstrap,
+    slice_comparison,
+)
+
+
+def _regression(n: int, champion_noise: float, challenger_noise: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(100, 30, n)
+    shared = rng.normal(0, 10, n)  # what both models get wrong (hard rows)
+    champ = y + shared + rng.normal(0, champion_noise, n)
+    chall = y + shared + rng.normal(0, challenger_noise, n)
+    return PairedOutputs("regression", y, chall, champ)
+
+
+def test_bootstrap_of_equal_models_is_not_significant_and_holds() -> None:
+    p = _regression(2000, 3.0, 3.0)
+    iv = paired_bootstrap(p, "rmse", samples=500)
+    assert iv.low < 0 < iv.high
+    rmse = lambda out: float(np.sqrt(np.mean((out - p.y_true) ** 2)))  # noqa: E731
+    assert iv.improvement == pytest.approx(rmse(p.champion) - rmse(p.challenger))
+    d = decide({"rmse": rmse(p.challenger)}, {"rmse": rmse(p.champion)}, metric="rmse", interval=iv)
+    assert d.verdict == "hold" and not d.promote
+    assert "not significant" in d.reason and "interval" in d.reason
+
+
+def test_bootstrap_detects_a_real_improvement_and_promotes() -> None:
+    p = _regression(2000, 8.0, 2.0)
+    iv = paired_bootstrap(p, "mae", samples=500)
+    assert iv.low > 0
+    d = decide({"mae": 1.0}, {"mae": 2.0}, metric="mae", interval=iv)
+    assert d.verdict == "promote" and d.promote
+    # min_improvement now applies to the lower bound.
+    d = decide({"mae": 1.0}, {"mae": 2.0}, metric="mae", interval=iv, min_improvement=iv.low + 1)
+    assert d.verdict == "hold"
+
+
+def test_bootstrap_rejects_a_significantly_worse_challenger() -> None:
+    p = _regression(2000, 2.0, 8.0)
+    iv = paired_bootstrap(p, "rmse", samples=300)
+    assert iv.high < 0
+    d = decide({"rmse": 2.0}, {"rmse": 1.0}, metric="rmse", interval=iv)
+    assert d.verdict == "reject" and "significantly worse" in d.reason
+
+
+def test_bootstrap_is_seeded() -> None:
+    p = _regression(500, 3.0, 3.5)
+    a = paired_bootstrap(p, "rmse", samples=200)
+    b = paired_bootstrap(p, "rmse", samples=200)
+    assert (a.low, a.high) == (b.low, b.high)
+
+
+def test_pairing_narrows_the_interval() -> None:
+    """Shared errors cancel: the paired interval is far narrower than the unpaired spread."""
+    p = _regression(2000, 1.0, 1.0)
+    iv = paired_bootstrap(p, "rmse", samples=300)
+    rng = np.random.default_rng(1)
+    unpaired = []
+    for _ in range(300):
+        i, j = rng.integers(0, 2000, 2000), rng.integers(0, 2000, 2000)
+        unpaired.append(
+            np.sqrt(np.mean((p.champion[i] - p.y_true[i]) ** 2))
+            - np.sqrt(np.mean((p.challenger[j] - p.y_true[j]) ** 2))
+        )
+    assert iv.high - iv.low < 0.25 * (np.quantile(unpaired, 0.975) - np.quantile(unpaired, 0.025))
+
+
+def _classification(n: int, champ_sharp: float, chall_sharp: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    signal = (y - 0.5) * 2 + rng.normal(0, 1.0, n)
+
+    def proba(sharp: float) -> np.ndarray:
+        p1 = 1 / (1 + np.exp(-sharp * (signal + rng.normal(0, 0.3, n))))
+        return np.column_stack([1 - p1, p1])
+
+    return PairedOutputs("classification", y, proba(chall_sharp), proba(champ_sharp))
+
+
+def test_auc_bootstrap_on_resampled_rows_and_log_loss() -> None:
+    from voltpipe.evaluation.metrics import binary_auc
+
+    p = _classification(600, 1.0, 1.0)
+    iv = paired_bootstrap(p, "auc", samples=200)
+    point = binary_auc(p.y_true, p.challenger[:, 1]) - binary_auc(p.y_true, p.champion[:, 1])
+    assert iv.improvement == pytest.approx(point)
+    assert iv.low < iv.improvement < iv.high
+    assert iv.low < 0 < iv.high  # same model family and signal: not significant
+    worse = _classification(600, 3.0, 0.2)  # challenger badly under-confident
+    ll = paired_bootstrap(worse, "log_loss", samples=200)
+    assert ll.high < 0
+
+
+def test_hac_variance_grows_with_positive_autocorrelation() -> None:
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=5001)
+    ma = e[1:] + e[:-1]  # MA(1): long-run variance 4, plain variance 2
+    assert hac_variance(ma, 0) == pytest.approx(2.0, rel=0.1)
+    assert hac_variance(ma, 1) == pytest.approx(3.0, rel=0.1)  # Bartlett weight 1/2 at lag 1
+    assert hac_variance(ma, 10) > hac_variance(ma, 0)
+
+
+def test_diebold_mariano_size_and_power() -> None:
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=400), rng.normal(size=400)
+    _, low, high, p = diebold_mariano(np.abs(same[0]), np.abs(same[1]), horizon=1)
+    assert low < 0 < high and p > 0.05
+    champion = np.abs(rng.normal(0, 2.0, 400))
+    challenger = np.abs(rng.normal(0, 1.0, 400))
+    mean, low, high, p = diebold_mariano(champion, challenger, horizon=3)
+    assert low > 0 and p < 1e-6 and low < mean < high
+
+
+def test_forecast_comparison_rmse_units_and_skill() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(300, 4))
+    champ = y + rng.normal(0, 1.0, y.shape)
+    chall = y + rng.normal(0, 0.5, y.shape)
+    p = PairedOutputs("forecasting", y, chall, champ)
+    iv = forecast_comparison(p, "rmse", horizon=4)
+    exact = np.sqrt(np.mean((champ - y) ** 2)) - np.sqrt(np.mean((chall - y) ** 2))
+    assert iv.improvement == pytest.approx(exact, rel=1e-9)
+    assert iv.low > 0 and iv.method == "diebold-mariano"
+    mae = forecast_comparison(p, "mae", horizon=4)
+    skill = forecast_comparison(p, "skill_persistence", horizon=4, persistence_mae=2.0)
+    assert skill.improvement == pytest.approx(mae.improvement / 2.0)
+    with pytest.raises(ValueError, match="no per-window loss"):
+        forecast_comparison(p, "mae_h1", horizon=4)
+
+
+def test_slice_regression_rejects_naming_the_slice() -> None:
+    p = _regression(3000, 3.0, 1.0)
+    chall = p.challenger.copy()
+    bad = np.zeros(3000, bool)
+    bad[:300] = True
+    chall[bad] += 15.0  # turbine T07 gets much worse while the whole set improves
+    p = PairedOutputs("regression", p.y_true, chall, p.champion)
+    masks = {"turbine_id": [("T07", bad), ("others", ~bad)]}
+    rows = slice_comparison(p, "rmse", masks, max_regression=0.1)
+    t07 = next(r for r in rows if r["value"] == "T07")
+    assert t07["regressed"] and t07["relative_change"] > 0.1 and t07["rows"] == 300
+    iv = paired_bootstrap(p, "rmse", samples=200)
+    d = decide(
+        {"rmse": 1.0},
+        {"rmse": 2.0},
+        metric="rmse",
+        interval=iv,
+        slices=rows,
+        max_slice_regression=0.1,
+    )
+    assert d.verdict == "reject" and "turbine_id=T07" in d.reason
+    assert "deploy.gate.max_slice_regression" in d.reason
+
+
+def test_decision_serialises_the_whole_comparison() -> None:
+    import json
+
+    p = _regression(500, 3.0, 3.0)
+    iv = paired_bootstrap(p, "rmse", samples=100)
+    d = decide(
+        {"rmse": 1.0},
+        {"rmse": 1.0},
+        metric="rmse",
+        interval=iv,
+        test_data_hash="sha256:abc",
+        champion_version="3",
+        challenger_model="/m",
+    )
+    out = json.loads(json.dumps(d.to_dict()))
+    assert out["verdict"] == "hold" and out["champion_version"] == "3"
+    assert out["interval"] == [iv.low, iv.high] and out["samples"] == 100 and out["rows"] == 500
+    assert {"promote", "metric", "challenger", "champion", "min_improvement", "reason"} <= set(out)
+
+
+def test_aggregate_fallback_and_first_model() -> None:
+    assert decide({"rmse": 5.0}, None, metric="rmse").verdict == "promote"
+    d = decide({"rmse": 4.0}, {"rmse": 5.0}, metric="rmse")
+    assert d.promote and d.method == "aggregate"

@@ -1,0 +1,191 @@
+"""Drift of a window too large to pull: its histograms and CDF computed in the warehouse.
+
+The SQL is built with sqlglot around the window's own query (BigQuery SQL, run by either
+backend) and only summaries leave the warehouse:
+
+* numbers: the window's non-null, finite count and its cumulative counts ``COUNT(x <= p)`` at
+  pivots taken from the reference sample: the PSI bin edges (so PSI is exactly the in-memory
+  value) and a grid of :data:`KS_GRID` reference quantiles, where the KS statistic is read
+  (within the grid's binning error: at most one grid step of reference mass, 1/KS_GRID);
+* categories: ``GROUP BY`` counts.
+
+The reference side is the champion's stored sample, in memory as in ``drift.compute_drift``,
+and the verdicts are the same functions' (``drift.numeric_drift_from_counts`` and
+``drift.categorical_drift_from_counts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from voltpipe.config import DriftThresholds
+from voltpipe.errors import DataError
+from voltpipe.monitoring.drift import (
+    PSI_BINS,
+    DriftResult,
+    FeatureDrift,
+    _finite_sorted,
+    _kind_of,
+    _quantile_edges,
+    _thresholds,
+    categorical_drift_from_counts,
+    numeric_drift_from_counts,
+)
+
+KS_GRID = 512
+#: Largest magnitude counted as finite (NaN and +-inf compare false in both dialects).
+_FINITE = 1.7e308
+
+
+def _window(sql: str) -> exp.Expression:
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    return exp.Subquery(this=tree, alias=exp.TableAlias(this=exp.to_identifier("w")))
+
+
+def _col(name: str) -> exp.Column:
+    return exp.column(name, table="w", quoted=True)
+
+
+def _count_if(condition: exp.Expression, alias: str) -> exp.Expression:
+    case = exp.Case(
+        ifs=[exp.If(this=condition, true=exp.Literal.number(1))], default=exp.Literal.number(0)
+    )
+    return exp.alias_(exp.Sum(this=case), alias)
+
+
+def _num(value: float) -> exp.Expression:
+    lit = exp.Literal.number(repr(float(value)))
+    return exp.Cast(this=lit, to=exp.DataType.build("FLOAT64", dialect="bigquery"))
+
+
+def row_count_sql(sql: str) -> str:
+    """``SELECT COUNT(*)`` of the window query (BigQuery SQL)."""
+    return (
+        exp.select(exp.alias_(exp.Count(this=exp.Star()), "n")).from_(_window(sql)).sql("bigquery")
+    )
+
+
+def numeric_summary_sql(sql: str, pivots: Mapping[str, Sequence[float]]) -> str:
+    """One query: per numeric column its finite count and cumulative counts at its pivots."""
+    cols: list[exp.Expression] = [exp.alias_(exp.Count(this=exp.Star()), "n_rows")]
+    for i, (name, points) in enumerate(pivots.items()):
+        x = exp.cast(_col(name), exp.DataType.build("FLOAT64", dialect="bigquery"))
+        finite = exp.and_(x.copy() >= _num(-_FINITE), x.copy() <= _num(_FINITE))
+        cols.append(_count_if(finite, f"c{i}_n"))
+        for j, p in enumerate(points):
+            cols.append(_count_if(exp.and_(finite.copy(), x.copy() <= _num(p)), f"c{i}_le{j}"))
+    return exp.select(*cols).from_(_window(sql)).sql("bigquery")
+
+
+def category_counts_sql(sql: str, name: str) -> str:
+    """Counts per non-null value of a column, the value as a string."""
+    value = exp.cast(_col(name), exp.DataType.build("STRING", dialect="bigquery"))
+    return (
+        exp.select(exp.alias_(value, "value"), exp.alias_(exp.Count(this=exp.Star()), "n"))
+        .from_(_window(sql))
+        .where(exp.not_(exp.Is(this=_col(name), expression=exp.Null())))
+        .group_by(exp.Literal.number(1))
+        .sql("bigquery")
+    )
+
+
+def window_rows(warehouse: Any, sql: str, parameters: dict[str, dict[str, Any]]) -> int:
+    """Rows of the window, counted in the warehouse."""
+    return int(warehouse.query_table(row_count_sql(sql), parameters).column("n")[0].as_py())
+
+
+def compute_drift_in_warehouse(
+    reference: pa.Table,
+    warehouse: Any,
+    sql: str,
+    parameters: dict[str, dict[str, Any]],
+    *,
+    features: Sequence[str],
+    thresholds: DriftThresholds | Mapping[str, Any] | None = None,
+    bins: int = PSI_BINS,
+    grid: int = KS_GRID,
+) -> DriftResult:
+    """``drift.compute_drift`` of the reference sample against a window left in the warehouse.
+
+    Args:
+        warehouse: a backend with ``query_table`` (``data.warehouse.open_warehouse``).
+        sql, parameters: the window's BigQuery-SQL query and its typed parameters.
+        features: the columns compared (numbers and categories by the reference's types).
+
+    Raises:
+        DataError: an empty window, a missing feature, or a feature with no value.
+    """
+    t = _thresholds(thresholds)
+    missing = [f for f in features if f not in reference.column_names]
+    if missing:
+        raise DataError(f"feature(s) not in the reference sample: {', '.join(missing)}")
+    numeric: dict[str, np.ndarray] = {}
+    categorical: list[str] = []
+    for f in features:
+        kind = _kind_of(reference.schema.field(f).type)
+        if kind == "numeric":
+            numeric[f] = _finite_sorted(
+                reference.column(f).cast(pa.float64()).to_numpy(zero_copy_only=False)
+            )
+        elif kind == "categorical":
+            categorical.append(f)
+    pivots: dict[str, np.ndarray] = {}
+    edges: dict[str, np.ndarray] = {}
+    for f, ref in numeric.items():
+        if ref.size == 0:
+            raise DataError(f"feature {f!r} has no finite value in the reference (all null)")
+        edges[f] = _quantile_edges(ref, bins)
+        pivots[f] = np.unique(np.r_[edges[f], _quantile_edges(ref, grid)])
+    results: dict[str, FeatureDrift] = {}
+    n_rows = None
+    if pivots:
+        summary = warehouse.query_table(numeric_summary_sql(sql, pivots), parameters).to_pylist()[0]
+        n_rows = int(summary["n_rows"])
+        if n_rows == 0:
+            raise DataError("the current window has no rows")
+        for i, (f, points) in enumerate(pivots.items()):
+            n_cur = int(summary[f"c{i}_n"] or 0)
+            cum = np.array([int(summary[f"c{i}_le{j}"] or 0) for j in range(len(points))])
+            results[f] = numeric_drift_from_counts(
+                f,
+                numeric[f],
+                reference.num_rows,
+                edges[f],
+                points,
+                cum,
+                n_cur,
+                n_rows,
+                t,
+            )
+    for f in categorical:
+        counts = warehouse.query_table(category_counts_sql(sql, f), parameters)
+        cur = dict(
+            zip(counts.column("value").to_pylist(), counts.column("n").to_pylist(), strict=True)
+        )
+        if n_rows is None:
+            n_rows = window_rows(warehouse, sql, parameters)
+            if n_rows == 0:
+                raise DataError("the current window has no rows")
+        ref_col = reference.column(f)
+        from voltpipe.monitoring.drift import _category_counts
+
+        results[f] = categorical_drift_from_counts(
+            f,
+            _category_counts(ref_col),
+            {str(k): int(v) for k, v in cur.items()},
+            len(ref_col),
+            n_rows,
+            t,
+        )
+    return DriftResult(
+        features={f: results[f] for f in features if f in results},
+        thresholds=t.model_dump(),
+        reference_rows=reference.num_rows,
+        current_rows=int(n_rows or 0),
+    )
