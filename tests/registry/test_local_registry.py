@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from voltpipe.registry import open_registry, parse_model_ref
-from voltpipe.registry.local import LocalRegistry
+from voltpipe.registry.local import LocalRegistry, RegistryFileError
 
 
 def _model(tmp_path: Path, content: str = "weights") -> Path:
@@ -49,7 +49,7 @@ def test_failed_copy_leaves_no_version(tmp_path: Path, monkeypatch: pytest.Monke
         raise OSError("disk full")
 
     monkeypatch.setattr(shutil, "copytree", broken_copy)
-    with pytest.raises(OSError):
+    with pytest.raises(RegistryFileError, match="disk full.*no version was added"):
         reg.register("wind", _model(tmp_path), {})
     assert reg.versions("wind") == []
     assert not [p for p in (tmp_path / "reg" / "wind").iterdir() if p.name.startswith(".incoming")]

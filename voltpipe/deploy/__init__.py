@@ -86,7 +86,7 @@ def deploy_registered(
             previous_version=registration.get("previous_champion"),
             expected_champion=expected,
         )
-        return {"deployed": bool(summary.get("moved", True)), **summary}
+        return {"deployed": not summary["champion_moved"], **summary}
     summary = _deploy_registered_vertex(
         registry_uri, model_name, version, expected, params, dict(vertex_params or {})
     )
@@ -137,6 +137,7 @@ def _deploy_registered_vertex(
             "name": model_name,
             "version": version,
             "champion": previous,
+            "moved": False,
             "champion_moved": True,
             "reason": reason,
             "deployed_to_endpoint": False,
@@ -178,10 +179,16 @@ def _deploy_registered_vertex(
     if moved_to is not None:
         reason = champion_moved_message(model_name, version, expected, moved_to)
         log.warning("%s", reason)
-        return summary | {"champion": moved_to or None, "champion_moved": True, "reason": reason}
+        return summary | {
+            "champion": moved_to or None,
+            "moved": False,
+            "champion_moved": True,
+            "reason": reason,
+        }
     return summary | {
         "champion": version,
         "previous_champion": previous,
+        "moved": not already,
         "champion_moved": False,
         "reason": f"version {version} passed its health check and is the champion",
     }

@@ -282,10 +282,11 @@ def deploy_local(
             "reason": reason,
         }
     log.info("model %s version %s is the champion", model_name, version)
+    already = current is not None and current.version == version
     return summary | {
         "champion": version,
         "previous_champion": previous_version,
-        "moved": True,
+        "moved": not already,
         "champion_moved": False,
         "reason": f"version {version} passed its smoke test and is the champion",
     }

@@ -60,7 +60,13 @@ def _publish_permissions(path: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     """Atomically replaces `path` with `data` as JSON, readable as the umask allows."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise RegistryFileError(
+            f"writing registry file {path} failed ({exc.strerror or exc}): free some space or "
+            "fix the folder's permissions, then run again"
+        ) from exc
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -68,6 +74,12 @@ def _write_json(path: Path, data: Any) -> None:
             os.fsync(fh.fileno())
         _publish_permissions(Path(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise RegistryFileError(
+            f"writing registry file {path} failed ({exc.strerror or exc}); it is unchanged: "
+            "free some space or fix the folder's permissions, then run again"
+        ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -164,6 +176,12 @@ class LocalRegistry:
                 )
                 _publish_permissions(tmp / "model")
                 os.replace(tmp / "model", d / "versions" / version)
+            except OSError as exc:
+                raise RegistryFileError(
+                    f"registering {name} in {d} failed ({exc.strerror or exc}); no version was "
+                    "added and the champion is unchanged: free some space or fix the folder's "
+                    "permissions, then run again"
+                ) from exc
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             return self._version(d, name, version)

@@ -228,11 +228,16 @@ def _training_summary(
     registration = outputs["registration"]
     version = str(registration["version"])
     champion_after = _champion_version(cfg)
-    promoted = champion_after == version and champion_before != version
     gate_promoted = bool(evaluation["decision"]["promote"])
     reason = evaluation["decision"]["reason"]
+    # This run's deploy step (never cached, so its file is this run's) says whether it moved
+    # the alias; a concurrent run may have moved it again since.
     deployment_file = run_folder / "deploy" / "deployment"
     deployment = _read_json(str(deployment_file)) if deployment_file.is_file() else None
+    if deployment is not None and "moved" in deployment:
+        promoted = bool(deployment["moved"])
+    else:
+        promoted = champion_after == version and champion_before != version
     if not promoted and champion_after == version:
         reason = f"version {version} is already the champion (this run reproduced it); {reason}"
     elif gate_promoted and not promoted:
