@@ -16,9 +16,11 @@ def deploy(
     vertex_params: dict = {},  # noqa: B006
 ):
     """Deploys the version `registration` names if the gate promoted it: ``local`` smoke-tests
-    it and moves ``champion`` (a hot-reloading server follows); ``vertex`` deploys it to the
-    endpoint with the configured canary split and rolls back if the health check fails. On a
-    failed deployment the previous champion stays ``champion`` and serving, and the step fails.
+    it; ``vertex`` deploys it to the endpoint with the configured canary split and rolls back
+    if the health check fails. Then, last, ``champion`` moves to it (a hot-reloading server
+    follows) as a compare-and-swap: if another run moved the champion since this run's
+    evaluate, nothing moves and the summary says so. On a failed deployment the previous
+    champion stays ``champion`` and serving, and the step fails. Never cached.
     `deploy_params` is the config's ``deploy:`` section; `vertex_params` holds project,
     location, api_endpoint and labels."""
     from voltpipe.data.io import read_json, write_json_atomic
@@ -40,5 +42,9 @@ def deploy(
     )
     print(
         f"voltpipe: {model_name} version {summary['version']} "
-        + (f"deployed ({target})" if summary["deployed"] else f"not deployed: {summary['reason']}")
+        + (
+            f"deployed ({target}) and champion"
+            if summary["deployed"]
+            else f"not deployed: {summary['reason']}"
+        )
     )

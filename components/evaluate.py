@@ -39,10 +39,15 @@ def evaluate(
     from voltpipe.errors import exit_on_user_error
     from voltpipe.evaluation.evaluate import decision_report_markdown, evaluate_challenger
     from voltpipe.registry import open_registry
+    from voltpipe.registry.health import usable_champion
     from voltpipe.tracking import log_comparison
 
     with exit_on_user_error():
-        champion = open_registry(registry_uri).get(model_name) if registry_uri else None
+        # A champion that cannot be served is no bar (it is reported, and may be replaced).
+        check = usable_champion(open_registry(registry_uri), model_name) if registry_uri else None
+        champion = check.champion if check else None
+        if check and check.problem:
+            print(f"voltpipe: {check.problem}")
         result = evaluate_challenger(
             model.path,
             test_data.path,
@@ -58,7 +63,9 @@ def evaluate(
     for key, value in result.metrics.items():
         metrics.log_metric(key, value)
     write_json_atomic(metrics.path, result.metrics)  # readable without the run; cacheable
-    write_json_atomic(evaluation.path, result.to_dict())
+    write_json_atomic(
+        evaluation.path, {**result.to_dict(), **(check.evaluation_fields() if check else {})}
+    )
     write_text_atomic(decision_report.path, decision_report_markdown(result))
     cm = result.details.get("confusion_matrix")
     curves = {}

@@ -1,4 +1,4 @@
-"""Register: a new model version with lineage; champion only when the gate passed."""
+"""Register: a new model version with lineage and the gate's decision; no alias moves here."""
 
 from kfp import dsl
 
@@ -21,9 +21,11 @@ def register(
     reference_rows: int = 100000,
 ):
     """Registers the model as a new version (lineage: query, parameters, data statistics,
-    metrics, gate decision) and moves the ``champion`` alias to it only if it passed the gate.
-    A sample of `train_data` (`reference_rows` rows) is kept with the version as the drift
-    monitoring reference. Logs the run to MLflow when `tracking_uri` is set."""
+    metrics, gate decision); the same model registered before is reused, not copied again.
+    The ``champion`` alias is moved by deploy, after its smoke test. A sample of `train_data`
+    (`reference_rows` rows) is kept with the version as the drift monitoring reference. Logs
+    the run to MLflow when `tracking_uri` is set; a tracking failure is reported, never fatal.
+    Never cached: it writes to the registry."""
     from voltpipe.errors import exit_on_user_error
     from voltpipe.registry.promote import register_and_promote
 
@@ -42,7 +44,12 @@ def register(
             reference_path=train_data.path if train_data is not None else None,
             reference_rows=reference_rows,
         )
-    registration.metadata.update(info)
-    print(
-        f"voltpipe: registered {info['name']} version {info['version']} (champion: {info['champion']})"
+    registration.metadata.update(
+        {k: v for k, v in info.items() if isinstance(v, str | int | float | bool)}
     )
+    print(
+        f"voltpipe: registered {info['name']} version {info['version']} "
+        f"(gate: {'promote' if info['promote'] else 'hold'})"
+    )
+    if not info["tracking"]["logged"]:
+        print(f"voltpipe: tracking failed, not fatal: {info['tracking']['error']}")

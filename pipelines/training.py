@@ -26,8 +26,9 @@ from voltpipe.data.sql import one_line
 def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Callable[..., Any]:
     """Builds the training pipeline for `cfg`; every config value is a parameter default.
 
-    With `retraining` (the monitoring pipeline's branch), train, evaluate and register never
-    reuse cached results: drift was found, so a retrain must really happen.
+    Evaluate, register and deploy are never cached (the gate reads the champion; register and
+    deploy write the registry). With `retraining` (the monitoring pipeline's branch), train is
+    not cached either: drift was found, so a retrain must really happen.
     """
     ops = {
         c.name: with_image(c, cfg.image)
@@ -165,8 +166,9 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             tracking_uri=tracking_uri,
             **evaluation_options,
         ).set_display_name("evaluate")
-        if retraining:
-            evaluated.set_caching_options(False)
+        # Never cached: the gate compares with the champion as it is now, which its inputs
+        # do not show (a cached verdict would be against an older champion).
+        evaluated.set_caching_options(False)
         registered = ops["register"](
             model=trained.outputs["model"],
             evaluation=evaluated.outputs["evaluation"],
@@ -180,22 +182,21 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             train_data=data.outputs["train"],
             reference_rows=reference_rows,
         ).set_display_name("register")
-        if retraining:
-            registered.set_caching_options(False)
+        # Steps with side effects are never served from cache (a cached register or deploy
+        # would replay an old registration against a registry that has moved on).
+        registered.set_caching_options(False)
         # A model that fails the gate is never deployed. (The Else branch is also what lets
         # kfp.local 2.17 resolve the condition: a lone dsl.If is skipped there.)
         with dsl.If(evaluated.outputs["promote"] == True, name="promoted"):  # noqa: E712
-            # Cached like the steps before it: the same registration was deployed by that run.
-            deployed = ops["deploy"](
+            # The only place the champion alias moves: after the smoke test, compare-and-swap.
+            ops["deploy"](
                 registration=registered.outputs["registration"],
                 registry_uri=registry_uri,
                 model_name=model_name,
                 target=deploy_target,
                 deploy_params=deploy_params,
                 vertex_params=vertex_params,
-            ).set_display_name("deploy")
-            if retraining:
-                deployed.set_caching_options(False)
+            ).set_display_name("deploy").set_caching_options(False)
         with dsl.Else(name="not-promoted"):
             ops["keep-champion"](registry_uri=registry_uri, model_name=model_name).set_display_name(
                 "keep-champion"

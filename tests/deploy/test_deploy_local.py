@@ -82,6 +82,27 @@ def test_broken_first_champion_loses_the_alias(tmp_path, broken_model) -> None:
     assert reg.get(NAME) is None
 
 
+def test_champion_moves_only_from_the_one_the_gate_compared_with(registry) -> None:
+    # Version 2 was gated against version 1, which is still champion: it moves, once.
+    registration = {"version": "2", "promote": True, "gated_against": "1"}
+    summary = deploy_registered(registration, registry_uri=str(registry.root), model_name=NAME)
+    assert summary["deployed"] is True and summary["champion"] == "2"
+    assert registry.get(NAME).version == "2"
+    # Another run's version 1, gated against "no champion", comes in late: refused, and said.
+    late = {"version": "1", "promote": True, "gated_against": None}
+    summary = deploy_registered(late, registry_uri=str(registry.root), model_name=NAME)
+    assert summary["deployed"] is False and summary["champion_moved"] is True
+    assert "gated against no champion, but the champion is now version 2" in summary["reason"]
+    assert registry.get(NAME).version == "2"
+
+
+def test_a_failed_smoke_test_never_moves_the_champion(registry) -> None:
+    registration = {"version": "3", "promote": True, "gated_against": "1"}
+    with pytest.raises(DataError, match=r"version 3 failed its smoke test"):
+        deploy_registered(registration, registry_uri=str(registry.root), model_name=NAME)
+    assert registry.get(NAME).version == "1"
+
+
 def test_gate_failure_never_deploys(registry) -> None:
     summary = deploy_registered(
         {"version": "2", "champion": False}, registry_uri=str(registry.root), model_name=NAME

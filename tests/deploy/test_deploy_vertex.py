@@ -226,15 +226,24 @@ def test_deploy_registered_moves_champion_back_when_vertex_rolls_back(
         target="vertex", deploy_params=params,
     )  # fmt: skip
     assert first["deployed"] is True and first["endpoint_name"] == "wind-power-endpoint"
+    assert registry.get("wind-power").version == "1"  # the alias moves after a healthy deploy
+
+    # Gated against "no champion", but version 1 is champion now: not even deployed.
+    deploys = len(server.find("POST", r":deployModel$"))
+    stale = deploy_registered(
+        {"version": "2", "promote": True, "gated_against": None}, registry_uri=uri,
+        model_name="wind-power", target="vertex", deploy_params=params,
+    )  # fmt: skip
+    assert stale["deployed"] is False and "another run moved it" in stale["reason"]
+    assert len(server.find("POST", r":deployModel$")) == deploys
 
     broken.versions = {"2"}
-    assert registry.get("wind-power").version == "2"  # register promoted it
     with pytest.raises(DataError, match=r"rolled back .* previous champion \(version 1\) keeps"):
         deploy_registered(
-            {"version": "2", "champion": True, "previous_champion": "1"}, registry_uri=uri,
+            {"version": "2", "promote": True, "gated_against": "1"}, registry_uri=uri,
             model_name="wind-power", target="vertex", deploy_params=params,
         )  # fmt: skip
-    assert registry.get("wind-power").version == "1"
+    assert registry.get("wind-power").version == "1"  # never moved to the failed version
     assert _endpoint(server)["trafficSplit"] == {first["deployed_model_id"]: 100}
 
 

@@ -113,7 +113,11 @@ def test_register_writes_the_card_into_the_version(tmp_path: Path) -> None:
         tracking_uri="",
         out_path=str(tmp_path / "registration.json"),
     )
-    champion = open_registry(str(tmp_path / "registry")).get("wind-power")
-    assert champion is not None and champion.version == info["version"] == "1"
-    card = Path(champion.uri, MODEL_CARD_FILE).read_text()
-    assert "# Model card: wind-power version 1" in card and "**Status:** champion" in card
+    registry = open_registry(str(tmp_path / "registry"))
+    # Registering moves no alias: deploy makes a promoted version champion after its smoke test.
+    assert registry.get("wind-power") is None
+    assert info["promote"] is True and info["champion"] is False and info["version"] == "1"
+    version = registry.get("wind-power", "1")
+    card = Path(version.uri, MODEL_CARD_FILE).read_text()
+    assert "# Model card: wind-power version 1" in card
+    assert "**Status:** promoted by the gate (champion once deploy's smoke test passes)" in card

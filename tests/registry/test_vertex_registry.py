@@ -69,8 +69,9 @@ def test_register_uploads_versions_under_one_parent(registry, server) -> None:
     m1, m2 = up1["model"], up2["model"]
     assert m1["displayName"] == "wind-power"
     assert m1["artifactUri"] == "gs://bucket/pipeline-root/r1/model"
-    assert m1["versionAliases"] == ["champion", "default"]  # promoted: champion and default
-    assert "versionAliases" not in m2  # not promoted: the default stays where it was
+    # Upload moves no champion (deploy does, after its checks); the first version is the default.
+    assert m1["versionAliases"] == ["default"]
+    assert "versionAliases" not in m2  # the default stays where it was
     assert m1["containerSpec"] == {
         "imageUri": IMAGE,
         "predictRoute": "/predict",
@@ -106,7 +107,13 @@ def test_register_uploads_versions_under_one_parent(registry, server) -> None:
 def test_aliases_get_and_versions(registry, server) -> None:
     registry.register("wind-power", _model_dir(registry, "r1"), _lineage(True))
     registry.register("wind-power", _model_dir(registry, "r2"), _lineage(False))
-    assert registry.get("wind-power").version == "1"  # champion
+    assert registry.get("wind-power") is None  # registering names no champion
+    assert registry.compare_and_set_alias("wind-power", "champion", "1", expected=None) is None
+    assert registry.get("wind-power").version == "1"
+    # A compare-and-swap against a stale expectation changes nothing and says what is there.
+    assert registry.compare_and_set_alias("wind-power", "champion", "2", expected=None) == "1"
+    assert registry.get("wind-power").version == "1"
+    server.requests.clear()
 
     registry.set_alias("wind-power", "champion", "2")
     [merge] = server.find("POST", r":mergeVersionAliases$")

@@ -460,3 +460,141 @@ def test_container_entrypoint_fails_clearly_without_a_model(tmp_path: Path) -> N
     )
     assert result.returncode == 1
     assert "voltpipe error: model folder" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- hostile clients (issue 11) -------------------------------------------------------------------
+
+
+def test_deeply_nested_json_is_one_400_and_no_traceback(
+    regression_predictor, asgi_client, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = asgi_client(create_app(regression_predictor))
+    depth = 200_000
+    body = b'{"instances": ' + b"[" * depth + b"]" * depth + b"}"
+    caplog.clear()
+    response = client.post("/predict", content=body)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_a_404_does_not_echo_a_long_path(regression_predictor, asgi_client) -> None:
+    client = asgi_client(create_app(regression_predictor))
+    response = client.get("/" + "x" * 8000)
+    assert response.status_code == 404
+    assert len(response.content) < 300 and "xxx..." in response.json()["error"]
+
+
+def test_websocket_upgrade_is_refused_not_a_500(regression_predictor) -> None:
+    import asyncio
+
+    app = create_app(regression_predictor)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "websocket", "path": "/predict", "headers": []}, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+def test_a_slow_body_is_a_408_and_a_busy_server_a_503_while_health_answers(
+    regression_predictor, asgi_client
+) -> None:
+    import asyncio
+
+    app = create_app(regression_predictor)
+    app.body_timeout_seconds = 0.3
+    app.max_pending_predictions = 1
+    sent: list[dict[str, Any]] = []
+
+    async def never() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def scenario() -> list[int]:
+        scope = {"type": "http", "path": "/predict", "method": "POST", "headers": []}
+        slow = asyncio.create_task(app(scope, never, send))
+        await asyncio.sleep(0.05)  # the slow request holds the only prediction slot
+        busy: list[dict[str, Any]] = []
+
+        async def send_busy(message: dict[str, Any]) -> None:
+            busy.append(message)
+
+        await app(scope, never, send_busy)
+        health: list[dict[str, Any]] = []
+
+        async def send_health(message: dict[str, Any]) -> None:
+            health.append(message)
+
+        health_scope = {"type": "http", "path": "/health", "method": "GET", "headers": []}
+        await app(health_scope, never, send_health)
+        await asyncio.wait_for(slow, 5)
+        return [busy[0]["status"], health[0]["status"], sent[0]["status"]]
+
+    assert asyncio.run(scenario()) == [503, 200, 408]
+    assert app.pending_predictions == 0
+
+
+@pytest.mark.slow
+def test_slow_header_clients_cannot_take_the_server_off_the_air(regression_model) -> None:
+    """1,000 slow-header connections against a server limited to 256 open files: health keeps
+    answering and the slow clients are cut off after the header timeout."""
+    import resource
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "VOLTPIPE_SERVING_HOST": "127.0.0.1",
+        "AIP_HTTP_PORT": str(port),
+        "AIP_STORAGE_URI": f"file://{regression_model.model_dir}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voltpipe.serving"],
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),
+    )
+    slow: list[socket.socket] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(f"{url}/health", proc)
+        for _ in range(1000):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            slow.append(s)
+        started = time.monotonic()
+        for _ in range(5):
+            assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+        assert time.monotonic() - started < 10
+        # Every slow client is cut off (evicted at once, or after the 10 s header timeout).
+        deadline = time.monotonic() + 30
+        open_ = list(slow)
+        while open_ and time.monotonic() < deadline:
+            still = []
+            for s in open_:
+                s.settimeout(0.01)
+                try:
+                    if s.recv(1024) != b"":
+                        still.append(s)
+                except (TimeoutError, BlockingIOError):
+                    still.append(s)
+                except OSError:
+                    pass
+            open_ = still
+            time.sleep(0.2)
+        assert not open_, f"{len(open_)} slow clients still connected"
+        assert proc.poll() is None
+    finally:
+        for s in slow:
+            s.close()
+        proc.terminate()
+        proc.wait(30)

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voltpipe.deploy import ANY_CHAMPION
 from voltpipe.errors import ConfigError, DataError
 from voltpipe.registry.base import CHAMPION, open_registry
 from voltpipe.registry.local import LocalRegistry
@@ -188,6 +189,17 @@ def _numbers(prediction: Any) -> list[Any]:
     return [prediction["score"], prediction["threshold"]]  # anomaly
 
 
+def champion_moved_message(name: str, version: str, expected: Any, now: str) -> str:
+    """Why a promoted version did not become champion: another run moved the alias first."""
+    before = f"version {expected}" if expected else "no champion"
+    after = f"version {now}" if now else "no champion"
+    return (
+        f"{name} version {version} was gated against {before}, but the champion is now {after} "
+        f"(another run moved it): version {version} was not promoted; run training again to "
+        f"gate it against {after}"
+    )
+
+
 def deploy_local(
     registry_uri: str,
     model_name: str,
@@ -195,15 +207,20 @@ def deploy_local(
     *,
     previous_version: str | None = None,
     smoke_instances: list[dict[str, Any]] | None = None,
+    expected_champion: Any = ANY_CHAMPION,
 ) -> dict[str, Any]:
-    """Smoke-tests `version` and makes it the ``champion`` (what a hot-reloading server serves).
+    """Smoke-tests `version`, then makes it the ``champion`` (what a hot-reloading server serves).
 
-    The alias moves only after the smoke test passed. If it fails and the alias already points at
-    `version` (the register step moves it when the gate passes), it is moved back to
-    `previous_version` (default: the champion before this call), or removed if there was none.
+    The alias moves once, after the smoke test passed, as a compare-and-swap under the
+    registry lock: with `expected_champion` given (the champion the gate compared with, None
+    for none), it moves only if the champion is still that one; otherwise nothing changes and
+    the summary says ``moved: false`` and why. A version that fails its smoke test never gets
+    the alias; if it already holds it (an older run moved it before its smoke test), it is
+    moved back to `previous_version` (default: the champion before this call), or removed.
 
     Returns:
-        ``{target, name, version, champion, previous_champion, smoke_rows, predictions}``.
+        ``{target, name, version, champion, previous_champion, moved, champion_moved, reason,
+        smoke_rows, predictions}``.
 
     Raises:
         ConfigError: no such version in the registry.
@@ -213,7 +230,13 @@ def deploy_local(
     found = registry.get(model_name, version)
     if found is None:
         raise ConfigError(f"model {model_name!r} has no version {version!r} in {registry_uri}")
-    current = registry.get(model_name, CHAMPION)
+    try:
+        current = registry.get(model_name, CHAMPION)
+    except DataError as exc:
+        if expected_champion is not ANY_CHAMPION:
+            raise
+        log.warning("the champion alias is unreadable: %s", exc)
+        current = None
     if previous_version is None and current is not None and current.version != version:
         previous_version = current.version
     instances = smoke_instances or sample_instances(found.uri)
@@ -224,7 +247,7 @@ def deploy_local(
             if previous_version:
                 registry.set_alias(model_name, CHAMPION, previous_version)
             else:
-                _remove_alias(registry, model_name, CHAMPION)
+                registry.remove_alias(model_name, CHAMPION, version)
         keeps = (
             f"the previous champion (version {previous_version}) keeps serving"
             if previous_version
@@ -234,32 +257,39 @@ def deploy_local(
             f"model {model_name} version {version} failed its smoke test, so it was not "
             f"deployed; {keeps}: {exc}"
         ) from exc
-    registry.set_alias(model_name, CHAMPION, version)
-    log.info("model %s version %s is the champion", model_name, version)
-    return {
+    summary = {
         "target": "local",
         "name": model_name,
         "version": version,
-        "champion": version,
-        "previous_champion": previous_version,
         "smoke_rows": len(instances),
         "predictions": predictions[:3],
     }
-
-
-def _remove_alias(registry: Any, name: str, alias: str) -> None:
-    if isinstance(registry, LocalRegistry):
-        from voltpipe.data.io import write_json_atomic
-
-        # LocalRegistry has no public remove; this keeps its lock and atomic replace.
-        with registry._locked(name) as d:
-            aliases = registry._aliases(d)
-            aliases.pop(alias, None)
-            write_json_atomic(d / "aliases.json", aliases)
-    elif hasattr(registry, "remove_alias"):
-        found = registry.get(name, alias)
-        if found is not None:
-            registry.remove_alias(name, alias, found.version)
+    if expected_champion is ANY_CHAMPION:
+        registry.set_alias(model_name, CHAMPION, version)
+        moved_to = None
+    else:
+        moved_to = registry.compare_and_set_alias(
+            model_name, CHAMPION, version, expected=expected_champion
+        )
+    if moved_to is not None:
+        reason = champion_moved_message(model_name, version, expected_champion, moved_to)
+        log.warning("%s", reason)
+        return summary | {
+            "champion": moved_to or None,
+            "previous_champion": moved_to or None,
+            "moved": False,
+            "champion_moved": True,
+            "reason": reason,
+        }
+    log.info("model %s version %s is the champion", model_name, version)
+    already = current is not None and current.version == version
+    return summary | {
+        "champion": version,
+        "previous_champion": previous_version,
+        "moved": not already,
+        "champion_moved": False,
+        "reason": f"version {version} passed its smoke test and is the champion",
+    }
 
 
 def registry_source(

@@ -45,7 +45,8 @@ def model_card_markdown(
         lineage: the version's registry metadata (query, parameters, data statistics, ...).
         model_meta: ``voltpipe_model.json`` (features, classes, training settings).
         evaluation: the evaluate step's result (metrics, details, slices, decision).
-        champion: whether this version became the champion.
+        champion: whether the gate promoted this version (it becomes the champion when deploy's
+            smoke test passes; the registry's ``champion`` alias is the authority).
     """
     from voltpipe.evaluation.slices import slices_markdown
 
@@ -64,7 +65,12 @@ def model_card_markdown(
         + (f" (classes: {', '.join(map(str, classes))})" if classes else ""),
         f"- **Model family:** {model_meta.get('family') or (model_meta.get('model_params') or {}).get('family', '–')}",
         f"- **Registered:** {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- **Status:** {'champion' if champion else 'registered, not champion'}",
+        "- **Status:** "
+        + (
+            "promoted by the gate (champion once deploy's smoke test passes)"
+            if champion
+            else "registered, not champion"
+        ),
         "",
         "## Features",
         "",

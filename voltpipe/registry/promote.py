@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from voltpipe.data.io import read_json, write_json_atomic, write_text_atomic
 from voltpipe.registry.base import CHAMPION, open_registry
-from voltpipe.tracking import log_run
+from voltpipe.tracking import log_run_safely
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """A SHA-256 of the model folder's files (relative names and bytes): the same trained model
+    gives the same fingerprint, so a retried or cached run reuses its registered version."""
+    root = Path(model_dir)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def register_and_promote(
@@ -26,12 +41,18 @@ def register_and_promote(
     reference_path: str | None = None,
     reference_rows: int = 100_000,
 ) -> dict[str, Any]:
-    """Registers a new version; moves ``champion`` to it only if the evaluation promoted it.
+    """Registers the model as a version and records the gate's decision; moves no alias.
 
-    The registration summary ``{name, version, uri, champion, previous_champion, metrics,
-    decision}`` is written atomically to `out_path` and returned. The alias moves last, so a
-    failure before it leaves the previous champion in place. A seeded sample of
-    `reference_path` (the training split) is stored with the version as the drift reference.
+    The ``champion`` alias moves only in deploy, after the smoke test, as a compare-and-swap
+    against the champion this evaluation was gated against (``gated_against``). A model
+    registered before (same files: `model_fingerprint`) is not registered again. A tracking
+    failure is logged, kept for a retry by the next registration, and reported in
+    ``tracking``; it never fails the step.
+
+    The registration summary ``{name, version, uri, promote, champion, champion_version,
+    previous_champion, gated_against, metrics, decision, mlflow_run_id, tracking}`` is written
+    atomically to `out_path` and returned (``champion``: this version is the champion now;
+    ``promote``: the gate promoted it, so deploy will try to make it champion).
     """
     from voltpipe.modelling.train import read_model_meta
 
@@ -39,7 +60,9 @@ def register_and_promote(
     statistics = read_json(statistics_path)
     model_meta = read_model_meta(model_dir)
     registry = open_registry(registry_uri)
-    previous = registry.get(model_name, CHAMPION)
+    # The alias as the gate saw it: its champion, or the damaged one it set aside.
+    gated_against = evaluation.get("champion_version") or evaluation.get("champion_set_aside")
+    gated_against = str(gated_against) if gated_against not in (None, "") else None
     lineage = {
         "query": query,
         "query_parameters": query_parameters,
@@ -52,6 +75,7 @@ def register_and_promote(
         "model_params": model_meta.get("model_params"),
         "training_params": model_meta.get("training_params"),
         "source_model_uri": model_dir,
+        "model_fingerprint": model_fingerprint(model_dir),
     }
     with tempfile.TemporaryDirectory() as tmp:
         extra = {}
@@ -69,12 +93,13 @@ def register_and_promote(
             )
         version = registry.register(model_name, model_dir, lineage, extra_files=extra)
     promote = bool(evaluation["decision"]["promote"])
-    _write_model_card(version, lineage, model_meta, evaluation, promote)
-    if promote:
-        registry.set_alias(model_name, CHAMPION, version.version)
-    run_id = log_run(
+    current = registry.get(model_name, CHAMPION)
+    if version.metadata.get("decision") == lineage["decision"]:
+        _write_model_card(version, lineage, model_meta, evaluation, promote)
+    tracking = log_run_safely(
         tracking_uri,
         model_name,
+        spool_dir=_tracking_spool(registry_uri, model_name),
         run_name=f"{model_name}-v{version.version}",
         params={
             "task": model_meta["task"],
@@ -88,7 +113,7 @@ def register_and_promote(
         tags={
             "voltpipe.model_name": model_name,
             "voltpipe.model_version": version.version,
-            "voltpipe.champion": str(promote).lower(),
+            "voltpipe.promoted": str(promote).lower(),
             "voltpipe.model_uri": version.uri,
         },
     )
@@ -96,17 +121,25 @@ def register_and_promote(
         "name": model_name,
         "version": version.version,
         "uri": version.uri,
-        "champion": promote,
-        "champion_version": version.version
-        if promote
-        else (previous.version if previous else None),
-        "previous_champion": previous.version if previous else None,
+        "promote": promote,
+        "champion": current is not None and current.version == version.version,
+        "champion_version": current.version if current else None,
+        "previous_champion": gated_against,
+        "gated_against": gated_against,
         "metrics": evaluation["metrics"],
         "decision": evaluation["decision"],
-        "mlflow_run_id": run_id,
+        "mlflow_run_id": tracking.run_id,
+        "tracking": tracking.to_dict(),
     }
     write_json_atomic(out_path, info)
     return info
+
+
+def _tracking_spool(registry_uri: str, model_name: str) -> Path | None:
+    """Where runs that could not be tracked wait for a retry: beside a local registry."""
+    if "://" in registry_uri:
+        return None
+    return Path(registry_uri) / model_name / "tracking-pending"
 
 
 def _write_model_card(
@@ -116,7 +149,7 @@ def _write_model_card(
     evaluation: dict[str, Any],
     champion: bool,
 ) -> None:
-    """Writes ``model_card.md`` into the version's folder (before the alias moves).
+    """Writes ``model_card.md`` into the version's folder (the alias moves later, in deploy).
 
     The card names its own version number, which the registry assigns on registration, so it
     is added to the fresh version rather than copied in with it. Only local folders get one

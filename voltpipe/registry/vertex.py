@@ -237,8 +237,8 @@ class VertexRegistry:
     ) -> ModelVersion:
         """Uploads `model_dir` as the next version of `name`.
 
-        A version the gate promoted gets the ``champion`` alias and becomes the default version
-        at once; others are uploaded beside the current default. `extra_files` are copied into
+        No alias moves here: deploy gives the ``champion`` alias (and the default version) to a
+        promoted version after its checks pass. `extra_files` are copied into
         the mounted model folder (skipped, with a warning, when it is not mounted).
 
         Raises:
@@ -260,6 +260,7 @@ class VertexRegistry:
             else:
                 shutil.copyfile(source, mounted / target)
         parent = self.parent_model(name)
+        # The champion alias moves later, in deploy, after the smoke test (never at upload).
         promote = bool((metadata.get("decision") or {}).get("promote"))
         labels = {
             **self.labels,
@@ -276,9 +277,10 @@ class VertexRegistry:
             model = aiplatform.Model.upload(
                 display_name=name,
                 parent_model=parent,
-                # The first version is necessarily the default; later ones only when promoted.
-                is_default_version=promote or parent is None,
-                version_aliases=[CHAMPION] if promote else None,
+                # The first version is necessarily the default; later ones become it with the
+                # champion alias (`set_alias`), after deploy's checks.
+                is_default_version=parent is None,
+                version_aliases=None,
                 version_description=str((metadata.get("decision") or {}).get("reason", ""))[:1000]
                 or None,
                 description=json.dumps(summary, sort_keys=True, default=str),
@@ -325,9 +327,32 @@ class VertexRegistry:
         aliases = [alias, DEFAULT_ALIAS] if alias == CHAMPION else [alias]
         self._sdk().models.ModelRegistry(parent).add_version_aliases(aliases, version=version)
 
-    def remove_alias(self, name: str, alias: str, version: str) -> None:
-        """Removes `alias` from `version` (the default alias cannot be removed on Vertex)."""
+    def compare_and_set_alias(
+        self, name: str, alias: str, version: str, *, expected: str | None
+    ) -> str | None:
+        """Moves `alias` to `version` only if it still points at `expected` (None: unset).
+
+        Vertex has no conditional alias update: this reads, compares and sets, which narrows
+        the race to one request (runs on Vertex are serialised by their schedule).
+        """
+        found = self.get(name, alias)
+        current = found.version if found is not None else None
+        if current == version:
+            return None
+        if current != expected:
+            return current or ""
+        self.set_alias(name, alias, version)
+        return None
+
+    def remove_alias(self, name: str, alias: str, version: str | None = None) -> None:
+        """Removes `alias` from `version` (default: the version it points at; the default alias
+        cannot be removed on Vertex)."""
         parent = self._require_parent(name)
+        if version is None:
+            found = self.get(name, alias)
+            if found is None:
+                return
+            version = found.version
         self._sdk().models.ModelRegistry(parent).remove_version_aliases([alias], version=version)
 
     def get(self, name: str, selector: str = CHAMPION) -> ModelVersion | None:

@@ -10,13 +10,14 @@ import os
 import re
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from voltpipe.config import VoltpipeConfig
-from voltpipe.errors import ERROR_MARKER, DataError, PipelineError
+from voltpipe.errors import ERROR_MARKER, DataError, PipelineError, VoltpipeError
 from voltpipe.runners.preflight import (
     check_local_backends,
     check_query,
@@ -59,8 +60,15 @@ class _StepOutput(io.TextIOBase):
 
 @contextlib.contextmanager
 def _capture_steps(log_path: Path, debug: bool) -> Iterator[_StepOutput]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as log:
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "x")  # noqa: SIM115 - closed by the with-block below
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the run log {log_path} ({exc.strerror or exc}): the work dir must be "
+            "writable with free space; set `workdir` in the config to another folder"
+        ) from None
+    with log:
         tee = _StepOutput(sys.stdout, log, debug)
         old = sys.stdout
         sys.stdout = tee
@@ -113,11 +121,14 @@ def run_local(
 
     registry = open_registry(cfg.registry_uri)
     versions_before = {v.version for v in registry.versions(cfg.name)}
+    champion_before = _champion_version(cfg)
 
     root = workdir / "pipeline-root"
     root.mkdir(parents=True, exist_ok=True)
     before = set(os.listdir(root))
-    run_id = f"{cfg.name}-{name}-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}"
+    # Unique per run, even for runs started in the same second from several processes.
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-%f")
+    run_id = f"{cfg.name}-{name}-{stamp}-{uuid.uuid4().hex[:6]}"
     log_path = workdir / "logs" / f"{run_id}.log"
     # Steps run as child processes of this interpreter; keep TensorFlow's C++ logging quiet.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -138,14 +149,15 @@ def run_local(
             step = f"step {failed.group(1)!r} failed: " if failed else ""
             detail = steps.messages[-1] if steps.messages else (steps.last_exception or kfp_message)
             raise PipelineError(f"{step}{detail} (full log: {log_path})") from exc
-    created = sorted(set(os.listdir(root)) - before)
-    if created:
-        run_id = created[-1]
+    created = set(os.listdir(root)) - before
+    run_folder = _own_run_folder(root, created, outputs.outputs.values())
+    if run_folder is not None:
+        run_id = run_folder
     artifacts = {
         k: _read_json(v.path) for k, v in outputs.outputs.items() if Path(v.path).is_file()
     }
     if name == "training":
-        summary = _training_summary(artifacts)
+        summary = _training_summary(artifacts, cfg, champion_before, root / run_id)
     elif name == "prediction":
         summary = _prediction_summary(artifacts)
     else:
@@ -160,6 +172,29 @@ def run_local(
         "log": str(log_path),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _own_run_folder(root: Path, created: set[str], artifacts: Any) -> str | None:
+    """The kfp.local run folder of this run: the one its never-cached outputs were written to
+    (a cached output lives in an older run's folder; a concurrent run creates folders too)."""
+    for artifact in artifacts:
+        try:
+            folder = Path(artifact.path).resolve().relative_to(root.resolve()).parts[0]
+        except (ValueError, IndexError):
+            continue
+        if folder in created:
+            return folder
+    return None
+
+
+def _champion_version(cfg: VoltpipeConfig) -> str | None:
+    from voltpipe.registry import open_registry
+
+    try:
+        champion = open_registry(cfg.registry_uri).get(cfg.name)
+    except VoltpipeError:
+        return None
+    return champion.version if champion is not None else None
 
 
 def _model_fields(registration: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -179,11 +214,53 @@ def _model_fields(registration: dict[str, Any], reason: str) -> dict[str, Any]:
     }
 
 
-def _training_summary(outputs: dict[str, Any]) -> dict[str, Any]:
+def _training_summary(
+    outputs: dict[str, Any],
+    cfg: VoltpipeConfig,
+    champion_before: str | None,
+    run_folder: Path,
+) -> dict[str, Any]:
+    """The test metrics and the registry as it is after the run (not as a step remembers it).
+
+    ``champion.promoted`` is true only when this run moved the alias to its version.
+    """
     evaluation = outputs["evaluation"]
-    fields = _model_fields(outputs["registration"], evaluation["decision"]["reason"])
+    registration = outputs["registration"]
+    version = str(registration["version"])
+    champion_after = _champion_version(cfg)
+    gate_promoted = bool(evaluation["decision"]["promote"])
+    reason = evaluation["decision"]["reason"]
+    # This run's deploy step (never cached, so its file is this run's) says whether it moved
+    # the alias; a concurrent run may have moved it again since.
+    deployment_file = run_folder / "deploy" / "deployment"
+    deployment = _read_json(str(deployment_file)) if deployment_file.is_file() else None
+    if deployment is not None and "moved" in deployment:
+        promoted = bool(deployment["moved"])
+    else:
+        promoted = champion_after == version and champion_before != version
+    if not promoted and champion_after == version:
+        reason = f"version {version} is already the champion (this run reproduced it); {reason}"
+    elif gate_promoted and not promoted:
+        reason = (deployment or {}).get("reason") or (
+            f"the gate promoted version {version}, but it was not deployed; the champion is "
+            f"{'version ' + champion_after if champion_after else 'unset'}"
+        )
+    fields = _model_fields(
+        {
+            **registration,
+            "champion": promoted,
+            "champion_version": champion_after,
+            "previous_champion": champion_before,
+        },
+        reason,
+    )
+    fields["champion"]["gate_promoted"] = gate_promoted
     fields["champion"]["gate"] = _gate_summary(evaluation)
-    return {"metrics": {"test": evaluation["metrics"]}, **fields}
+    tracking = registration.get("tracking")
+    summary = {"metrics": {"test": evaluation["metrics"]}, **fields}
+    if tracking is not None:
+        summary["tracking"] = tracking
+    return summary
 
 
 def _gate_summary(evaluation: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,14 @@ INLINE_MAX_BODY_BYTES = 16_384
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
+# Hostile or broken clients (see `serve`): how long a connection may take to send its request
+# headers, and a request its body; how many predictions may run or wait at once (more get a
+# 503 at once, health checks are never queued); how much of an unknown path a 404 repeats.
+HEADER_TIMEOUT_SECONDS = 10.0
+BODY_TIMEOUT_SECONDS = 30.0
+MAX_PENDING_PREDICTIONS = 64
+_SHOWN_PATH_CHARS = 64
+
 
 class PredictionApp:
     """The ASGI app. Build it with `create_app`."""
@@ -63,6 +71,8 @@ class PredictionApp:
         max_body_bytes: int,
         noop_route: str | None = None,
         inline_max_body_bytes: int = INLINE_MAX_BODY_BYTES,
+        body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
+        max_pending_predictions: int = MAX_PENDING_PREDICTIONS,
     ) -> None:
         for what, route in (("predict route", predict_route), ("health route", health_route)):
             if not route.startswith("/"):
@@ -77,6 +87,9 @@ class PredictionApp:
         self.max_instances = max_instances
         self.max_body_bytes = max_body_bytes
         self.inline_max_body_bytes = inline_max_body_bytes
+        self.body_timeout_seconds = body_timeout_seconds
+        self.max_pending_predictions = max_pending_predictions
+        self.pending_predictions = 0
         loaded = isinstance(predictor, BasePredictor)
         self.predictor: BasePredictor | None = predictor if loaded else None
         self._loader = None if loaded else predictor
@@ -104,6 +117,9 @@ class PredictionApp:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # Closing before accepting makes the server answer the upgrade with a 403.
+            await send({"type": "websocket.close", "code": 1008})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -148,13 +164,22 @@ class PredictionApp:
                 if method != "POST":
                     raise _method_not_allowed(path, method, "POST")
                 predictor = self._ready()
-                body = await self._read_body(scope, receive)
-                if len(body) <= self.inline_max_body_bytes:
-                    response = self._predict(predictor, body)
-                else:
-                    response = await asyncio.get_running_loop().run_in_executor(
-                        None, self._predict, predictor, body
+                if self.pending_predictions >= self.max_pending_predictions:
+                    raise _Busy(
+                        f"the server is busy ({self.pending_predictions} predictions running "
+                        "or waiting); retry shortly"
                     )
+                self.pending_predictions += 1
+                try:
+                    body = await self._read_body(scope, receive)
+                    if len(body) <= self.inline_max_body_bytes:
+                        response = self._predict(predictor, body)
+                    else:
+                        response = await asyncio.get_running_loop().run_in_executor(
+                            None, self._predict, predictor, body
+                        )
+                finally:
+                    self.pending_predictions -= 1
                 await _respond(send, 200, response)
             elif path == self.health_route:
                 if method not in ("GET", "HEAD"):
@@ -165,7 +190,7 @@ class PredictionApp:
                 # Same stack, no model: the benchmark's floor for the predict route.
                 if method != "POST":
                     raise _method_not_allowed(path, method, "POST")
-                json.loads(await self._read_body(scope, receive))
+                _loads(await self._read_body(scope, receive))
                 await _respond(send, 200, self._noop_response)
             elif path == "/":
                 if method not in ("GET", "HEAD"):
@@ -174,11 +199,21 @@ class PredictionApp:
                     send, 200, json.dumps(self._ready().describe()).encode(), head=method == "HEAD"
                 )
             else:
+                shown = path if len(path) <= _SHOWN_PATH_CHARS else path[:_SHOWN_PATH_CHARS] + "..."
                 raise RequestError(
-                    404, f"no route {path}; predictions are at POST {self.predict_route}"
+                    404, f"no route {shown}; predictions are at POST {self.predict_route}"
                 )
+        except RecursionError:
+            # json gives up on very deep nesting; no model takes it (a client error, no traceback)
+            await _respond(
+                send,
+                400,
+                json.dumps({"error": "request body is nested too deeply to be instances"}).encode(),
+            )
         except RequestError as exc:
             headers = [(b"allow", exc.allow.encode())] if isinstance(exc, _MethodNotAllowed) else []
+            if isinstance(exc, _Busy):
+                headers = [(b"retry-after", b"1")]
             await _respond(send, exc.status, json.dumps({"error": exc.message}).encode(), headers)
         except Exception as exc:  # a bug, not the client's fault: log it, answer 500
             log.exception("%s %s failed", method, path)
@@ -204,8 +239,16 @@ class PredictionApp:
                 raise self._too_large(int(value))
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_seconds
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                raise RequestError(
+                    408,
+                    f"the request body did not arrive within {self.body_timeout_seconds:g} s",
+                ) from None
             if message["type"] == "http.disconnect":
                 raise RequestError(
                     400, "the client closed the connection before sending the whole body"
@@ -339,6 +382,18 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+
+
+class _Busy(RequestError):
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
+
+
 class _MethodNotAllowed(RequestError):
     def __init__(self, message: str, allow: str) -> None:
         super().__init__(405, message)
@@ -395,6 +450,82 @@ def create_app(
     )
 
 
+def max_connections_for(fd_limit: int | None = None) -> int:
+    """How many client connections to keep open: below the process's file limit (the model,
+    logs and the health checks need descriptors too), at most 1,000."""
+    if fd_limit is None:
+        import resource
+
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if fd_limit == resource.RLIM_INFINITY:
+            fd_limit = 1_000_000
+    return max(16, min(1000, fd_limit - 128 if fd_limit > 256 else fd_limit // 2))
+
+
+def guarded_http_protocol(
+    header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS, max_connections: int | None = None
+) -> type:
+    """uvicorn's h11 protocol with two guards against slow or hostile clients.
+
+    - A connection that has not sent a complete request head within `header_timeout_seconds`
+      (after connecting, or after its previous response) is closed: a slow-header client
+      cannot hold a connection open for ever.
+    - Beyond `max_connections` open connections, a new one first evicts the oldest connection
+      that has no request in progress (idle or still sending headers), so descriptors never run
+      out and health checks keep being answered.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    limit = max_connections or max_connections_for()
+
+    class GuardedH11Protocol(H11Protocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._voltpipe_head_timer = None
+            self._arm_head_timer()
+            if len(self.connections) > limit:
+                idle = [
+                    c
+                    for c in self.connections
+                    if c is not self and getattr(c, "_voltpipe_waiting_head", False)
+                ]
+                victim = min(idle, key=lambda c: c._voltpipe_since, default=None)
+                (victim or self).transport.close()
+
+        def _arm_head_timer(self) -> None:
+            self._voltpipe_waiting_head = True
+            self._voltpipe_since = self.loop.time()
+            if self._voltpipe_head_timer is not None:
+                self._voltpipe_head_timer.cancel()
+            self._voltpipe_head_timer = self.loop.call_later(
+                header_timeout_seconds, self._head_timed_out
+            )
+
+        def _head_timed_out(self) -> None:
+            if self._voltpipe_waiting_head and not self.transport.is_closing():
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._voltpipe_waiting_head = False
+                if self._voltpipe_head_timer is not None:
+                    self._voltpipe_head_timer.cancel()
+                    self._voltpipe_head_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._voltpipe_head_timer is not None:
+                self._voltpipe_head_timer.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
 def serve(
     model_dir: str | os.PathLike[str],
     *,
@@ -417,6 +548,11 @@ def serve(
         model_dir: a model folder (``model.keras`` + ``voltpipe_model.json``), ``file://`` URI,
             or ``gs://`` URI (copied locally; needs google-cloud-storage).
         access_log: log every request (costs a little latency per request).
+
+    Slow or hostile clients are bounded (`guarded_http_protocol`): request heads must arrive
+    within 10 s and bodies within 30 s (408), at most `MAX_PENDING_PREDICTIONS` predictions
+    run or wait (503 with Retry-After beyond), and open connections stay below the file limit;
+    the health route is never queued behind predictions.
         source: where `model_dir` came from (e.g. a registry alias): the server then hot-reloads
             when it changes (polling `source.watch`, or on SIGHUP), keeping the old model on
             failure. See `voltpipe.deploy.local.registry_source`.
@@ -447,6 +583,9 @@ def serve(
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=10,
+        http=guarded_http_protocol(),
+        # Plain HTTP only: a WebSocket upgrade is answered by the app (403), not served.
+        ws="none",
     )
     server = uvicorn.Server(config)
     app.on_load_error = lambda _exc: setattr(server, "should_exit", True)
