@@ -21,9 +21,8 @@ from typing import Any
 
 from voltpipe.data.io import write_json_atomic
 from voltpipe.errors import ConfigError
+from voltpipe.model_dir import REGISTRY_METADATA_FILE as METADATA_FILE
 from voltpipe.registry.base import CHAMPION, ModelVersion
-
-METADATA_FILE = "metadata.json"
 
 
 class LocalRegistry:

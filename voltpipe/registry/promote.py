@@ -33,7 +33,7 @@ def register_and_promote(
     failure before it leaves the previous champion in place. A seeded sample of
     `reference_path` (the training split) is stored with the version as the drift reference.
     """
-    from voltpipe.modelling.train import read_model_meta
+    from voltpipe.model_dir import read_meta as read_model_meta
 
     evaluation = read_json(evaluation_path)
     statistics = read_json(statistics_path)
