@@ -79,13 +79,21 @@ class FileModel:
 
     def save(self, folder: str | os.PathLike[str]) -> dict[str, Any]:
         """Writes the model's file atomically; returns its ``model_file`` entry for the meta
-        (name and SHA-256, which `check_model_files` verifies)."""
+        (name, SHA-256, which `check_model_files` verifies, and input column order)."""
         name = FILE_FAMILIES[self.family]
         data = self.to_bytes()
         for stale in {MODEL_FILE, REPLAY_FILE, *FILE_FAMILIES.values()} - {name}:
             (Path(folder) / stale).unlink(missing_ok=True)  # another family's leftovers
         write_bytes_atomic(Path(folder) / name, data)
-        return {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        return {
+            "name": name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            # the model's input column order (the metadata's feature plan is a JSON object,
+            # whose key order is not kept)
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+        }
 
     def _columns(
         self, numeric: list[str] | None, categorical: list[str] | None
@@ -119,7 +127,8 @@ class ModelMeta:
         output: what ``predict_raw`` returns.
         training: how training went (``epochs_run``, ``best_epoch``, ``stopped_by``, ...).
         candidates: for ``auto``: every candidate's validation score and fit time.
-        model_file: for file families: ``{name, sha256, bytes}`` of the model's file.
+        model_file: for file families: ``{name, sha256, bytes, numeric, categorical}``: the
+            model's file, its checksum and its input columns in order.
     """
 
     format: str

@@ -167,3 +167,24 @@ def test_garbled_metadata_is_one_clear_error(tmp_path: Path, regression_dir: Pat
     (copy / META_FILE).write_text('{"task": "regression", ')
     with pytest.raises(DataError, match=f"{META_FILE} is not readable JSON"):
         load_model(copy)
+
+
+def test_columns_not_in_alphabetical_order_keep_their_meaning(tmp_path: Path) -> None:
+    # The metadata's feature plan is a JSON object (keys sorted on write): the model's own
+    # input order must survive the round trip.
+    def table(n: int, seed: int) -> pa.Table:
+        rng = np.random.default_rng(seed)
+        wind, density = rng.uniform(0, 25, n), rng.uniform(1.1, 1.3, n)
+        return pa.table(
+            {"zone": rng.choice(["s", "n"], n), "wind": wind, "density": density, "y": wind**2}
+        )
+
+    write_split(tmp_path / "train", table(1500, 1))
+    write_split(tmp_path / "valid", table(300, 2))
+    out = tmp_path / "model"
+    train_model(
+        tmp_path / "train", tmp_path / "valid", out, label="y", task="regression", model_params=GBDT
+    )
+    test = table(300, 3)
+    pred = load_model(out).predict_raw(test)
+    assert float(np.sqrt(np.mean((pred - test.column("y").to_numpy()) ** 2))) < 10.0  # y std ~ 180

@@ -106,12 +106,14 @@ class GbdtModel(FileModel):
             booster = lgb.Booster(model_str=data.decode())
         except (lgb.basic.LightGBMError, UnicodeDecodeError, ValueError) as exc:
             raise DataError(f"{where} is not a readable LightGBM model: {exc}") from None
-        plan = meta["features"]
+        plan, order = meta["features"], meta.get("model_file") or {}
+        numeric = list(order.get("numeric", plan["numeric"]))
+        categorical = list(order.get("categorical", plan["categorical"]))
         return cls(
             booster,
             task=str(meta["task"]),
-            numeric=list(plan["numeric"]),
-            categorical=dict(plan["categorical"]),
+            numeric=numeric,
+            categorical={name: list(plan["categorical"][name]) for name in categorical},
             n_classes=len(meta.get("classes") or []),
         )
 

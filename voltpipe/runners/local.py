@@ -184,7 +184,16 @@ def _training_summary(outputs: dict[str, Any]) -> dict[str, Any]:
     return {
         "metrics": {"test": evaluation["metrics"]},
         **_model_fields(outputs["registration"], evaluation["decision"]["reason"]),
+        **_candidates(outputs["registration"]),
     }
+
+
+def _candidates(registration: dict[str, Any]) -> dict[str, Any]:
+    """The family trained and, for ``model.family: auto``, every candidate's validation
+    score and fit time (``{family, metric, score, fit_seconds, chosen, ...}``)."""
+    if not registration.get("family"):
+        return {}
+    return {"family": registration["family"], "candidates": registration.get("candidates") or []}
 
 
 def _prediction_summary(outputs: dict[str, Any]) -> dict[str, Any]:
