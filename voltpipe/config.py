@@ -59,24 +59,48 @@ class SplitConfig(_Strict):
 
 
 MODEL_FAMILIES = {
-    "classification": ("mlp",),
-    "regression": ("mlp",),
-    "forecasting": ("cnn", "lstm", "gru", "transformer", "mlp"),
+    "classification": ("auto", "linear", "mlp", "gbdt"),
+    "regression": ("auto", "linear", "mlp", "gbdt"),
+    "forecasting": ("auto", "cnn", "lstm", "gru", "transformer", "mlp", "gbdt", "statistical"),
     "anomaly": ("autoencoder",),
 }
 DEFAULT_FAMILY = {
-    "classification": "mlp",
-    "regression": "mlp",
-    "forecasting": "cnn",
+    "classification": "auto",
+    "regression": "auto",
+    "forecasting": "auto",
     "anomaly": "autoencoder",
 }
-ALL_FAMILIES = ("mlp", "cnn", "lstm", "gru", "transformer", "autoencoder")
+ALL_FAMILIES = (
+    "auto",
+    "linear",
+    "mlp",
+    "gbdt",
+    "cnn",
+    "lstm",
+    "gru",
+    "transformer",
+    "statistical",
+    "autoencoder",
+)
+
+
+class GbdtConfig(_Strict):
+    """Gradient-boosted trees (LightGBM), family gbdt, for tables and forecasting."""
+
+    max_trees: int = Field(2000, ge=1)  # early stopping on the valid split picks the number used
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(20, ge=1)
+    feature_fraction: float = Field(1.0, gt=0, le=1)
+    bagging_fraction: float = Field(1.0, gt=0, le=1)
+    lambda_l2: float = Field(0.0, ge=0)
+    early_stopping_rounds: int = Field(100, ge=1)
 
 
 class ModelConfig(_Strict):
     """Model family and its architecture (each family reads the keys it needs)."""
 
-    family: str | None = None  # default by task: mlp; cnn (forecasting); autoencoder (anomaly)
+    family: str | None = None  # default by task: auto (tables, forecasting); autoencoder (anomaly)
     hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     embedding_max_categories: int = Field(64, ge=2)
@@ -87,6 +111,19 @@ class ModelConfig(_Strict):
     key_dim: int = Field(16, ge=1)  # transformer
     encoder_layers: int = Field(1, ge=1)  # cnn, transformer, lstm/gru blocks
     latent_dim: int = Field(4, ge=1)  # autoencoder bottleneck
+    gbdt: GbdtConfig = GbdtConfig()  # family gbdt (LightGBM)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dotted_gbdt_keys(cls, data: Any) -> Any:
+        # Tuned values arrive flat ({"gbdt.learning_rate": 0.1}): fold them into `gbdt`.
+        if isinstance(data, dict) and any(str(k).startswith("gbdt.") for k in data):
+            data = dict(data)
+            gbdt = dict(data.get("gbdt") or {})
+            for key in [k for k in data if str(k).startswith("gbdt.")]:
+                gbdt[key.removeprefix("gbdt.")] = data.pop(key)
+            data["gbdt"] = gbdt
+        return data
 
     @field_validator("family")
     @classmethod
@@ -520,6 +557,17 @@ class VoltpipeConfig(_Strict):
     @property
     def sql(self) -> str:
         """The query text (from `query` or the contents of `query_file`)."""
+
+    @model_validator(mode="after")
+    def _family_fits_task(self) -> VoltpipeConfig:
+        family = self.model.family
+        if family is not None and family not in MODEL_FAMILIES[self.task]:
+            raise ValueError(
+                f"model.family: {family!r} does not serve task {self.task!r}; valid for "
+                f"{self.task}: {', '.join(MODEL_FAMILIES[self.task])}"
+            )
+        return self
+
         if self.query is not None:
             return self.query
         assert self.query_file is not None

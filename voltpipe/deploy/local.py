@@ -43,7 +43,7 @@ def sample_instances(model_dir: str | Path, n: int = SMOKE_ROWS) -> list[dict[st
     Raises:
         DataError: the folder is not a voltpipe model.
     """
-    from voltpipe.modelling.train import read_model_meta
+    from voltpipe.model_dir import read_meta as read_model_meta
 
     path = Path(model_dir)
     meta = read_model_meta(path)
@@ -155,17 +155,18 @@ def smoke_test(model_dir: str | Path, instances: list[dict[str, Any]]) -> list[A
 
     Every task goes through the server's predictor (`load_predictor`) and request checks. A row
     model with a replay saved at training is checked on that replay and its ``model.keras``
-    archive checked whole (`check_model_file`), so this step needs no TensorFlow.
+    archive checked whole, and a gbdt or linear model's file against the checksum in its
+    metadata (``model_dir.check_model_files``), so this step needs no TensorFlow.
 
     Raises:
         DataError: it does not load, fails to predict, or predicts a wrong count or non-finite
             values.
     """
-    from voltpipe.modelling.train import check_model_file
+    from voltpipe.model_dir import check_model_files
     from voltpipe.serving.predictor import load_predictor
 
     try:
-        check_model_file(model_dir)
+        check_model_files(model_dir)
         predictor = load_predictor(model_dir, engine="numpy", warmup_batch_sizes=(1,))
         predictions = predictor.predict(instances)
     except Exception as exc:

@@ -11,10 +11,15 @@ import numpy as np
 import pyarrow as pa
 
 from voltpipe.errors import DataError
+from voltpipe.model_dir import FILE_FAMILIES, MODEL_FILE, RowScorer, load_row_scorer, read_meta
 from voltpipe.modelling import forecasting as fc
-from voltpipe.modelling.features import model_inputs
-from voltpipe.modelling.replay import Replay
-from voltpipe.modelling.train import MODEL_FILE, feature_plan, read_model_meta
+from voltpipe.modelling.features import FeaturePlan, model_inputs
+
+read_model_meta = read_meta  # the old name, still importable from here
+
+
+def feature_plan(meta: dict[str, Any]) -> FeaturePlan:
+    return FeaturePlan.from_dict(meta["features"])
 
 
 @dataclasses.dataclass
@@ -45,14 +50,15 @@ class ForecastWindows:
 class LoadedModel:
     """A saved model and its metadata.
 
-    Row models (regression, classification, anomaly) whose folder holds a replay
-    (``voltpipe_replay.npz``, saved and checked at training) predict with it, in NumPy, and
-    `model` is None until something asks for the Keras model (`keras_model`).
+    Row models (regression, classification, anomaly) of family gbdt or linear, and Keras row
+    models whose folder holds a replay (``voltpipe_replay.npz``, saved and checked at
+    training), predict with their `RowScorer` (``model_dir.load_row_scorer``), without
+    TensorFlow; `model` is None until something asks for the Keras model (`keras_model`).
     """
 
     model: Any
     meta: dict[str, Any]
-    replay: Replay | None = None
+    replay: RowScorer | None = None
     model_dir: Path | None = None
 
     @property
@@ -63,6 +69,9 @@ class LoadedModel:
     def keras_model(self) -> Any:
         """The Keras model, loaded (safe mode) on first use when a replay was loaded instead."""
         if self.model is None:
+            family = self.meta.get("family")
+            if family in FILE_FAMILIES:
+                raise DataError(f"a {family} model has no Keras model; it scores with NumPy")
             import keras
 
             if self.model_dir is None:
@@ -345,14 +354,17 @@ def load_model(model_dir: str | os.PathLike[str], *, engine: str = "auto") -> Lo
 
     Args:
         engine: ``auto``: a row model's saved NumPy replay when there is one (no TensorFlow
-            import), else Keras; ``keras``: always Keras.
+            import), else Keras; ``keras``: always Keras (gbdt and linear models always
+            score without it).
     """
     path = Path(model_dir)
-    meta = read_model_meta(path)
-    if engine == "auto" and meta.get("task") != "forecasting":
-        replay = Replay.load(path)
-        if replay is not None:
-            return LoadedModel(model=None, meta=meta, replay=replay, model_dir=path)
+    meta = read_meta(path)
+    if meta.get("task") != "forecasting" and (
+        engine == "auto" or meta.get("family") in FILE_FAMILIES
+    ):
+        scorer = load_row_scorer(path, meta)  # gbdt, linear, or a Keras model's replay
+        if scorer is not None:
+            return LoadedModel(model=None, meta=meta, replay=scorer, model_dir=path)
     import keras
 
     model = keras.models.load_model(path / MODEL_FILE, safe_mode=True, compile=False)

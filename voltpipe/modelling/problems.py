@@ -87,6 +87,10 @@ def resolve_family(task: str, mp: ModelConfig) -> str:
         raise DataError(
             f"model.family {family!r} does not fit task {task!r}; valid: {', '.join(MODEL_FAMILIES[task])}"
         )
+    if task == "forecasting" and family == "auto":
+        return "cnn"  # the forecasting default until forecasting has its own auto
+    if task == "forecasting" and family in ("gbdt", "statistical"):
+        raise DataError(f"model.family {family!r} is not available for forecasting yet")
     return family
 
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from voltpipe.data.io import read_table, write_json_atomic
 from voltpipe.errors import DataError
+from voltpipe.model_dir import HISTORY_FILE, META_FILE, MODEL_FILE, FileModel
 from voltpipe.modelling.features import FeaturePlan
 from voltpipe.modelling.problems import (
     OUTPUTS,
@@ -29,6 +30,8 @@ from voltpipe.modelling.problems import (
     encode_labels,
     make_problem,
 )
+
+TABLE_FAMILIES = ("auto", "linear", "gbdt")  # fitted by modelling.auto, not by Keras
 
 __all__ = [
     "META_FILE",
@@ -41,10 +44,6 @@ __all__ = [
     "read_train_result",
     "train_model",
 ]
-
-MODEL_FILE = "model.keras"
-META_FILE = "voltpipe_model.json"
-HISTORY_FILE = "voltpipe_history.json"
 
 
 @dataclasses.dataclass
@@ -234,6 +233,23 @@ def fit_tables(
         DataError: the data or a setting cannot train this task.
     """
     mp, tp, params = _settings(model_params, training_params, task_params)
+    if task in ("classification", "regression") and (mp.family or "auto") in TABLE_FAMILIES:
+        from voltpipe.modelling.auto import fit_table_family  # gbdt, linear, auto
+
+        fit = dict(callbacks=callbacks, backup_dir=backup_dir, strategy=strategy, verbose=verbose)
+        return fit_table_family(
+            train,
+            valid,
+            family=mp.family or "auto",
+            label=label,
+            task=task,
+            features=features,
+            exclude=exclude,
+            mp=mp,
+            tp=tp,
+            params=params,
+            **fit,
+        )
     problem = make_problem(
         train,
         valid,
@@ -342,10 +358,14 @@ def train_model(
         meta["best_params"] = best_params
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".tmp-model.keras"
-    fitted.model.save(tmp)
-    os.replace(tmp, out / MODEL_FILE)
-    meta["replay"] = save_replay(fitted.model, meta, out)
+    if isinstance(fitted.model, FileModel):  # gbdt, linear: their own file, no Keras
+        meta["model_file"] = fitted.model.save(out)
+        meta["replay"] = False
+    else:
+        tmp = out / ".tmp-model.keras"
+        fitted.model.save(tmp)
+        os.replace(tmp, out / MODEL_FILE)
+        meta["replay"] = save_replay(fitted.model, meta, out)
     write_json_atomic(out / META_FILE, meta)
     write_json_atomic(out / HISTORY_FILE, fitted.history)
     return TrainResult(
@@ -402,26 +422,11 @@ def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str
 
 
 def check_model_file(model_dir: str | os.PathLike[str]) -> None:
-    """Checks ``model.keras`` without TensorFlow: a zip archive whose members all pass their
-    CRC check, holding the model config and weights (what a Keras load reads).
+    """Checks the folder's model file without loading a framework (see
+    ``model_dir.check_model_files``; kept here for old imports)."""
+    from voltpipe.model_dir import check_model_files
 
-    Raises:
-        DataError: the file is missing, truncated, corrupted or not a Keras archive.
-    """
-    import zipfile
-
-    path = Path(model_dir) / MODEL_FILE
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            names = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable Keras archive: {exc}") from None
-    if bad is not None:
-        raise DataError(f"{path} is corrupted: {bad} fails its CRC check")
-    missing = {"config.json", "model.weights.h5"} - names
-    if missing:
-        raise DataError(f"{path} is not a Keras model archive (no {', '.join(sorted(missing))})")
+    check_model_files(model_dir)
 
 
 def read_train_result(model_dir: str | os.PathLike[str], seconds: float) -> TrainResult:
@@ -447,10 +452,10 @@ def read_train_result(model_dir: str | os.PathLike[str], seconds: float) -> Trai
 
 
 def read_model_meta(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(model_dir) / META_FILE
-    if not path.exists():
-        raise DataError(f"{model_dir} is not a voltpipe model folder (no {META_FILE})")
-    return json.loads(path.read_text())
+    """The folder's ``voltpipe_model.json`` (``model_dir.read_meta``; kept for old imports)."""
+    from voltpipe.model_dir import read_meta
+
+    return read_meta(model_dir)
 
 
 def feature_plan(meta: dict[str, Any]) -> FeaturePlan:

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from voltpipe.errors import ConfigError, DataError
+from voltpipe.model_dir import REGISTRY_METADATA_FILE as METADATA_FILE
 from voltpipe.registry.base import CHAMPION, ModelVersion
 
 log = logging.getLogger("voltpipe.registry")
 
-METADATA_FILE = "metadata.json"
 ALIASES_FILE = "aliases.json"
 
 

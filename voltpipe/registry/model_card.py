@@ -30,6 +30,29 @@ def _train_columns(lineage: dict[str, Any]) -> dict[str, Any]:
     return ((lineage.get("data_statistics") or {}).get("train") or {}).get("columns") or {}
 
 
+def _candidates_lines(model_meta: dict[str, Any]) -> list[str]:
+    """For ``model.family: auto``: every candidate's validation score and fit time."""
+    candidates = model_meta.get("candidates") or []
+    if not candidates:
+        return []
+    auto = model_meta.get("auto") or {}
+    rows = [
+        [
+            c["family"] + (" (kept)" if c.get("chosen") else ""),
+            c.get("score") if c.get("score") is not None else c.get("error", "failed"),
+            c.get("fit_seconds"),
+        ]
+        for c in candidates
+    ]
+    metric = auto.get("metric") or candidates[0].get("metric", "score")
+    return [
+        f"## Model choice (auto, by {auto.get('chosen_by', 'the valid split')})",
+        "",
+        *_table(["candidate", f"validation {metric}", "fit seconds"], rows),
+        "",
+    ]
+
+
 def model_card_markdown(
     *,
     name: str,
@@ -72,6 +95,7 @@ def model_card_markdown(
             else "registered, not champion"
         ),
         "",
+        *_candidates_lines(model_meta),
         "## Features",
         "",
     ]

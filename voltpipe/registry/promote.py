@@ -54,7 +54,7 @@ def register_and_promote(
     atomically to `out_path` and returned (``champion``: this version is the champion now;
     ``promote``: the gate promoted it, so deploy will try to make it champion).
     """
-    from voltpipe.modelling.train import read_model_meta
+    from voltpipe.model_dir import read_meta as read_model_meta
 
     evaluation = read_json(evaluation_path)
     statistics = read_json(statistics_path)
@@ -104,12 +104,15 @@ def register_and_promote(
         params={
             "task": model_meta["task"],
             "label": model_meta["label"],
-            **{f"model.{k}": v for k, v in (model_meta.get("model_params") or {}).items()},
+            **_flat("model", model_meta.get("model_params") or {}),
             **{f"training.{k}": v for k, v in (model_meta.get("training_params") or {}).items()},
             "query": query,
             "query_parameters": query_parameters,
         },
-        metrics={f"test_{k}": v for k, v in evaluation["metrics"].items()},
+        metrics={
+            **{f"test_{k}": v for k, v in evaluation["metrics"].items()},
+            **_candidate_metrics(model_meta.get("candidates")),
+        },
         tags={
             "voltpipe.model_name": model_name,
             "voltpipe.model_version": version.version,
@@ -130,6 +133,8 @@ def register_and_promote(
         "decision": evaluation["decision"],
         "mlflow_run_id": tracking.run_id,
         "tracking": tracking.to_dict(),
+        "family": model_meta.get("family"),
+        "candidates": model_meta.get("candidates"),
     }
     write_json_atomic(out_path, info)
     return info
@@ -140,6 +145,27 @@ def _tracking_spool(registry_uri: str, model_name: str) -> Path | None:
     if "://" in registry_uri:
         return None
     return Path(registry_uri) / model_name / "tracking-pending"
+
+
+def _flat(prefix: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``{"gbdt": {"num_leaves": 31}}`` -> ``{"model.gbdt.num_leaves": 31}`` (MLflow params)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out |= _flat(f"{prefix}.{key}", value)
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
+def _candidate_metrics(candidates: list[dict[str, Any]] | None) -> dict[str, float]:
+    """``auto``'s candidates as MLflow metrics: validation score and fit time per family."""
+    out: dict[str, float] = {}
+    for c in candidates or []:
+        if c.get("score") is not None:
+            out[f"candidate_{c['family']}_valid_{c['metric']}"] = float(c["score"])
+            out[f"candidate_{c['family']}_fit_seconds"] = float(c.get("fit_seconds", 0.0))
+    return out
 
 
 def _write_model_card(

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from voltpipe.errors import ConfigError, DataError
+from voltpipe.model_dir import REGISTRY_METADATA_FILE as METADATA_FILE
 from voltpipe.registry.base import CHAMPION, ModelVersion
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform
 
 log = logging.getLogger("voltpipe.registry")
-
-METADATA_FILE = "metadata.json"
 DEFAULT_ALIAS = "default"  # Vertex's alias for the version a bare model name resolves to
 PREDICT_ROUTE = "/predict"
 HEALTH_ROUTE = "/health"

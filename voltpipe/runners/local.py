@@ -257,7 +257,7 @@ def _training_summary(
     fields["champion"]["gate_promoted"] = gate_promoted
     fields["champion"]["gate"] = _gate_summary(evaluation)
     tracking = registration.get("tracking")
-    summary = {"metrics": {"test": evaluation["metrics"]}, **fields}
+    summary = {"metrics": {"test": evaluation["metrics"]}, **fields, **_candidates(registration)}
     if tracking is not None:
         summary["tracking"] = tracking
     return summary
@@ -286,6 +286,14 @@ def _gate_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
         f"{s['column']}={s['value']}" for s in d.get("slices") or [] if s.get("regressed")
     ]
     return gate
+
+
+def _candidates(registration: dict[str, Any]) -> dict[str, Any]:
+    """The family trained and, for ``model.family: auto``, every candidate's validation
+    score and fit time (``{family, metric, score, fit_seconds, chosen, ...}``)."""
+    if not registration.get("family"):
+        return {}
+    return {"family": registration["family"], "candidates": registration.get("candidates") or []}
 
 
 def _prediction_summary(outputs: dict[str, Any]) -> dict[str, Any]:

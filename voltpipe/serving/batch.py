@@ -196,7 +196,7 @@ def predict_batch(
     """
     from voltpipe.data.warehouse import WRITE_MODES, open_warehouse, table_parts
     from voltpipe.errors import ConfigError
-    from voltpipe.modelling.train import read_model_meta
+    from voltpipe.model_dir import read_meta as read_model_meta
     from voltpipe.serving.predictor import Predictor, resolve_model_dir
 
     if mode not in WRITE_MODES:

@@ -22,6 +22,14 @@ from typing import Any
 import numpy as np
 
 from voltpipe.errors import ConfigError, DataError
+from voltpipe.model_dir import (
+    FILE_FAMILIES,
+    MODEL_FILE,
+    REGISTRY_METADATA_FILE,
+    RowScorer,
+    load_row_scorer,
+)
+from voltpipe.model_dir import read_meta as read_model_meta
 from voltpipe.modelling.features import FeaturePlan, model_inputs
 from voltpipe.modelling.replay import (
     Forward,
@@ -31,12 +39,10 @@ from voltpipe.modelling.replay import (
     export_replay,
     probe_batch,
 )
-from voltpipe.modelling.train import MODEL_FILE, read_model_meta
 from voltpipe.serving.validation import instances_to_arrays
 
 log = logging.getLogger("voltpipe.serving")
 
-REGISTRY_METADATA_FILE = "metadata.json"  # written next to the model by the registry
 WARMUP_BATCH_SIZES = (1, 2, 8, 64, 1000)
 BATCH_ROWS = 65_536
 # Batches up to this size take the NumPy replay (modelling.replay); larger ones TensorFlow, whose
@@ -155,7 +161,7 @@ class Predictor(BasePredictor):
         version: str | None = None,
         engine: str = "auto",
         numpy_max_rows: int = NUMPY_MAX_ROWS,
-        replay: Replay | None = None,
+        replay: RowScorer | None = None,
     ) -> None:
         if engine not in ("auto", "tensorflow", "numpy"):
             raise ConfigError(
@@ -190,8 +196,10 @@ class Predictor(BasePredictor):
         numeric, categorical = list(self.plan.numeric), list(self.plan.categorical)
         self._model = model
         self._fn: Any = None
+        self._scorer = replay
         if engine == "numpy" and replay is not None:
-            # The replay was checked against the Keras model when it was saved (train_model).
+            # The replay was checked against the Keras model when it was saved (train_model);
+            # a gbdt or linear model has no other engine.
             self.numpy_max_rows = np.iinfo(np.int64).max
             self._forward: Forward | None = replay.forward(numeric, categorical)
             return
@@ -221,7 +229,7 @@ class Predictor(BasePredictor):
         """``numpy+tensorflow`` when small batches take the NumPy replay, ``numpy`` when every
         batch does (no TensorFlow loaded), else ``tensorflow``."""
         if self._fn is None:
-            return "numpy"
+            return str(getattr(self._scorer, "engine", "numpy"))
         return "numpy+tensorflow" if self._forward is not None else "tensorflow"
 
     def _numpy_forward(
@@ -265,11 +273,14 @@ class Predictor(BasePredictor):
                 f"{path} holds a {task} model; Predictor serves {', '.join(ROW_TASKS)} models "
                 "(use load_predictor, which picks the predictor for the task)"
             )
-        replay = Replay.load(path) if engine == "numpy" else None
+        meta = read_model_meta(path)
+        if meta.get("family") in FILE_FAMILIES:  # gbdt, linear: never TensorFlow
+            replay = load_row_scorer(path, meta)
+            engine = "numpy"
+        else:
+            replay = Replay.load(path) if engine == "numpy" else None
         if replay is not None:
-            predictor = cls(
-                None, read_model_meta(path), engine="numpy", replay=replay, **_named(path)
-            )
+            predictor = cls(None, meta, engine="numpy", replay=replay, **_named(path))
         else:
             model, meta, name, version = load_keras_model(path)
             engine = "auto" if engine == "numpy" else engine

@@ -563,10 +563,10 @@ def serve(
     """
     import uvicorn
 
-    from voltpipe.modelling.train import read_model_meta
+    from voltpipe.model_dir import read_meta
 
     path = resolve_model_dir(model_dir)
-    read_model_meta(path)  # fail now, before binding the port, if it is not a model folder
+    read_meta(path)  # fail now, before binding the port, if it is not a model folder
     app = create_app(
         lambda: load_predictor(path),
         predict_route=predict_route,
