@@ -460,11 +460,13 @@ def peers(script: Path, case_dir: Path, spec: dict[str, Any], timeout: float = 3
     python = bench_python()
     if python is None:
         raise RuntimeError(NO_BENCH_VENV)
-    return run_json(
+    result = run_json(
         [str(python), str(script), str(case_dir), json.dumps(spec)],
         timeout=timeout,
         env={"NIXTLA_NUMBA_CACHE": "1", "OMP_NUM_THREADS": "2"},
     )
+    (case_dir / "peers.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def parse_common(argv: list[str] | None, doc: str) -> Any:
