@@ -110,6 +110,7 @@ def run_case(
             "voltpipe": value,
             "voltpipe_metrics": test_metrics,
             "voltpipe_seconds": round(ours["seconds"], 2),
+            "voltpipe_cpu_seconds": round(ours["cpu_seconds"], 2),
             "voltpipe_pipeline_seconds": ours["summary"].get("seconds"),
             "voltpipe_model": ours["model"],
             "best_peer": best,

@@ -345,7 +345,8 @@ def voltpipe_case(
     extract step's train/valid/test rows to ``case_dir/{train,valid,test}.parquet`` for the peers.
 
     Returns:
-        ``{"summary": ..., "seconds": wall time, "rows": {split: n}, "config": ...}``.
+        ``{"summary", "seconds" (wall), "cpu_seconds" (the CLI and its steps), "rows" ({split:
+        n}), "config", "model" (family, candidates, train_seconds, ...)}``.
     """
     case_dir.mkdir(parents=True, exist_ok=True)
     db = case_dir / "warehouse.duckdb"
@@ -375,7 +376,7 @@ def voltpipe_case(
     argv += ["--config", str(config_path), "--summary-json", str(summary_path)]
     for item in overrides or []:
         argv += ["--set", item]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     proc = subprocess.run(
         argv,
         capture_output=True,
@@ -385,7 +386,7 @@ def voltpipe_case(
         cwd=case_dir,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, _children_cpu() - cpu
     (case_dir / "voltpipe.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     if proc.returncode != 0 or not summary_path.exists():
         tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-8:])
@@ -403,10 +404,19 @@ def voltpipe_case(
     return {
         "summary": summary,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "rows": rows,
         "config": config,
         "model": {**_model_meta(summary), **train_step_facts(Path(config["workdir"]))},
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every finished child process (and theirs): a run's CPU on a shared machine."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def train_step_facts(workdir: Path) -> dict[str, Any]:
