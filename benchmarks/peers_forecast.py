@@ -167,6 +167,7 @@ def lightgbm_lags(
 
     lags = _lag_list(seasons)
     max_lag = max(lags)
+    zero_tol = 1e-9 * max(float(np.max(np.abs(y))), 1.0)
     calendar = _calendar(ts, freq_minutes)
     rows = np.arange(max_lag, n_train + n_valid)  # targets with a full set of lags
 
@@ -180,12 +181,14 @@ def lightgbm_lags(
     if is_train.sum() < 10 or (~is_train).sum() < 1:
         raise ValueError(f"too few rows with {max_lag} lags for LightGBM")
     model = lgb.LGBMRegressor(n_estimators=2000, random_state=0, n_jobs=1, verbose=-1)
-    model.fit(
-        x_all[is_train],
-        y_all[is_train],
-        eval_set=[(x_all[~is_train], y_all[~is_train])],
-        callbacks=[lgb.early_stopping(50, verbose=False)],
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eval_set's deprecation in newer LightGBM
+        model.fit(
+            x_all[is_train],
+            y_all[is_train],
+            eval_set=[(x_all[~is_train], y_all[~is_train])],
+            callbacks=[lgb.early_stopping(50, verbose=False)],
+        )
     # Each origin's buffer: its last max_lag observed values, then its own forecasts.
     buffer = np.empty((len(starts), max_lag + horizon))
     buffer[:, :max_lag] = y[starts[:, None] + np.arange(-max_lag + 1, 1)[None, :]]
@@ -193,8 +196,10 @@ def lightgbm_lags(
         pos = max_lag - 1 + k  # buffer column of the target t+k
         lagged = lag_matrix([buffer[:, pos - lag] for lag in lags])
         x = np.column_stack([lagged, calendar[starts + k]])
-        step = model.predict(x)
-        buffer[:, pos] = buffer[:, pos - 1] + step if relative else step
+        value = buffer[:, pos - 1] + model.predict(x) if relative else model.predict(x)
+        # LightGBM bins exact zeros apart (night-time irradiance): a forecast of 1e-22 fed back
+        # as a lag must read as the zero it stands for, not as an unseen small positive value.
+        buffer[:, pos] = np.where(np.abs(value) < zero_tol, 0.0, value)
     return buffer[:, max_lag:], {"trees": int(model.best_iteration_ or 0), "lags": len(lags)}
 
 
