@@ -7,7 +7,7 @@ natural log, probabilities clipped at 1e-15 as scikit-learn does) or the RMSE (r
 test split. Peers, each a few lines a data scientist would write first:
 
 * ``logistic`` / ``ridge``: standardised inputs, default ``C=1`` / ``alpha=1``, fitted on train.
-* ``logistic_cv`` / ``ridge_cv``: the same with C (8 values) / alpha (13) chosen by 3-fold CV on
+* ``logistic_cv`` / ``ridge_cv``: the same with C (8 values) / alpha (13) chosen by 5-fold CV on
   train.
 * ``hist_gbdt``: ``HistGradientBoostingClassifier/Regressor()`` defaults, fitted on train.
 * ``lightgbm``: ``LGBMClassifier/Regressor()`` defaults, fitted on train.
@@ -66,7 +66,7 @@ def _models(task: str, n_train: int) -> dict[str, Callable[[], Any]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    folds = max(2, min(3, n_train // 10))
+    folds = max(2, min(5, n_train // 10))
     if task == "classification":
         return {
             "logistic": lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
