@@ -141,6 +141,7 @@ def run_case(
             "voltpipe_metrics": metrics,
             "same_targets": same_targets(metrics, peers.get("persistence", {}).get("mae")),
             "voltpipe_seconds": round(ours["seconds"], 2),
+            "voltpipe_cpu_seconds": round(ours["cpu_seconds"], 2),
             "voltpipe_pipeline_seconds": ours["summary"].get("seconds"),
             "voltpipe_train_seconds": ours["model"].get("train_seconds"),
             "voltpipe_model": ours["model"],
@@ -149,6 +150,7 @@ def run_case(
             "seasonal_naive_peer": naive_name,
             "never_worse_than_seasonal_naive": naive_mae is None or value <= naive_mae,
             "mstl_seconds": mstl.get("seconds"),
+            "mstl_cpu_seconds": mstl.get("cpu_seconds"),
             "faster_than_mstl": (
                 ours["model"].get("train_seconds") is not None
                 and mstl.get("seconds") is not None

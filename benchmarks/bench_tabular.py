@@ -110,6 +110,7 @@ def run_case(
             "voltpipe": value,
             "voltpipe_metrics": test_metrics,
             "voltpipe_seconds": round(ours["seconds"], 2),
+            "voltpipe_cpu_seconds": round(ours["cpu_seconds"], 2),
             "voltpipe_pipeline_seconds": ours["summary"].get("seconds"),
             "voltpipe_model": ours["model"],
             "best_peer": best,
@@ -182,7 +183,8 @@ def run(quick: bool) -> list[Row]:
 
 def markdown(rows: list[Row]) -> str:
     lines = [
-        "| case | metric | voltpipe | best peer (name) | ratio | family | voltpipe s | peer s |",
+        "| case | metric | voltpipe | best peer (name) | ratio | family | voltpipe s (train) "
+        "| peer s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -194,11 +196,12 @@ def markdown(rows: list[Row]) -> str:
             else:
                 lines.append(f"| **{r.figure}** | | | | **{r.value:.3f}** | | | |")
             continue
-        family = (e.get("voltpipe_model") or {}).get("family") or "-"
+        model = e.get("voltpipe_model") or {}
+        train = model.get("train_seconds")
         lines.append(
             f"| {e['table']} | {e['metric']} | {rd.fmt(r.value)} | {rd.fmt(r.floor)} "
-            f"({e['best_peer']}) | {r.ratio:.3f} | {family} | {e['voltpipe_seconds']:.0f} | "
-            f"{e['best_peer_seconds']:.2f} |"
+            f"({e['best_peer']}) | {r.ratio:.3f} | {model.get('family') or '-'} | "
+            f"{e['voltpipe_seconds']:.0f} ({rd.fmt(train, 3)}) | {e['best_peer_seconds']:.2f} |"
         )
     return "\n".join(lines)
 

@@ -345,7 +345,8 @@ def voltpipe_case(
     extract step's train/valid/test rows to ``case_dir/{train,valid,test}.parquet`` for the peers.
 
     Returns:
-        ``{"summary": ..., "seconds": wall time, "rows": {split: n}, "config": ...}``.
+        ``{"summary", "seconds" (wall), "cpu_seconds" (the CLI and its steps), "rows" ({split:
+        n}), "config", "model" (family, candidates, train_seconds, ...)}``.
     """
     case_dir.mkdir(parents=True, exist_ok=True)
     db = case_dir / "warehouse.duckdb"
@@ -375,7 +376,7 @@ def voltpipe_case(
     argv += ["--config", str(config_path), "--summary-json", str(summary_path)]
     for item in overrides or []:
         argv += ["--set", item]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     proc = subprocess.run(
         argv,
         capture_output=True,
@@ -385,7 +386,7 @@ def voltpipe_case(
         cwd=case_dir,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, _children_cpu() - cpu
     (case_dir / "voltpipe.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     if proc.returncode != 0 or not summary_path.exists():
         tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-8:])
@@ -403,10 +404,19 @@ def voltpipe_case(
     return {
         "summary": summary,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "rows": rows,
         "config": config,
         "model": {**_model_meta(summary), **train_step_facts(Path(config["workdir"]))},
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every finished child process (and theirs): a run's CPU on a shared machine."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def train_step_facts(workdir: Path) -> dict[str, Any]:
@@ -460,11 +470,13 @@ def peers(script: Path, case_dir: Path, spec: dict[str, Any], timeout: float = 3
     python = bench_python()
     if python is None:
         raise RuntimeError(NO_BENCH_VENV)
-    return run_json(
+    result = run_json(
         [str(python), str(script), str(case_dir), json.dumps(spec)],
         timeout=timeout,
         env={"NIXTLA_NUMBA_CACHE": "1", "OMP_NUM_THREADS": "2"},
     )
+    (case_dir / "peers.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def parse_common(argv: list[str] | None, doc: str) -> Any:

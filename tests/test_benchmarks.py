@@ -240,3 +240,20 @@ def test_strict_goals() -> None:
     row = Row("forecast", "f", 1.0, "", 1.0, "p", "ratio < 1.0")
     assert not row.met
     assert Row("forecast", "f", 0.99, "", 1.0, "p", "ratio < 1.0").met
+
+
+@pytest.mark.skipif(not _has("lightgbm"), reason="lightgbm not installed")
+@pytest.mark.parametrize("relative", [False, True])
+def test_lightgbm_lags_recursion_keeps_the_phase(relative: bool) -> None:
+    """On a pure period-4 pattern, a misplaced lag or step would shift the forecast's phase."""
+    pattern = np.array([0.0, 10.0, 20.0, 5.0])
+    y = np.tile(pattern, 100)
+    ts = pd.date_range("2020-01-01", periods=len(y), freq="h")
+    starts = peers_forecast.origins(360, 400, 6)
+    pred, info = peers_forecast.lightgbm_lags(
+        y, ts, starts, 6, [4], n_train=320, n_valid=40, freq_minutes=60.0, relative=relative
+    )
+    truth = peers_forecast.targets(y, starts, 6)
+    assert pred.shape == truth.shape == (len(starts), 6)
+    assert peers_forecast.mae(pred, truth) < 0.5  # the pattern's steps are 5 to 15 apart
+    assert info["lags"] == 5  # lags 1..4 and 8
