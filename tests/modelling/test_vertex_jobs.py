@@ -551,3 +551,76 @@ def test_a_failed_job_reads_as_vertex_writes_it_and_the_step_shows_the_trainer_m
     assert "To find out more about why your job exited please check the logs:" in message
     assert str(raised.value).endswith("failed: label column 'y' is missing (columns: a, b)")
     assert vertex_jobs.trainer_message("no marker here\n") == "no marker here"
+
+
+_FAKE_TRIAL = """
+import argparse, json, os, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--learning_rate", type=float)
+parser.add_argument("--batch_size", type=int)
+args = parser.parse_args()
+if args.learning_rate > FAIL_ABOVE:
+    print("voltpipe error: learning_rate too high for this trainer", file=sys.stderr)
+    sys.exit(1)
+with open(os.environ["CLOUD_ML_HP_METRIC_FILE"], "w") as fh:
+    line = {"checkpoint_path": "", "global_step": "3", "trial": os.environ["CLOUD_ML_TRIAL_ID"],
+            "val_loss": str(args.learning_rate * args.batch_size), "timestamp": 0.0}
+    fh.write(json.dumps(line, sort_keys=True) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("fail_above", [1.0, 0.0])
+def test_the_server_runs_each_trial_and_reads_its_metrics_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_above: float
+) -> None:
+    from google.cloud.aiplatform import hyperparameter_tuning as hpt
+    from google.cloud.aiplatform import jobs
+
+    from voltpipe.errors import DataError
+
+    monkeypatch.setattr(jobs, "_JOB_WAIT_TIME", 0.05)
+    script = _FAKE_TRIAL.replace("FAIL_ABOVE", repr(fail_above))
+    with VertexTestServer(gcs_root=tmp_path / "gcs", seed=3) as srv:
+        aiplatform = vertex_jobs.init_vertex(_vertex(srv))
+        trial_job = aiplatform.CustomJob(
+            display_name="fake-trial",
+            worker_pool_specs=[
+                {
+                    "machine_spec": {"machine_type": "n1-standard-4"},
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": IMAGE, "command": ["python", "-c", script]},
+                }
+            ],
+            staging_bucket="gs://my-bucket/staging",
+        )
+        job = aiplatform.HyperparameterTuningJob(
+            display_name="fake-tuning",
+            custom_job=trial_job,
+            metric_spec={"val_loss": "minimize"},
+            parameter_spec={
+                "learning_rate": hpt.DoubleParameterSpec(min=1e-3, max=1e-1, scale="log"),
+                "batch_size": hpt.DiscreteParameterSpec(values=[32, 64], scale="linear"),
+            },
+            max_trial_count=3,
+            parallel_trial_count=1,
+        )
+        if fail_above == 0.0:  # every trial fails: the job fails with the trainer's message
+            with pytest.raises(
+                DataError, match=r"failed: learning_rate too high for this trainer$"
+            ):
+                vertex_jobs._run(job, _vertex(srv), True, "tuning job")
+            [stored] = srv.tuning_jobs.values()
+            assert {t["state"] for t in stored["trials"]} == {"INFEASIBLE"}
+            assert stored["error"]["message"].startswith("The replica workerpool0-0 exited")
+            return
+        vertex_jobs._run(job, _vertex(srv), True, "tuning job")
+        [run] = srv.tuning_runs.values()
+    rows = vertex_jobs.vertex_trials_table(job)
+    assert [r["state"] for r in rows] == ["SUCCEEDED"] * 3
+    for row, params in zip(rows, run.params, strict=True):
+        given = {p["parameterId"]: p["value"] for p in params}
+        assert 1e-3 <= given["learning_rate"] <= 1e-1 and given["batch_size"] in (32, 64)
+        # the final measurement is the metric the trial computed from the values it was given
+        assert row["value"] == pytest.approx(given["learning_rate"] * given["batch_size"])
+    best = vertex_jobs.best_trial_params(job)
+    assert best["value"] == pytest.approx(min(r["value"] for r in rows))

@@ -112,3 +112,28 @@ def test_kfp_recurring_run_lifecycle(kfp_server, make_config, training_template)
     assert delete_schedule(cfg, created["id"], target="kfp")["state"] == "deleted"
     assert kfp_server.find("DELETE", rf"/recurringruns/{created['id']}$")
     assert list_schedules(cfg, target="kfp") == []
+
+
+@pytest.mark.integration
+def test_a_vertex_schedule_carries_network_and_cmek(monkeypatch, make_config, training_template):
+    from voltpipe.errors import PipelineError
+    from voltpipe.testing.vertex_server import VertexTestServer
+
+    key = "projects/my-proj/locations/europe-west1/keyRings/r/cryptoKeys/k"
+    network = "projects/123/global/networks/vpc"
+    with VertexTestServer(cmek_projects={"my-proj"}) as srv:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", srv.endpoint)
+        cfg = make_config(
+            f"vertex.api_endpoint={srv.endpoint}",
+            f"vertex.encryption_key={key}",
+            f"vertex.network={network}",
+        )
+        create_schedule(cfg, "training", training_template, cron="0 6 * * 1", target="vertex")
+        [req] = srv.find("POST", r"/schedules$")
+        job = req.json["createPipelineJobRequest"]["pipelineJob"]
+        assert job["encryptionSpec"] == {"kmsKeyName": key}
+        assert job["network"] == network
+        # without the key, the CMEK-only project refuses the schedule's job
+        bare = make_config(f"vertex.api_endpoint={srv.endpoint}")
+        with pytest.raises(PipelineError, match="restrictNonCmekServices"):
+            create_schedule(bare, "training", training_template, cron="0 6 * * 1", target="vertex")

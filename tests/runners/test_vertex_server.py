@@ -127,3 +127,19 @@ def test_custom_and_tuning_jobs_follow_their_states(sdk, monkeypatch):
     [create] = srv.find("POST", r"/hyperparameterTuningJobs$")
     # The REST transport sends enums as integers ($alt=json;enum-encoding=int): 2 is MINIMIZE.
     assert create.json["studySpec"]["metrics"] == [{"metricId": "rmse", "goal": 2}]
+
+
+def test_predicts_are_routed_at_random_by_traffic_share(sdk):
+    aiplatform, _ = sdk
+    model = aiplatform.Model.upload(
+        display_name="m", artifact_uri="gs://b/m", serving_container_image_uri=IMAGE
+    )
+    endpoint = aiplatform.Endpoint.create(display_name="e")
+    endpoint.deploy(model, traffic_percentage=100, machine_type="n1-standard-2")
+    endpoint.deploy(model, traffic_percentage=10, machine_type="n1-standard-2")
+    split = {k: int(v) for k, v in endpoint.traffic_split.items()}
+    canary = next(k for k, v in split.items() if v == 10)
+    served = [endpoint.predict(instances=[[1.0]]).deployed_model_id for _ in range(400)]
+    share = served.count(canary) / len(served)
+    assert share == pytest.approx(0.10, abs=0.05)  # ~40 of 400; the seed makes it repeatable
+    assert set(served) == set(split)

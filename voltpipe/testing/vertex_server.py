@@ -853,6 +853,7 @@ class _JobRun:
         for e in container.get("env", []):
             env[e["name"]] = self.local(e.get("value", ""))
         self.metric_file = Path(env["CLOUD_ML_HP_METRIC_FILE"])
+        self.metric_file.parent.mkdir(parents=True, exist_ok=True)
         self.argv = argv
         self.returncode: int | None = None
         self.stderr = ""
