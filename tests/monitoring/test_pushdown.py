@@ -101,3 +101,18 @@ def test_empty_window_is_refused(window_db) -> None:
             {"start": {"type": "INT64", "value": 10**9}},
             features=FEATURES,
         )
+
+
+def test_window_rows_from_footers_and_a_bounded_sample(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from voltpipe.monitoring.monitor import sample_window, window_rows
+
+    (tmp_path / "w").mkdir()
+    for k in range(3):
+        pq.write_table(_table(10_000, k, 0.0), tmp_path / "w" / f"part-{k}.parquet")
+    assert window_rows(tmp_path / "w") == 30_000
+    sample = sample_window(tmp_path / "w", 3_000, 30_000)
+    assert 2_700 < sample.num_rows < 3_300 and sample.column_names == _table(1, 0, 0.0).column_names
+    again = sample_window(tmp_path / "w", 3_000, 30_000)
+    assert again.column("ts").equals(sample.column("ts"))  # seeded

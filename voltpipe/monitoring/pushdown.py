@@ -3,10 +3,11 @@
 The SQL is built with sqlglot around the window's own query (BigQuery SQL, run by either
 backend) and only summaries leave the warehouse:
 
-* numbers: the window's non-null, finite count and its cumulative counts ``COUNT(x <= p)`` at
-  pivots taken from the reference sample: the PSI bin edges (so PSI is exactly the in-memory
-  value) and a grid of :data:`KS_GRID` reference quantiles, where the KS statistic is read
-  (within the grid's binning error: at most one grid step of reference mass, 1/KS_GRID);
+* numbers: the window's finite values counted per bucket between pivots taken from the
+  reference sample (a ``GROUP BY`` on a binary-search CASE, log2(pivots) comparisons a row):
+  the PSI bin edges (so PSI is exactly the in-memory value) and a grid of :data:`KS_GRID`
+  reference quantiles, where the KS statistic is read (within the grid's binning error: at most
+  one grid step of reference mass, 1/KS_GRID);
 * categories: ``GROUP BY`` counts.
 
 The reference side is the champion's stored sample, in memory as in ``drift.compute_drift``,
@@ -71,16 +72,32 @@ def row_count_sql(sql: str) -> str:
     )
 
 
-def numeric_summary_sql(sql: str, pivots: Mapping[str, Sequence[float]]) -> str:
-    """One query: per numeric column its finite count and cumulative counts at its pivots."""
-    cols: list[exp.Expression] = [exp.alias_(exp.Count(this=exp.Star()), "n_rows")]
-    for i, (name, points) in enumerate(pivots.items()):
-        x = exp.cast(_col(name), exp.DataType.build("FLOAT64", dialect="bigquery"))
-        finite = exp.and_(x.copy() >= _num(-_FINITE), x.copy() <= _num(_FINITE))
-        cols.append(_count_if(finite, f"c{i}_n"))
-        for j, p in enumerate(points):
-            cols.append(_count_if(exp.and_(finite.copy(), x.copy() <= _num(p)), f"c{i}_le{j}"))
-    return exp.select(*cols).from_(_window(sql)).sql("bigquery")
+def _bucket(x: exp.Expression, pivots: Sequence[float], lo: int, hi: int) -> exp.Expression:
+    """The number of pivots below `x` (x in ``(p[k-1], p[k]]`` gives k), for k in [lo, hi], as
+    nested CASEs: a binary search, so each row costs log2(pivots) comparisons, not one each."""
+    if lo == hi:
+        return exp.Literal.number(lo)
+    mid = (lo + hi) // 2
+    return exp.Case(
+        ifs=[exp.If(this=x.copy() <= _num(pivots[mid]), true=_bucket(x, pivots, lo, mid))],
+        default=_bucket(x, pivots, mid + 1, hi),
+    )
+
+
+def bucket_counts_sql(sql: str, name: str, pivots: Sequence[float]) -> str:
+    """Counts of a numeric column's finite values per pivot bucket (``k`` = pivots below)."""
+    x = exp.cast(_col(name), exp.DataType.build("FLOAT64", dialect="bigquery"))
+    finite = exp.and_(x.copy() >= _num(-_FINITE), x.copy() <= _num(_FINITE))
+    return (
+        exp.select(
+            exp.alias_(_bucket(x, list(pivots), 0, len(pivots)), "k"),
+            exp.alias_(exp.Count(this=exp.Star()), "n"),
+        )
+        .from_(_window(sql))
+        .where(finite)
+        .group_by(exp.Literal.number(1))
+        .sql("bigquery")
+    )
 
 
 def category_counts_sql(sql: str, name: str) -> str:
@@ -143,35 +160,31 @@ def compute_drift_in_warehouse(
         edges[f] = _quantile_edges(ref, bins)
         pivots[f] = np.unique(np.r_[edges[f], _quantile_edges(ref, grid)])
     results: dict[str, FeatureDrift] = {}
-    n_rows = None
-    if pivots:
-        summary = warehouse.query_table(numeric_summary_sql(sql, pivots), parameters).to_pylist()[0]
-        n_rows = int(summary["n_rows"])
-        if n_rows == 0:
-            raise DataError("the current window has no rows")
-        for i, (f, points) in enumerate(pivots.items()):
-            n_cur = int(summary[f"c{i}_n"] or 0)
-            cum = np.array([int(summary[f"c{i}_le{j}"] or 0) for j in range(len(points))])
-            results[f] = numeric_drift_from_counts(
-                f,
-                numeric[f],
-                reference.num_rows,
-                edges[f],
-                points,
-                cum,
-                n_cur,
-                n_rows,
-                t,
-            )
+    n_rows = window_rows(warehouse, sql, parameters)
+    if n_rows == 0:
+        raise DataError("the current window has no rows")
+    for f, points in pivots.items():
+        got = warehouse.query_table(bucket_counts_sql(sql, f, points), parameters)
+        per_bucket = np.zeros(len(points) + 1, dtype=np.int64)
+        ks = np.asarray(got.column("k").to_pylist(), dtype=np.int64)
+        per_bucket[ks] = np.asarray(got.column("n").to_pylist(), dtype=np.int64)
+        cum = np.cumsum(per_bucket)[:-1]  # #(x <= p_j)
+        results[f] = numeric_drift_from_counts(
+            f,
+            numeric[f],
+            reference.num_rows,
+            edges[f],
+            points,
+            cum,
+            int(per_bucket.sum()),
+            n_rows,
+            t,
+        )
     for f in categorical:
         counts = warehouse.query_table(category_counts_sql(sql, f), parameters)
         cur = dict(
             zip(counts.column("value").to_pylist(), counts.column("n").to_pylist(), strict=True)
         )
-        if n_rows is None:
-            n_rows = window_rows(warehouse, sql, parameters)
-            if n_rows == 0:
-                raise DataError("the current window has no rows")
         ref_col = reference.column(f)
         from voltpipe.monitoring.drift import _category_counts
 
