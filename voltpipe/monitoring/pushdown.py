@@ -3,11 +3,10 @@
 The SQL is built with sqlglot around the window's own query (BigQuery SQL, run by either
 backend) and only summaries leave the warehouse:
 
-* numbers: the window's finite values counted per bucket between pivots taken from the
-  reference sample (a ``GROUP BY`` on a binary-search CASE, log2(pivots) comparisons a row):
-  the PSI bin edges (so PSI is exactly the in-memory value) and a grid of :data:`KS_GRID`
-  reference quantiles, where the KS statistic is read (within the grid's binning error: at most
-  one grid step of reference mass, 1/KS_GRID);
+* numbers: one ``GROUP BY`` per column over :data:`KS_GRID` uniform buckets of the reference's
+  range (one subtraction and division a row), each bucket also counting its values at or
+  below each PSI bin edge: PSI is exactly the in-memory value, and the KS statistic is read at
+  the bucket boundaries (within binning error: the mass of one bucket);
 * categories: ``GROUP BY`` counts.
 
 The reference side is the champion's stored sample, in memory as in ``drift.compute_drift``,
@@ -39,7 +38,7 @@ from voltpipe.monitoring.drift import (
     numeric_drift_from_counts,
 )
 
-KS_GRID = 512
+KS_GRID = 4096
 #: Largest magnitude counted as finite (NaN and +-inf compare false in both dialects).
 _FINITE = 1.7e308
 
@@ -72,30 +71,31 @@ def row_count_sql(sql: str) -> str:
     )
 
 
-def _bucket(x: exp.Expression, pivots: Sequence[float], lo: int, hi: int) -> exp.Expression:
-    """The number of pivots below `x` (x in ``(p[k-1], p[k]]`` gives k), for k in [lo, hi], as
-    nested CASEs: a binary search, so each row costs log2(pivots) comparisons, not one each."""
-    if lo == hi:
-        return exp.Literal.number(lo)
-    mid = (lo + hi) // 2
-    return exp.Case(
-        ifs=[exp.If(this=x.copy() <= _num(pivots[mid]), true=_bucket(x, pivots, lo, mid))],
-        default=_bucket(x, pivots, mid + 1, hi),
-    )
-
-
-def bucket_counts_sql(sql: str, name: str, pivots: Sequence[float]) -> str:
-    """Counts of a numeric column's finite values per pivot bucket (``k`` = pivots below)."""
-    x = exp.cast(_col(name), exp.DataType.build("FLOAT64", dialect="bigquery"))
+def numeric_summary_sql(
+    sql: str, name: str, edges: Sequence[float], lo: float, width: float, grid: int
+) -> str:
+    """One numeric column's summary: finite values counted per uniform fine bucket
+    ``k = floor((x - lo) / width)`` (clipped to [-1, grid]) and, per bucket, how many are
+    ``<= edge`` for each PSI edge (summed over buckets: the exact cumulative counts)."""
+    fl = exp.DataType.build("FLOAT64", dialect="bigquery")
+    x = exp.cast(_col(name), fl)
     finite = exp.and_(x.copy() >= _num(-_FINITE), x.copy() <= _num(_FINITE))
+    raw = exp.Floor(this=exp.Div(this=exp.Paren(this=x.copy() - _num(lo)), expression=_num(width)))
+    k = exp.Least(
+        this=exp.Greatest(
+            this=exp.cast(raw, exp.DataType.build("INT64", dialect="bigquery")),
+            expressions=[exp.Literal.number(-1)],
+        ),
+        expressions=[exp.Literal.number(grid)],
+    )
+    inner = exp.select(exp.alias_(x, "x"), exp.alias_(k, "k")).from_(_window(sql)).where(finite)
+    xs = exp.column("x", table="s")
+    cols = [exp.column("k", table="s"), exp.alias_(exp.Count(this=exp.Star()), "n")]
+    cols += [_count_if(xs.copy() <= _num(e), f"le{j}") for j, e in enumerate(edges)]
     return (
-        exp.select(
-            exp.alias_(_bucket(x, list(pivots), 0, len(pivots)), "k"),
-            exp.alias_(exp.Count(this=exp.Star()), "n"),
-        )
-        .from_(_window(sql))
-        .where(finite)
-        .group_by(exp.Literal.number(1))
+        exp.select(*cols)
+        .from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("s"))))
+        .group_by(exp.column("k", table="s"))
         .sql("bigquery")
     )
 
@@ -152,30 +152,35 @@ def compute_drift_in_warehouse(
             )
         elif kind == "categorical":
             categorical.append(f)
-    pivots: dict[str, np.ndarray] = {}
-    edges: dict[str, np.ndarray] = {}
-    for f, ref in numeric.items():
-        if ref.size == 0:
-            raise DataError(f"feature {f!r} has no finite value in the reference (all null)")
-        edges[f] = _quantile_edges(ref, bins)
-        pivots[f] = np.unique(np.r_[edges[f], _quantile_edges(ref, grid)])
     results: dict[str, FeatureDrift] = {}
     n_rows = window_rows(warehouse, sql, parameters)
     if n_rows == 0:
         raise DataError("the current window has no rows")
-    for f, points in pivots.items():
-        got = warehouse.query_table(bucket_counts_sql(sql, f, points), parameters)
-        per_bucket = np.zeros(len(points) + 1, dtype=np.int64)
-        ks = np.asarray(got.column("k").to_pylist(), dtype=np.int64)
-        per_bucket[ks] = np.asarray(got.column("n").to_pylist(), dtype=np.int64)
-        cum = np.cumsum(per_bucket)[:-1]  # #(x <= p_j)
+    for f, ref in numeric.items():
+        if ref.size == 0:
+            raise DataError(f"feature {f!r} has no finite value in the reference (all null)")
+        edges = _quantile_edges(ref, bins)
+        lo, hi = float(ref[0]), float(ref[-1])
+        width = (hi - lo) / grid if hi > lo else 1.0
+        got = warehouse.query_table(
+            numeric_summary_sql(sql, f, edges, lo, width, grid), parameters
+        ).to_pylist()
+        per_bucket = np.zeros(grid + 2, dtype=np.int64)  # k = -1 .. grid
+        at_edges = np.zeros(len(edges), dtype=np.int64)
+        for row in got:
+            per_bucket[int(row["k"]) + 1] += int(row["n"])
+            at_edges += np.array([int(row[f"le{j}"] or 0) for j in range(len(edges))], np.int64)
+        # #(x < lo + (k + 1) * width) for k = -1 .. grid - 1
+        points = lo + width * np.arange(0, grid + 1)
+        below = np.cumsum(per_bucket)[:-1]
         results[f] = numeric_drift_from_counts(
             f,
-            numeric[f],
+            ref,
             reference.num_rows,
-            edges[f],
+            edges,
+            at_edges,
             points,
-            cum,
+            below,
             int(per_bucket.sum()),
             n_rows,
             t,
