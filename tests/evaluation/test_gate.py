@@ -280,3 +280,32 @@ def test_evaluate_pairs_champion_and_challenger_on_the_same_rows(two_regressors,
     stored = json.loads(Path(outputs["evaluation"].path).read_text())["decision"]
     assert stored["verdict"] == "promote" and stored["confidence"] == 0.9
     assert outputs["evaluation"].metadata["verdict"] == "promote"
+
+
+def test_comparison_is_logged_to_mlflow_without_files_in_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import mlflow
+
+    from voltpipe.tracking import log_comparison
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    p = _regression(300, 3.0, 3.0)
+    d = decide(
+        {"rmse": 1.0},
+        {"rmse": 1.1},
+        metric="rmse",
+        interval=paired_bootstrap(p, "rmse", samples=100),
+        champion_version="4",
+    )
+    run_id = log_comparison(uri, "wind", d.to_dict())
+    run = mlflow.MlflowClient(uri).get_run(run_id)
+    assert run.data.metrics["gate.interval_low"] == pytest.approx(d.interval[0])
+    assert run.data.tags["voltpipe.gate.verdict"] == "hold"
+    assert run.data.tags["voltpipe.champion_version"] == "4"
+    assert json.loads(run.data.tags["voltpipe.gate.decision"])["verdict"] == "hold"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    assert log_comparison("", "wind", d.to_dict()) is None
