@@ -19,18 +19,24 @@ def drift(
     webhook_url: str = "",
     alert_on_drift: bool = True,
     options: dict = {},  # noqa: B006 - monitoring.multivariate, .performance_estimation, ...
+    warehouse: str = "",
+    query: str = "",
+    query_parameters: dict = {},  # noqa: B006
+    warehouse_options: dict = {},  # noqa: B006
 ) -> NamedTuple("DriftOutputs", [("drift_detected", bool), ("drifted_features", list)]):
     """Compares the champion's stored reference sample with `window` (PSI and KS for numbers,
     Jensen-Shannon and chi-square for categories, the champion's prediction drift, and
     performance decay when the window has labels), beside the multivariate tests and the
     champion's estimated performance (CBPE/DLE, no labels needed) per `options`. Posts an alert
-    to `webhook_url` on drift."""
+    to `webhook_url` on drift. Given the window's `warehouse` and `query`, a window above
+    ``options["pushdown_rows"]`` rows gets its histograms computed in the warehouse."""
     from collections import namedtuple
 
     from voltpipe.data.io import write_json_atomic, write_text_atomic
+    from voltpipe.data.params import normalize_parameters
     from voltpipe.errors import DataError, exit_on_user_error
     from voltpipe.monitoring import notify, structured_log_line
-    from voltpipe.monitoring.monitor import detect_drift
+    from voltpipe.monitoring.monitor import WindowSource, detect_drift
     from voltpipe.registry import open_registry
 
     with exit_on_user_error():
@@ -44,6 +50,14 @@ def drift(
             champion.uri.replace("gs://", "/gcs/", 1),
             thresholds=dict(thresholds),
             options=dict(options),
+            source=WindowSource(
+                warehouse,
+                query,
+                normalize_parameters(dict(query_parameters)),
+                dict(warehouse_options),
+            )
+            if warehouse and query
+            else None,
         )
     summary = result.to_dict()
     for name, feature in result.drift.features.items():

@@ -38,6 +38,7 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             if cfg.evaluation.classification_threshold is not None
             else {}
         ),
+        "pushdown_rows": cfg.monitoring.pushdown_rows,
     }
 
     class Outputs(NamedTuple):
@@ -77,6 +78,10 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
                 webhook_url=webhook_url,
                 alert_on_drift=alert_on_drift,
                 options=drift_options,
+                warehouse=warehouse,
+                query=current_query,
+                query_parameters=current_query_parameters,
+                warehouse_options=warehouse_options,
             )
             .set_display_name("drift")
             .set_caching_options(False)

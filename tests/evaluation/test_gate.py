@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -188,3 +190,122 @@ def test_aggregate_fallback_and_first_model() -> None:
     assert decide({"rmse": 5.0}, None, metric="rmse").verdict == "promote"
     d = decide({"rmse": 4.0}, {"rmse": 5.0}, metric="rmse")
     assert d.promote and d.method == "aggregate"
+
+
+# ----- with trained models ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_regressors(tmp_path_factory: pytest.TempPathFactory):
+    """A weak (1 epoch) and a stronger (25 epochs) model of oil temperature, one test split."""
+    import pyarrow.parquet as pq
+
+    from tests.conftest import make_equipment_table
+    from voltpipe.modelling.train import train_model
+
+    root = tmp_path_factory.mktemp("reg")
+    for split, n, seed in (("train", 2000, 1), ("valid", 300, 2), ("test", 600, 3)):
+        (root / split).mkdir()
+        table = make_equipment_table(n, seed).drop_columns(["asset_id", "outcome"])
+        pq.write_table(table, root / split / "part-0.parquet")
+    for name, epochs in (("weak", 1), ("strong", 25)):
+        train_model(
+            root / "train",
+            root / "valid",
+            root / name,
+            label="oil_temp_c",
+            task="regression",
+            training_params={"epochs": epochs, "batch_size": 64, "learning_rate": 0.01},
+        )
+    return root
+
+
+@pytest.mark.slow
+def test_evaluate_pairs_champion_and_challenger_on_the_same_rows(two_regressors, tmp_path) -> None:
+    import json
+
+    from kfp import dsl
+    from voltpipe.components.evaluate import evaluate
+
+    from voltpipe.evaluation.evaluate import evaluate_challenger
+    from voltpipe.registry.model_card import model_card_markdown
+
+    root = two_regressors
+    kw = {"metric": "rmse", "slice_columns": ["region"], "gate": {"slices": True}}
+    better = evaluate_challenger(
+        root / "strong", root / "test", champion_dir=root / "weak", champion_version="1", **kw
+    )
+    d = better.decision
+    assert d.verdict == "promote" and d.interval[0] > 0 and d.rows == 600
+    assert d.champion_version == "1" and d.test_data_hash.startswith("sha256:")
+    assert {s["value"] for s in d.slices} == {"north", "south", "east", "west"}
+    worse = evaluate_challenger(
+        root / "weak", root / "test", champion_dir=root / "strong", champion_version="2", **kw
+    )
+    assert worse.decision.verdict == "reject" and worse.decision.test_data_hash == d.test_data_hash
+    same = evaluate_challenger(
+        root / "weak", root / "test", champion_dir=root / "weak", champion_version="1", **kw
+    )
+    assert same.decision.verdict == "hold" and same.decision.interval == [0.0, 0.0]
+    card = model_card_markdown(
+        name="oil",
+        version="2",
+        lineage={},
+        model_meta={},
+        evaluation=better.to_dict(),
+        champion=True,
+    )
+    assert "**Promoted**" in card and "95% interval" in card and "region=north" in card
+
+    def art(cls: type, name: str) -> dsl.Artifact:
+        return cls(name=name, uri=str(tmp_path / name), metadata={})
+
+    outputs = {
+        "metrics": art(dsl.Metrics, "metrics"),
+        "evaluation": art(dsl.Artifact, "evaluation"),
+        "decision_report": art(dsl.Markdown, "decision_report"),
+        "classification_metrics": art(dsl.ClassificationMetrics, "classification_metrics"),
+        "plots": art(dsl.HTML, "plots"),
+    }
+    result = evaluate.python_func(
+        model=dsl.Model(name="model", uri=str(root / "weak"), metadata={}),
+        test_data=dsl.Dataset(name="test", uri=str(root / "test"), metadata={}),
+        registry_uri="",
+        model_name="oil",
+        gate_metric="rmse",
+        gate={"confidence": 0.9},
+        **outputs,
+    )
+    assert result.promote is True  # no registry: the first model
+    stored = json.loads(Path(outputs["evaluation"].path).read_text())["decision"]
+    assert stored["verdict"] == "promote" and stored["confidence"] == 0.9
+    assert outputs["evaluation"].metadata["verdict"] == "promote"
+
+
+def test_comparison_is_logged_to_mlflow_without_files_in_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import mlflow
+
+    from voltpipe.tracking import log_comparison
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    p = _regression(300, 3.0, 3.0)
+    d = decide(
+        {"rmse": 1.0},
+        {"rmse": 1.1},
+        metric="rmse",
+        interval=paired_bootstrap(p, "rmse", samples=100),
+        champion_version="4",
+    )
+    run_id = log_comparison(uri, "wind", d.to_dict())
+    run = mlflow.MlflowClient(uri).get_run(run_id)
+    assert run.data.metrics["gate.interval_low"] == pytest.approx(d.interval[0])
+    assert run.data.tags["voltpipe.gate.verdict"] == "hold"
+    assert run.data.tags["voltpipe.champion_version"] == "4"
+    assert json.loads(run.data.tags["voltpipe.gate.decision"])["verdict"] == "hold"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    assert log_comparison("", "wind", d.to_dict()) is None

@@ -583,28 +583,28 @@ def numeric_drift_from_counts(
     ref: np.ndarray,
     ref_rows: int,
     edges: np.ndarray,
-    pivots: np.ndarray,
-    cum_current: np.ndarray,
+    at_edges: np.ndarray,
+    points: np.ndarray,
+    below_points: np.ndarray,
     current_count: int,
     current_rows: int,
     t: DriftThresholds,
 ) -> FeatureDrift:
     """A numeric feature's drift from the current window's summary (``pushdown``): its finite
-    count and cumulative counts ``#(x <= p)`` at `pivots`, which include the PSI `edges`.
+    count, ``#(x <= e)`` at the PSI `edges` and ``#(x < p)`` at the KS grid `points`.
 
-    PSI is exact (the same bins as the in-memory path); the KS statistic is read at the
-    pivots, so it can be below the exact one by at most the reference mass between two pivots.
+    PSI is exact (the same bins as the in-memory path); the KS statistic is read at the grid
+    points, so it can be below the exact one by at most the mass of one grid step.
     """
     if current_count == 0:
         raise DataError(
             f"feature {name!r} has no finite value in the current window (all null, NaN or inf)"
         )
-    at_edges = cum_current[np.searchsorted(pivots, edges)]
     rc = _bin_counts_sorted(ref, edges)
     cc = np.diff(np.concatenate(([0], at_edges, [current_count])))
     value = _psi_from_counts(rc, cc)
-    f_ref = np.searchsorted(ref, pivots, side="right") / ref.size
-    d = float(np.max(np.abs(f_ref - cum_current / current_count))) if len(pivots) else 0.0
+    f_ref = np.searchsorted(ref, points, side="left") / ref.size
+    d = float(np.max(np.abs(f_ref - below_points / current_count))) if len(points) else 0.0
     p = _ks_pvalue(d, ref.size, current_count)
     fired = []
     if value > t.psi:

@@ -69,6 +69,40 @@ class MonitorResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class WindowSource:
+    """Where the window came from (for the warehouse pushdown of a large window)."""
+
+    warehouse: str
+    sql: str
+    parameters: dict[str, dict[str, Any]]
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def window_rows(path: str | os.PathLike[str]) -> int:
+    """Rows of a parquet Dataset, from the files' footers (nothing is read)."""
+    from voltpipe.data.io import parquet_files
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(path))
+
+
+def sample_window(path: str | os.PathLike[str], rows: int, total: int, seed: int = 0) -> Any:
+    """A seeded Bernoulli sample of about `rows` rows, read batch by batch (bounded memory)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from voltpipe.data.io import parquet_files
+
+    rng = np.random.default_rng(seed)
+    share = min(1.0, rows / max(total, 1))
+    parts = []
+    for f in parquet_files(path):
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=262_144):
+            keep = rng.random(batch.num_rows) < share
+            parts.append(batch.filter(pa.array(keep)))
+    return pa.Table.from_batches(parts) if parts else read_table(path)
+
+
+@dataclasses.dataclass(frozen=True)
 class MonitoringOptions:
     """The ``monitoring`` keys the drift step reads beyond the thresholds."""
 
@@ -79,6 +113,8 @@ class MonitoringOptions:
         default_factory=PerformanceEstimationConfig
     )
     classification_threshold: float | None = None
+    pushdown_rows: int = 1_000_000
+    sample_rows: int = 100_000  # window rows the model-based checks use above pushdown_rows
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> MonitoringOptions:
@@ -95,6 +131,8 @@ class MonitoringOptions:
                 MultivariateDriftConfig(**(o.get("multivariate") or {})),
                 PerformanceEstimationConfig(**(o.get("performance_estimation") or {})),
                 o.get("classification_threshold"),
+                int(o.get("pushdown_rows", 1_000_000)),
+                int(o.get("sample_rows", 100_000)),
             )
         except ValidationError as exc:
             err = exc.errors()[0]
@@ -108,6 +146,7 @@ def detect_drift(
     thresholds: dict[str, Any] | None = None,
     predictions: bool = True,
     options: MonitoringOptions | dict[str, Any] | None = None,
+    source: WindowSource | None = None,
 ) -> MonitorResult:
     """Compares the champion's reference sample with the current window.
 
@@ -128,12 +167,18 @@ def detect_drift(
             "re-register it with this version of voltpipe"
         )
     reference = pq.read_table(ref_file)
-    current = read_table(current_path)
-    meta = read_model_meta(champion_dir)
-    features = feature_plan(meta).names
     opts = (
         options if isinstance(options, MonitoringOptions) else MonitoringOptions.from_dict(options)
     )
+    total = window_rows(current_path)
+    pushed = source is not None and total > opts.pushdown_rows
+    # Above monitoring.pushdown_rows the window is never loaded whole: the per-feature
+    # statistics are computed in the warehouse, the model-based ones on a seeded sample.
+    current = (
+        sample_window(current_path, opts.sample_rows, total) if pushed else read_table(current_path)
+    )
+    meta = read_model_meta(champion_dir)
+    features = feature_plan(meta).names
     ref_pred = cur_pred = None
     decay = estimate = None
     if predictions and current.num_rows:
@@ -158,14 +203,37 @@ def detect_drift(
                 estimate = _estimate(model, reference, current, ref_pred, cur_pred, features, opts)
             if ref_pred.ndim > 1:  # class probabilities: compare the positive / top class score
                 ref_pred, cur_pred = ref_pred.max(axis=1), cur_pred.max(axis=1)
-    result = compute_drift(
-        reference,
-        current,
-        features=features,
-        thresholds=thresholds,
-        reference_predictions=ref_pred,
-        current_predictions=cur_pred,
-    )
+    if pushed:
+        from voltpipe.data.warehouse import open_warehouse
+        from voltpipe.monitoring.drift import prediction_drift
+        from voltpipe.monitoring.pushdown import compute_drift_in_warehouse
+
+        assert source is not None
+        result = compute_drift_in_warehouse(
+            reference,
+            open_warehouse(source.warehouse, source.options),
+            source.sql,
+            source.parameters,
+            features=features,
+            thresholds=thresholds,
+        )
+        if ref_pred is not None and cur_pred is not None:
+            result.prediction = prediction_drift(
+                ref_pred, cur_pred, threshold=result.thresholds["prediction_psi"]
+            )
+        print(
+            f"voltpipe: window of {total:,} rows: histograms computed in the warehouse, "
+            f"model-based checks on a sample of {current.num_rows:,} rows"
+        )
+    else:
+        result = compute_drift(
+            reference,
+            current,
+            features=features,
+            thresholds=thresholds,
+            reference_predictions=ref_pred,
+            current_predictions=cur_pred,
+        )
     multivariate = None
     if opts.multivariate.enabled and current.num_rows:
         from voltpipe.monitoring.multivariate import multivariate_drift

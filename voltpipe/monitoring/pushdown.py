@@ -3,10 +3,10 @@
 The SQL is built with sqlglot around the window's own query (BigQuery SQL, run by either
 backend) and only summaries leave the warehouse:
 
-* numbers: the window's non-null, finite count and its cumulative counts ``COUNT(x <= p)`` at
-  pivots taken from the reference sample: the PSI bin edges (so PSI is exactly the in-memory
-  value) and a grid of :data:`KS_GRID` reference quantiles, where the KS statistic is read
-  (within the grid's binning error: at most one grid step of reference mass, 1/KS_GRID);
+* numbers: one ``GROUP BY`` per column over :data:`KS_GRID` uniform buckets of the reference's
+  range (one subtraction and division a row), each bucket also counting its values at or
+  below each PSI bin edge: PSI is exactly the in-memory value, and the KS statistic is read at
+  the bucket boundaries (within binning error: the mass of one bucket);
 * categories: ``GROUP BY`` counts.
 
 The reference side is the champion's stored sample, in memory as in ``drift.compute_drift``,
@@ -38,7 +38,7 @@ from voltpipe.monitoring.drift import (
     numeric_drift_from_counts,
 )
 
-KS_GRID = 512
+KS_GRID = 4096
 #: Largest magnitude counted as finite (NaN and +-inf compare false in both dialects).
 _FINITE = 1.7e308
 
@@ -71,16 +71,33 @@ def row_count_sql(sql: str) -> str:
     )
 
 
-def numeric_summary_sql(sql: str, pivots: Mapping[str, Sequence[float]]) -> str:
-    """One query: per numeric column its finite count and cumulative counts at its pivots."""
-    cols: list[exp.Expression] = [exp.alias_(exp.Count(this=exp.Star()), "n_rows")]
-    for i, (name, points) in enumerate(pivots.items()):
-        x = exp.cast(_col(name), exp.DataType.build("FLOAT64", dialect="bigquery"))
-        finite = exp.and_(x.copy() >= _num(-_FINITE), x.copy() <= _num(_FINITE))
-        cols.append(_count_if(finite, f"c{i}_n"))
-        for j, p in enumerate(points):
-            cols.append(_count_if(exp.and_(finite.copy(), x.copy() <= _num(p)), f"c{i}_le{j}"))
-    return exp.select(*cols).from_(_window(sql)).sql("bigquery")
+def numeric_summary_sql(
+    sql: str, name: str, edges: Sequence[float], lo: float, width: float, grid: int
+) -> str:
+    """One numeric column's summary: finite values counted per uniform fine bucket
+    ``k = floor((x - lo) / width)`` (clipped to [-1, grid]) and, per bucket, how many are
+    ``<= edge`` for each PSI edge (summed over buckets: the exact cumulative counts)."""
+    fl = exp.DataType.build("FLOAT64", dialect="bigquery")
+    x = exp.cast(_col(name), fl)
+    finite = exp.and_(x.copy() >= _num(-_FINITE), x.copy() <= _num(_FINITE))
+    raw = exp.Floor(this=exp.Div(this=exp.Paren(this=x.copy() - _num(lo)), expression=_num(width)))
+    k = exp.Least(
+        this=exp.Greatest(
+            this=exp.cast(raw, exp.DataType.build("INT64", dialect="bigquery")),
+            expressions=[exp.Literal.number(-1)],
+        ),
+        expressions=[exp.Literal.number(grid)],
+    )
+    inner = exp.select(exp.alias_(x, "x"), exp.alias_(k, "k")).from_(_window(sql)).where(finite)
+    xs = exp.column("x", table="s")
+    cols = [exp.column("k", table="s"), exp.alias_(exp.Count(this=exp.Star()), "n")]
+    cols += [_count_if(xs.copy() <= _num(e), f"le{j}") for j, e in enumerate(edges)]
+    return (
+        exp.select(*cols)
+        .from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("s"))))
+        .group_by(exp.column("k", table="s"))
+        .sql("bigquery")
+    )
 
 
 def category_counts_sql(sql: str, name: str) -> str:
@@ -135,43 +152,44 @@ def compute_drift_in_warehouse(
             )
         elif kind == "categorical":
             categorical.append(f)
-    pivots: dict[str, np.ndarray] = {}
-    edges: dict[str, np.ndarray] = {}
+    results: dict[str, FeatureDrift] = {}
+    n_rows = window_rows(warehouse, sql, parameters)
+    if n_rows == 0:
+        raise DataError("the current window has no rows")
     for f, ref in numeric.items():
         if ref.size == 0:
             raise DataError(f"feature {f!r} has no finite value in the reference (all null)")
-        edges[f] = _quantile_edges(ref, bins)
-        pivots[f] = np.unique(np.r_[edges[f], _quantile_edges(ref, grid)])
-    results: dict[str, FeatureDrift] = {}
-    n_rows = None
-    if pivots:
-        summary = warehouse.query_table(numeric_summary_sql(sql, pivots), parameters).to_pylist()[0]
-        n_rows = int(summary["n_rows"])
-        if n_rows == 0:
-            raise DataError("the current window has no rows")
-        for i, (f, points) in enumerate(pivots.items()):
-            n_cur = int(summary[f"c{i}_n"] or 0)
-            cum = np.array([int(summary[f"c{i}_le{j}"] or 0) for j in range(len(points))])
-            results[f] = numeric_drift_from_counts(
-                f,
-                numeric[f],
-                reference.num_rows,
-                edges[f],
-                points,
-                cum,
-                n_cur,
-                n_rows,
-                t,
-            )
+        edges = _quantile_edges(ref, bins)
+        lo, hi = float(ref[0]), float(ref[-1])
+        width = (hi - lo) / grid if hi > lo else 1.0
+        got = warehouse.query_table(
+            numeric_summary_sql(sql, f, edges, lo, width, grid), parameters
+        ).to_pylist()
+        per_bucket = np.zeros(grid + 2, dtype=np.int64)  # k = -1 .. grid
+        at_edges = np.zeros(len(edges), dtype=np.int64)
+        for row in got:
+            per_bucket[int(row["k"]) + 1] += int(row["n"])
+            at_edges += np.array([int(row[f"le{j}"] or 0) for j in range(len(edges))], np.int64)
+        # #(x < lo + (k + 1) * width) for k = -1 .. grid - 1
+        points = lo + width * np.arange(0, grid + 1)
+        below = np.cumsum(per_bucket)[:-1]
+        results[f] = numeric_drift_from_counts(
+            f,
+            ref,
+            reference.num_rows,
+            edges,
+            at_edges,
+            points,
+            below,
+            int(per_bucket.sum()),
+            n_rows,
+            t,
+        )
     for f in categorical:
         counts = warehouse.query_table(category_counts_sql(sql, f), parameters)
         cur = dict(
             zip(counts.column("value").to_pylist(), counts.column("n").to_pylist(), strict=True)
         )
-        if n_rows is None:
-            n_rows = window_rows(warehouse, sql, parameters)
-            if n_rows == 0:
-                raise DataError("the current window has no rows")
         ref_col = reference.column(f)
         from voltpipe.monitoring.drift import _category_counts
 

@@ -68,7 +68,8 @@ def log_comparison(tracking_uri: str, experiment: str, decision: dict[str, Any])
 
     Metrics ``gate.challenger``, ``gate.champion``, ``gate.improvement``, ``gate.interval_low``
     and ``gate.interval_high``; tags for the verdict, versions and test data hash; the whole
-    decision (with the slice table) as the ``gate_decision.json`` artifact. A tracking failure
+    decision (with the slice table, cut at 5000 characters) as the ``voltpipe.gate.decision``
+    tag. A tracking failure
     is printed, never raised: the gate's decision stands without it.
     """
     if not tracking_uri:
@@ -103,7 +104,11 @@ def log_comparison(tracking_uri: str, experiment: str, decision: dict[str, Any])
         for key, value in values.items():
             if value is not None and value == value:
                 client.log_metric(run.info.run_id, key, float(value))
-        client.log_dict(run.info.run_id, decision, "gate_decision.json")
+        # A tag, not an artifact: the default artifact root of a sqlite store is ./mlruns in
+        # whatever directory the step runs in. MLflow caps tag values (5000 characters here).
+        client.set_tag(
+            run.info.run_id, "voltpipe.gate.decision", json.dumps(decision, default=str)[:5000]
+        )
         client.set_terminated(run.info.run_id)
         return str(run.info.run_id)
     except Exception as exc:
