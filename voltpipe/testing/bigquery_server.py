@@ -170,7 +170,8 @@ class BigQueryTestServer(RecordingServer):
             and "job" in r["body"]
         ]
 
-    def grpc_requests(self, rpc: str | None = None) -> list[dict[str, Any]]:
+    def grpc_requests(self, rpc: str | None = None) -> list[RecordedRequest]:
+        """The recorded Storage Read API calls (all, or those of RPC `rpc`), in order."""
         return [
             r
             for r in self.requests
@@ -436,7 +437,8 @@ class BigQueryTestServer(RecordingServer):
         return _public(self.table(*m.groups()))
 
     def _route_table_data(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
-        return _public(self.table_data(*m.groups(), req.query))
+        project, dataset, table = m.groups()
+        return _public(self.table_data(project, dataset, table, req.query))
 
     def _route_upload(self, req: RecordedRequest, m: re.Match[str]) -> Response:
         """The media upload endpoint of jobs.insert: multipart, or resumable (start + PUTs).
@@ -451,8 +453,8 @@ class BigQueryTestServer(RecordingServer):
                 b"Content-Type: " + req.headers["content-type"].encode() + b"\r\n\r\n" + req.body
             )
             parts = list(message.iter_parts())
-            resource = json.loads(parts[0].get_payload(decode=True))
-            data = parts[1].get_payload(decode=True) or b""
+            resource = json.loads(bytes(parts[0].get_payload(decode=True)))
+            data = bytes(parts[1].get_payload(decode=True) or b"")
             req.json = {"job": resource, "bytes": len(data)}
             return Response(_public(self.insert_load_job(project, resource, data)))
         if req.method == "POST" and kind == "resumable":
