@@ -179,3 +179,24 @@ def test_accepts_an_open_connection() -> None:
     with BigQueryTestServer(con, project="p") as srv:
         assert [r.x for r in _client(srv).query("SELECT x FROM s.t").result()] == [1]
     con.close()
+
+
+def test_runs_on_the_shared_server_with_bigquery_error_bodies(database: Path) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    with BigQueryTestServer(database, project="p", storage_api=False) as srv:
+        client = _client(srv)
+        rows = list(client.query("SELECT COUNT(*) AS n FROM p.energy.meters").result())
+        assert rows[0]["n"] == 25
+        # Requests are found like the Vertex and KFP servers' (the /bigquery/v2 prefix stripped).
+        [insert] = srv.find("POST", r"^/projects/p/jobs$")
+        assert insert.json["configuration"]["query"]["query"].startswith("SELECT COUNT(*)")
+        assert insert["body"] is insert.json
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(f"{srv.endpoint}/bigquery/v2/projects/p/models", timeout=10)
+        assert unknown.value.code == 404
+        error = json.loads(unknown.value.read())["error"]
+        assert error["message"] == "Not found: GET /projects/p/models"
+        assert error["errors"][0]["reason"] == "notFound"

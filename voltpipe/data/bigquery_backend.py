@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from sqlglot import exp
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import _coerce_scalar
@@ -109,20 +110,13 @@ def split_query(sql: str, split: SplitSpec) -> str:
 
 def _split_struct_type(type_: str) -> list[tuple[str, str]]:
     """``STRUCT<a INT64, b ARRAY<STRING>>`` -> ``[("a", "INT64"), ("b", "ARRAY<STRING>")]``."""
-    inner = type_.strip()[len("STRUCT<") : -1]
-    fields, depth, start = [], 0, 0
-    for i, ch in enumerate(inner + ","):
-        if ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            part = inner[start:i].strip()
-            if part:
-                name, _, ftype = part.partition(" ")
-                fields.append((name.strip(), ftype.strip().upper()))
-            start = i + 1
-    return fields
+    struct = exp.DataType.build(type_, dialect="bigquery")
+    return [(field.name, field.args["kind"].sql("bigquery")) for field in struct.expressions]
+
+
+def _element_type(type_: str) -> str:
+    """``ARRAY<INT64>`` -> ``INT64`` (``ARRAY<STRUCT<...>>`` -> ``STRUCT<...>``)."""
+    return str(exp.DataType.build(type_, dialect="bigquery").expressions[0].sql("bigquery"))
 
 
 def _python_scalar(value: Any, type_: str, name: str) -> Any:
@@ -147,7 +141,7 @@ def query_parameter(name: str | None, type_: str, value: Any) -> Any:
 
     label = name or "(struct field)"
     if type_.startswith("ARRAY<"):
-        inner = type_[6:-1].strip().upper()
+        inner = _element_type(type_)
         if not isinstance(value, list):
             raise DataError(f"query parameter @{label}: type {type_} needs a list, got {value!r}")
         if inner.startswith("STRUCT<"):

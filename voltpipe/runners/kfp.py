@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.errors import ConfigError, PipelineError
-from voltpipe.runners.templates import download_template, load_template, loadable_template
+from voltpipe.runners.base import CloudRunner, RunState, Summary, follow_run, kfp_cron
+from voltpipe.runners.templates import load_template, local_template
 from voltpipe.runners.vertex import require_remote_warehouse
 
 if TYPE_CHECKING:
@@ -129,6 +130,13 @@ def upload_pipeline_version(
     return str(pipeline_id), str(version_id)
 
 
+def _read_run(client: kfp.Client, cfg: VoltpipeConfig, run_id: str) -> RunState:
+    run = _api_call(f"reading run {run_id}", cfg, client.get_run, run_id)
+    state = str(run.state or "PENDING")
+    error = run.error.message if state in FAILED_STATES and run.error is not None else ""
+    return RunState(state, error or "")
+
+
 def wait_for_run(
     client: kfp.Client,
     cfg: VoltpipeConfig,
@@ -142,24 +150,15 @@ def wait_for_run(
     Raises:
         PipelineError: the run failed or was cancelled, or `timeout_seconds` passed first.
     """
-    started = time.monotonic()
-    while True:
-        run = _api_call(f"reading run {run_id}", cfg, client.get_run, run_id)
-        state = str(run.state or "PENDING")
-        if state in TERMINAL_STATES:
-            break
-        if timeout_seconds is not None and time.monotonic() - started > timeout_seconds:
-            raise PipelineError(
-                f"KFP run {run_id} is still {state} after {timeout_seconds:.0f} s; "
-                f"follow it at {run_url(cfg, run_id)}"
-            )
-        time.sleep(poll_seconds)
-    if state in FAILED_STATES:
-        detail = f": {run.error.message}" if run.error is not None and run.error.message else ""
-        raise PipelineError(
-            f"KFP run {run_id} ended in state {state}{detail} (see {run_url(cfg, run_id)})"
-        )
-    return state
+    return follow_run(
+        lambda: _read_run(client, cfg, run_id),
+        what=f"KFP run {run_id}",
+        url=run_url(cfg, run_id),
+        terminal_states=TERMINAL_STATES,
+        failed_states=FAILED_STATES,
+        poll_seconds=poll_seconds,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def run_url(cfg: VoltpipeConfig, run_id: str) -> str:
@@ -211,13 +210,7 @@ def submit_kfp(
     """
     started = time.perf_counter()
     check_kfp_config(cfg)
-    out_dir = cfg.workdir / "templates"
-    if template_uri:
-        template = download_template(template_uri, out_dir)
-    elif template_path is not None:
-        template = loadable_template(template_path, out_dir)
-    else:
-        raise ConfigError("give a compiled template_path or a template_uri")
+    template = local_template(template_path, template_uri, cfg.workdir / "templates")
     spec = load_template(template)
     known = set(spec["root"].get("inputDefinitions", {}).get("parameters", {}))
     unknown = sorted(set(parameter_values or {}) - known)
@@ -273,3 +266,161 @@ def submit_kfp(
         "workdir": str(cfg.workdir),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+# ----- recurring runs (schedules) -------------------------------------------------------------
+
+
+def _schedule_dict(rec: Any) -> Summary:
+    cron = rec.trigger.cron_schedule.cron if rec.trigger and rec.trigger.cron_schedule else None
+    status = str(rec.status or rec.mode or "")
+    return {
+        "id": rec.recurring_run_id,
+        "name": rec.recurring_run_id,
+        "display_name": rec.display_name,
+        "cron": cron[2:] if cron and cron.startswith("0 ") else cron,
+        "kfp_cron": cron,
+        "state": "active" if status in ("ENABLED", "ENABLE") else "paused",
+        "target": "kfp",
+        "experiment_id": rec.experiment_id,
+    }
+
+
+def _schedule_action(
+    cfg: VoltpipeConfig, schedule_id: str, action: str, client_kwargs: dict[str, Any] | None
+) -> Summary:
+    client = kfp_client(cfg, client_kwargs)
+    rec = _api_call(f"recurring run {schedule_id}", cfg, client.get_recurring_run, schedule_id)
+    if action == "delete":
+        _api_call(
+            f"deleting recurring run {schedule_id}", cfg, client.delete_recurring_run, schedule_id
+        )
+        return {**_schedule_dict(rec), "state": "deleted"}
+    fn = client.disable_recurring_run if action == "pause" else client.enable_recurring_run
+    _api_call(f"{action} of recurring run {schedule_id}", cfg, fn, schedule_id)
+    return _schedule_dict(
+        _api_call(f"recurring run {schedule_id}", cfg, client.get_recurring_run, schedule_id)
+    )
+
+
+# ----- the runner -----------------------------------------------------------------------------
+
+
+class KfpRunner(CloudRunner):
+    """A Kubeflow Pipelines cluster: runs and recurring runs through `kfp.Client`."""
+
+    target = "kfp"
+
+    def check_config(self, cfg: VoltpipeConfig) -> None:
+        # kfp.host is checked when the run is submitted (`check_kfp_config`).
+        require_remote_warehouse(cfg, "Kubeflow")
+
+    def submit(
+        self,
+        cfg: VoltpipeConfig,
+        pipeline_name: str,
+        template_path: str | Path | None,
+        *,
+        cache: bool,
+        wait: bool,
+        parameter_values: dict[str, Any] | None = None,
+        template_uri: str | None = None,
+        poll_seconds: float = 10.0,
+        timeout_seconds: float | None = None,
+    ) -> Summary:
+        return submit_kfp(
+            cfg,
+            pipeline_name,
+            template_path,
+            cache=cache,
+            wait=wait,
+            parameter_values=parameter_values,
+            template_uri=template_uri,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
+        )
+
+    def wait(
+        self,
+        cfg: VoltpipeConfig,
+        run_id: str,
+        *,
+        poll_seconds: float = 10.0,
+        timeout_seconds: float | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> str:
+        return wait_for_run(
+            kfp_client(cfg, client_kwargs),
+            cfg,
+            run_id,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
+        )
+
+    def create_schedule(
+        self,
+        cfg: VoltpipeConfig,
+        pipeline_name: str,
+        template_path: str | Path | None,
+        *,
+        cron: str,
+        display_name: str,
+        parameter_values: dict[str, Any] | None = None,
+        cache: bool = True,
+        template_uri: str | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> Summary:
+        six_fields = kfp_cron(cron)
+        template = local_template(template_path, template_uri, cfg.workdir / "templates")
+        client = kfp_client(cfg, client_kwargs)
+        experiment_id = ensure_experiment(client, cfg)
+        rec = _api_call(
+            f"recurring run {display_name!r}",
+            cfg,
+            client.create_recurring_run,
+            experiment_id=experiment_id,
+            job_name=display_name,
+            cron_expression=six_fields,
+            pipeline_package_path=str(template),
+            params=dict(parameter_values or {}),
+            enable_caching=cache,
+            no_catchup=True,
+            enabled=True,
+        )
+        return _schedule_dict(rec)
+
+    def list_schedules(
+        self, cfg: VoltpipeConfig, *, client_kwargs: dict[str, Any] | None = None
+    ) -> list[Summary]:
+        client = kfp_client(cfg, client_kwargs)
+        experiment_id = ensure_experiment(client, cfg)
+        found: list[Summary] = []
+        token = ""
+        while True:
+            page = _api_call(
+                "listing recurring runs",
+                cfg,
+                client.list_recurring_runs,
+                page_token=token,
+                page_size=100,
+                experiment_id=experiment_id,
+            )
+            found.extend(_schedule_dict(r) for r in page.recurring_runs or [])
+            token = page.next_page_token or ""
+            if not token:
+                return found
+
+    def pause_schedule(
+        self, cfg: VoltpipeConfig, schedule_id: str, *, client_kwargs: dict[str, Any] | None = None
+    ) -> Summary:
+        return _schedule_action(cfg, schedule_id, "pause", client_kwargs)
+
+    def resume_schedule(
+        self, cfg: VoltpipeConfig, schedule_id: str, *, client_kwargs: dict[str, Any] | None = None
+    ) -> Summary:
+        return _schedule_action(cfg, schedule_id, "resume", client_kwargs)
+
+    def delete_schedule(
+        self, cfg: VoltpipeConfig, schedule_id: str, *, client_kwargs: dict[str, Any] | None = None
+    ) -> Summary:
+        return _schedule_action(cfg, schedule_id, "delete", client_kwargs)

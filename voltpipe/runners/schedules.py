@@ -3,135 +3,39 @@
 Every function takes ``target="vertex"`` or ``target="kfp"`` and returns JSON-able dicts:
 ``{"id", "name", "display_name", "cron", "state" ("active" | "paused"), "target", ...}``.
 A cron is the usual 5 fields (minute hour day-of-month month day-of-week); KFP's 6-field form
-(seconds first) is made by prefixing ``0``.
+(seconds first) is made by prefixing ``0``. Each target's `Runner` does the work.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from voltpipe.config import VoltpipeConfig
-from voltpipe.errors import ConfigError, PipelineError
+from voltpipe.errors import ConfigError
+from voltpipe.runners import get_runner
+from voltpipe.runners.base import Runner, kfp_cron, validate_cron
+
+__all__ = [
+    "SCHEDULE_TARGETS",
+    "create_schedule",
+    "delete_schedule",
+    "kfp_cron",
+    "list_schedules",
+    "pause_schedule",
+    "resume_schedule",
+    "validate_cron",
+]
 
 SCHEDULE_TARGETS = ("vertex", "kfp")
-_TZ_PREFIX = re.compile(r"^(?:CRON_TZ|TZ)=\S+\s+")
-_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 
 
-def validate_cron(cron: str) -> str:
-    """Returns `cron` normalised to single spaces after checking it has 5 fields.
-
-    An optional ``TZ=Area/City`` or ``CRON_TZ=Area/City`` prefix is kept (Vertex AI honours it).
-
-    Raises:
-        ConfigError: naming the expression and the expected form.
-    """
-    text = " ".join(cron.split())
-    prefix = _TZ_PREFIX.match(text)
-    fields = text[prefix.end() :].split() if prefix else text.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ConfigError(
-            f"cron {cron!r}: expected 5 fields 'MINUTE HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK', "
-            "e.g. '0 6 * * 1' (Mondays 06:00), optionally prefixed with TZ=Europe/Berlin"
-        )
-    return text
-
-
-def kfp_cron(cron: str) -> str:
-    """Converts a 5-field cron to KFP's 6-field form (seconds first).
-
-    Raises:
-        ConfigError: a bad cron, or a time-zone prefix (KFP schedules in the cluster's zone).
-    """
-    text = validate_cron(cron)
-    if _TZ_PREFIX.match(text):
-        raise ConfigError(
-            f"cron {cron!r}: Kubeflow Pipelines schedules do not take a TZ= prefix; "
-            "write the time in the cluster's time zone"
-        )
-    return f"0 {text}"
-
-
-def _check_target(target: str) -> None:
+def _runner(target: str) -> Runner:
     if target not in SCHEDULE_TARGETS:
         raise ConfigError(
             f"unknown schedule target {target!r}; valid: {', '.join(SCHEDULE_TARGETS)}"
         )
-
-
-def _short_id(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
-
-
-# ----- Vertex AI ------------------------------------------------------------------------------
-
-
-def _vertex_dict(schedule: Any) -> dict[str, Any]:
-    res = schedule.gca_resource
-    state = getattr(res.state, "name", str(res.state))
-    next_run = res.next_run_time
-    return {
-        "id": _short_id(res.name),
-        "name": res.name,
-        "display_name": res.display_name,
-        "cron": res.cron,
-        "state": {"ACTIVE": "active", "PAUSED": "paused"}.get(state, state.lower()),
-        "target": "vertex",
-        "started_runs": int(res.started_run_count or 0),
-        "next_run_time": next_run.isoformat() if next_run else None,
-        "pipeline_job": res.create_pipeline_job_request.pipeline_job.display_name or None,
-    }
-
-
-def _vertex_call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from google.api_core import exceptions as gexc
-
-    try:
-        return fn(*args, **kwargs)
-    except gexc.NotFound as exc:
-        raise PipelineError(f"Vertex AI: {what}: not found ({exc.message})") from exc
-    except gexc.GoogleAPICallError as exc:
-        raise PipelineError(f"Vertex AI refused {what}: {exc.message or exc}") from exc
-
-
-def _vertex_schedule(cfg: VoltpipeConfig, schedule_id: str) -> Any:
-    from google.cloud import aiplatform
-
-    from voltpipe.runners.vertex import init_aiplatform
-
-    if not cfg.vertex.project:
-        raise ConfigError("vertex.project is not set: the Google Cloud project of the schedule")
-    init_aiplatform(cfg)
-    return _vertex_call(
-        f"schedule {schedule_id}",
-        aiplatform.PipelineJobSchedule.get,
-        schedule_id,
-        project=cfg.vertex.project,
-        location=cfg.vertex.location,
-    )
-
-
-# ----- KFP ------------------------------------------------------------------------------------
-
-
-def _kfp_dict(rec: Any) -> dict[str, Any]:
-    cron = rec.trigger.cron_schedule.cron if rec.trigger and rec.trigger.cron_schedule else None
-    status = str(rec.status or rec.mode or "")
-    return {
-        "id": rec.recurring_run_id,
-        "name": rec.recurring_run_id,
-        "display_name": rec.display_name,
-        "cron": cron[2:] if cron and cron.startswith("0 ") else cron,
-        "kfp_cron": cron,
-        "state": "active" if status in ("ENABLED", "ENABLE") else "paused",
-        "target": "kfp",
-        "experiment_id": rec.experiment_id,
-    }
-
-
-# ----- the interface ----------------------------------------------------------------------------
+    return get_runner(target)
 
 
 def create_schedule(
@@ -167,57 +71,17 @@ def create_schedule(
     Raises:
         ConfigError: a bad cron, target or config. PipelineError: the service refused.
     """
-    _check_target(target)
-    display_name = display_name or f"{cfg.name}-{pipeline_name}"
-    if target == "vertex":
-        from voltpipe.runners.vertex import build_pipeline_job
-
-        cron = validate_cron(cron)
-        job = build_pipeline_job(
-            cfg,
-            pipeline_name,
-            template_path,
-            cache=cache,
-            parameter_values=parameter_values,
-            template_uri=template_uri,
-        )
-        schedule = _vertex_call(
-            f"schedule {display_name!r}",
-            job.create_schedule,
-            cron=cron,
-            display_name=display_name,
-            service_account=cfg.vertex.service_account,
-            network=cfg.vertex.network,
-        )
-        return _vertex_dict(schedule)
-
-    from voltpipe.runners.kfp import _api_call, ensure_experiment, kfp_client
-    from voltpipe.runners.templates import download_template, loadable_template
-
-    six_fields = kfp_cron(cron)
-    out_dir = cfg.workdir / "templates"
-    if template_uri:
-        template = download_template(template_uri, out_dir)
-    elif template_path is not None:
-        template = loadable_template(template_path, out_dir)
-    else:
-        raise ConfigError("give a compiled template_path or a template_uri")
-    client = kfp_client(cfg, client_kwargs)
-    experiment_id = ensure_experiment(client, cfg)
-    rec = _api_call(
-        f"recurring run {display_name!r}",
+    return _runner(target).create_schedule(
         cfg,
-        client.create_recurring_run,
-        experiment_id=experiment_id,
-        job_name=display_name,
-        cron_expression=six_fields,
-        pipeline_package_path=str(template),
-        params=dict(parameter_values or {}),
-        enable_caching=cache,
-        no_catchup=True,
-        enabled=True,
+        pipeline_name,
+        template_path,
+        cron=cron,
+        display_name=display_name or f"{cfg.name}-{pipeline_name}",
+        parameter_values=parameter_values,
+        cache=cache,
+        template_uri=template_uri,
+        client_kwargs=client_kwargs,
     )
-    return _kfp_dict(rec)
 
 
 def list_schedules(
@@ -225,73 +89,7 @@ def list_schedules(
 ) -> list[dict[str, Any]]:
     """Lists the schedules in `vertex.project`/`vertex.location`, or the recurring runs of
     experiment `kfp.experiment`."""
-    _check_target(target)
-    if target == "vertex":
-        from google.cloud import aiplatform
-
-        from voltpipe.runners.vertex import init_aiplatform
-
-        if not cfg.vertex.project:
-            raise ConfigError(
-                "vertex.project is not set: the Google Cloud project to list schedules in"
-            )
-        init_aiplatform(cfg)
-        schedules = _vertex_call(
-            "listing schedules",
-            aiplatform.PipelineJobSchedule.list,
-            project=cfg.vertex.project,
-            location=cfg.vertex.location,
-        )
-        return [_vertex_dict(s) for s in schedules]
-
-    from voltpipe.runners.kfp import _api_call, ensure_experiment, kfp_client
-
-    client = kfp_client(cfg, client_kwargs)
-    experiment_id = ensure_experiment(client, cfg)
-    found: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        page = _api_call(
-            "listing recurring runs",
-            cfg,
-            client.list_recurring_runs,
-            page_token=token,
-            page_size=100,
-            experiment_id=experiment_id,
-        )
-        found.extend(_kfp_dict(r) for r in page.recurring_runs or [])
-        token = page.next_page_token or ""
-        if not token:
-            return found
-
-
-def _kfp_action(
-    cfg: VoltpipeConfig, schedule_id: str, action: str, client_kwargs: dict[str, Any] | None
-) -> dict[str, Any]:
-    from voltpipe.runners.kfp import _api_call, kfp_client
-
-    client = kfp_client(cfg, client_kwargs)
-    rec = _api_call(f"recurring run {schedule_id}", cfg, client.get_recurring_run, schedule_id)
-    if action == "delete":
-        _api_call(
-            f"deleting recurring run {schedule_id}", cfg, client.delete_recurring_run, schedule_id
-        )
-        return {**_kfp_dict(rec), "state": "deleted"}
-    fn = client.disable_recurring_run if action == "pause" else client.enable_recurring_run
-    _api_call(f"{action} of recurring run {schedule_id}", cfg, fn, schedule_id)
-    return _kfp_dict(
-        _api_call(f"recurring run {schedule_id}", cfg, client.get_recurring_run, schedule_id)
-    )
-
-
-def _vertex_action(cfg: VoltpipeConfig, schedule_id: str, action: str) -> dict[str, Any]:
-    schedule = _vertex_schedule(cfg, schedule_id)
-    if action == "delete":
-        summary = _vertex_dict(schedule)
-        _vertex_call(f"deleting schedule {schedule_id}", schedule.delete)
-        return {**summary, "state": "deleted"}
-    _vertex_call(f"{action} of schedule {schedule_id}", getattr(schedule, action))
-    return _vertex_dict(_vertex_schedule(cfg, schedule.resource_name))
+    return _runner(target).list_schedules(cfg, client_kwargs=client_kwargs)
 
 
 def pause_schedule(
@@ -302,10 +100,7 @@ def pause_schedule(
     client_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Pauses a schedule (Vertex: ``:pause``; KFP: disables the recurring run)."""
-    _check_target(target)
-    if target == "vertex":
-        return _vertex_action(cfg, schedule_id, "pause")
-    return _kfp_action(cfg, schedule_id, "pause", client_kwargs)
+    return _runner(target).pause_schedule(cfg, schedule_id, client_kwargs=client_kwargs)
 
 
 def resume_schedule(
@@ -316,10 +111,7 @@ def resume_schedule(
     client_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Resumes a paused schedule (Vertex: ``:resume``; KFP: enables the recurring run)."""
-    _check_target(target)
-    if target == "vertex":
-        return _vertex_action(cfg, schedule_id, "resume")
-    return _kfp_action(cfg, schedule_id, "resume", client_kwargs)
+    return _runner(target).resume_schedule(cfg, schedule_id, client_kwargs=client_kwargs)
 
 
 def delete_schedule(
@@ -330,7 +122,4 @@ def delete_schedule(
     client_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Deletes a schedule; returns what it was, with ``state: deleted``."""
-    _check_target(target)
-    if target == "vertex":
-        return _vertex_action(cfg, schedule_id, "delete")
-    return _kfp_action(cfg, schedule_id, "delete", client_kwargs)
+    return _runner(target).delete_schedule(cfg, schedule_id, client_kwargs=client_kwargs)

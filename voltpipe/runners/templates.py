@@ -250,3 +250,18 @@ def download_template(template_uri: str, out_dir: Path, *, auth: Any = None) -> 
         **kwargs,
     )
     return loadable_template(target, out_dir)
+
+
+def local_template(
+    template_path: str | Path | None, template_uri: str | None, out_dir: Path
+) -> Path:
+    """The loadable local file to run: `template_uri` downloaded, else `template_path` repaired.
+
+    Raises:
+        ConfigError: neither is given.
+    """
+    if template_uri:
+        return download_template(template_uri, out_dir)
+    if template_path is None:
+        raise ConfigError("give a compiled template_path or a template_uri")
+    return loadable_template(template_path, out_dir)

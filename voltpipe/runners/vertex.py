@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.errors import ConfigError, PipelineError
-from voltpipe.runners.templates import download_template, loadable_template
+from voltpipe.runners.base import CloudRunner, RunState, Summary, follow_run, validate_cron
+from voltpipe.runners.templates import local_template
 
 if TYPE_CHECKING:
     from google.cloud import aiplatform
@@ -97,14 +99,9 @@ def resolve_template_path(
 ) -> str:
     """What to hand `PipelineJob(template_path=...)`: an Artifact Registry URI as is (the SDK
     fetches it and records it as the job's template), anything else as a loadable local file."""
-    out_dir = cfg.workdir / "templates"
-    if template_uri:
-        if _AR_URL.match(template_uri):
-            return template_uri
-        return str(download_template(template_uri, out_dir))
-    if template_path is None:
-        raise ConfigError("give a compiled template_path or a template_uri")
-    return str(loadable_template(template_path, out_dir))
+    if template_uri and _AR_URL.match(template_uri):
+        return template_uri
+    return str(local_template(template_path, template_uri, cfg.workdir / "templates"))
 
 
 def build_pipeline_job(
@@ -161,6 +158,12 @@ def _state_name(state: Any) -> str:
     return getattr(state, "name", str(state))
 
 
+def _read_job(job: aiplatform.PipelineJob) -> RunState:
+    state = _state_name(job.state)  # each read GETs the job
+    error = job.gca_resource.error if state in FAILED_STATES else None
+    return RunState(state, error.message if error and error.message else "")
+
+
 def wait_for_job(
     job: aiplatform.PipelineJob, *, poll_seconds: float = 10.0, timeout_seconds: float | None = None
 ) -> str:
@@ -170,25 +173,15 @@ def wait_for_job(
         PipelineError: the job failed or was cancelled (naming the state and its error), or
             `timeout_seconds` passed first.
     """
-    started = time.monotonic()
-    while True:
-        state = _state_name(job.state)  # each read GETs the job
-        if state in TERMINAL_STATES:
-            break
-        if timeout_seconds is not None and time.monotonic() - started > timeout_seconds:
-            raise PipelineError(
-                f"Vertex AI pipeline job {job.resource_name} is still {state} after "
-                f"{timeout_seconds:.0f} s; follow it at {console_url(job.resource_name)}"
-            )
-        time.sleep(poll_seconds)
-    if state in FAILED_STATES:
-        error = job.gca_resource.error
-        detail = f": {error.message}" if error and error.message else ""
-        raise PipelineError(
-            f"Vertex AI pipeline job {job.resource_name} ended in state {state}{detail} "
-            f"(see {console_url(job.resource_name)})"
-        )
-    return state
+    return follow_run(
+        lambda: _read_job(job),
+        what=f"Vertex AI pipeline job {job.resource_name}",
+        url=console_url(job.resource_name),
+        terminal_states=TERMINAL_STATES,
+        failed_states=FAILED_STATES,
+        poll_seconds=poll_seconds,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def submit_vertex(
@@ -262,3 +255,205 @@ def submit_vertex(
         "workdir": str(cfg.workdir),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+# ----- schedules ------------------------------------------------------------------------------
+
+
+def _short_id(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _schedule_dict(schedule: Any) -> Summary:
+    res = schedule.gca_resource
+    state = getattr(res.state, "name", str(res.state))
+    next_run = res.next_run_time
+    return {
+        "id": _short_id(res.name),
+        "name": res.name,
+        "display_name": res.display_name,
+        "cron": res.cron,
+        "state": {"ACTIVE": "active", "PAUSED": "paused"}.get(state, state.lower()),
+        "target": "vertex",
+        "started_runs": int(res.started_run_count or 0),
+        "next_run_time": next_run.isoformat() if next_run else None,
+        "pipeline_job": res.create_pipeline_job_request.pipeline_job.display_name or None,
+    }
+
+
+def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from google.api_core import exceptions as gexc
+
+    try:
+        return fn(*args, **kwargs)
+    except gexc.NotFound as exc:
+        raise PipelineError(f"Vertex AI: {what}: not found ({exc.message})") from exc
+    except gexc.GoogleAPICallError as exc:
+        raise PipelineError(f"Vertex AI refused {what}: {exc.message or exc}") from exc
+
+
+def _init_for(cfg: VoltpipeConfig, purpose: str) -> None:
+    if not cfg.vertex.project:
+        raise ConfigError(f"vertex.project is not set: the Google Cloud project {purpose}")
+    init_aiplatform(cfg)
+
+
+def _get_schedule(cfg: VoltpipeConfig, schedule_id: str) -> Any:
+    from google.cloud import aiplatform
+
+    _init_for(cfg, "of the schedule")
+    return _call(
+        f"schedule {schedule_id}",
+        aiplatform.PipelineJobSchedule.get,
+        schedule_id,
+        project=cfg.vertex.project,
+        location=cfg.vertex.location,
+    )
+
+
+def _schedule_action(cfg: VoltpipeConfig, schedule_id: str, action: str) -> Summary:
+    schedule = _get_schedule(cfg, schedule_id)
+    if action == "delete":
+        summary = _schedule_dict(schedule)
+        _call(f"deleting schedule {schedule_id}", schedule.delete)
+        return {**summary, "state": "deleted"}
+    _call(f"{action} of schedule {schedule_id}", getattr(schedule, action))
+    return _schedule_dict(_get_schedule(cfg, schedule.resource_name))
+
+
+# ----- the runner -----------------------------------------------------------------------------
+
+
+class VertexRunner(CloudRunner):
+    """Vertex AI Pipelines: PipelineJobs and PipelineJobSchedules through google-cloud-aiplatform."""
+
+    target = "vertex"
+
+    def cloud_config(self, cfg: VoltpipeConfig) -> VoltpipeConfig:
+        """On Vertex AI the model registry (and deployment) is Vertex's own."""
+        if cfg.deploy.target == "local":
+            print(
+                "voltpipe: on Vertex AI the model registry and deployment are Vertex's "
+                "(deploy.target: vertex)"
+            )
+            cfg = cfg.model_copy(
+                update={"deploy": cfg.deploy.model_copy(update={"target": "vertex"})}
+            )
+        return super().cloud_config(cfg)
+
+    def check_config(self, cfg: VoltpipeConfig) -> None:
+        check_vertex_config(cfg)
+
+    def submit(
+        self,
+        cfg: VoltpipeConfig,
+        pipeline_name: str,
+        template_path: str | Path | None,
+        *,
+        cache: bool,
+        wait: bool,
+        parameter_values: dict[str, Any] | None = None,
+        template_uri: str | None = None,
+        poll_seconds: float = 10.0,
+        timeout_seconds: float | None = None,
+    ) -> Summary:
+        return submit_vertex(
+            cfg,
+            pipeline_name,
+            template_path,
+            cache=cache,
+            wait=wait,
+            parameter_values=parameter_values,
+            template_uri=template_uri,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
+        )
+
+    def wait(
+        self,
+        cfg: VoltpipeConfig,
+        run_id: str,
+        *,
+        poll_seconds: float = 10.0,
+        timeout_seconds: float | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> str:
+        """Follows pipeline job `run_id` (its id or resource name)."""
+        from google.cloud import aiplatform
+
+        _init_for(cfg, "of the pipeline job")
+        job = _call(
+            f"pipeline job {run_id}",
+            aiplatform.PipelineJob.get,
+            run_id,
+            project=cfg.vertex.project,
+            location=cfg.vertex.location,
+        )
+        return _call(
+            f"pipeline job {run_id}",
+            wait_for_job,
+            job,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
+        )
+
+    def create_schedule(
+        self,
+        cfg: VoltpipeConfig,
+        pipeline_name: str,
+        template_path: str | Path | None,
+        *,
+        cron: str,
+        display_name: str,
+        parameter_values: dict[str, Any] | None = None,
+        cache: bool = True,
+        template_uri: str | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> Summary:
+        cron = validate_cron(cron)
+        job = build_pipeline_job(
+            cfg,
+            pipeline_name,
+            template_path,
+            cache=cache,
+            parameter_values=parameter_values,
+            template_uri=template_uri,
+        )
+        schedule = _call(
+            f"schedule {display_name!r}",
+            job.create_schedule,
+            cron=cron,
+            display_name=display_name,
+            service_account=cfg.vertex.service_account,
+            network=cfg.vertex.network,
+        )
+        return _schedule_dict(schedule)
+
+    def list_schedules(
+        self, cfg: VoltpipeConfig, *, client_kwargs: dict[str, Any] | None = None
+    ) -> list[Summary]:
+        from google.cloud import aiplatform
+
+        _init_for(cfg, "to list schedules in")
+        schedules = _call(
+            "listing schedules",
+            aiplatform.PipelineJobSchedule.list,
+            project=cfg.vertex.project,
+            location=cfg.vertex.location,
+        )
+        return [_schedule_dict(s) for s in schedules]
+
+    def pause_schedule(
+        self, cfg: VoltpipeConfig, schedule_id: str, *, client_kwargs: dict[str, Any] | None = None
+    ) -> Summary:
+        return _schedule_action(cfg, schedule_id, "pause")
+
+    def resume_schedule(
+        self, cfg: VoltpipeConfig, schedule_id: str, *, client_kwargs: dict[str, Any] | None = None
+    ) -> Summary:
+        return _schedule_action(cfg, schedule_id, "resume")
+
+    def delete_schedule(
+        self, cfg: VoltpipeConfig, schedule_id: str, *, client_kwargs: dict[str, Any] | None = None
+    ) -> Summary:
+        return _schedule_action(cfg, schedule_id, "delete")

@@ -28,6 +28,13 @@ class RecordedRequest:
         values = self.query.get(name)
         return values[0] if values else None
 
+    def __getitem__(self, key: str) -> Any:
+        """``req["method"|"path"|"query"|"body"]``: the record as a mapping (``body`` is the
+        parsed body, `json`), the form the BigQuery test server has always offered."""
+        if key not in ("method", "path", "query", "body"):
+            raise KeyError(key)
+        return self.json if key == "body" else getattr(self, key)
+
 
 @dataclass
 class Response:
@@ -63,6 +70,10 @@ class HttpError(Exception):
         }
 
 
+def _error(exc: HttpError) -> tuple[int, dict[str, str], bytes]:
+    return exc.status, {"Content-Type": "application/json"}, json.dumps(exc.payload()).encode()
+
+
 Handler = Callable[[RecordedRequest, "re.Match[str]"], Response | Any]
 
 
@@ -77,6 +88,9 @@ class RecordingServer:
             ...
             assert srv.requests[0].method == "POST"
     """
+
+    path_prefix: ClassVar[str] = ""
+    """Stripped from request paths before they are recorded and routed (``/bigquery/v2``)."""
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
@@ -113,11 +127,9 @@ class RecordingServer:
                 with self._lock:
                     result = handler(req, match)
             except HttpError as exc:
-                return (
-                    exc.status,
-                    {"Content-Type": "application/json"},
-                    json.dumps(exc.payload()).encode(),
-                )
+                return _error(exc)
+            except Exception as exc:  # a server bug: answer 500 so the client fails fast, not hangs
+                return _error(self.server_error(exc))
             resp = result if isinstance(result, Response) else Response(result)
             if isinstance(resp.body, bytes | bytearray):
                 headers = {"Content-Type": "application/octet-stream", **resp.headers}
@@ -127,9 +139,16 @@ class RecordingServer:
                 return resp.status, headers, resp.body.encode()
             headers = {"Content-Type": "application/json", **resp.headers}
             return resp.status, headers, json.dumps({} if resp.body is None else resp.body).encode()
-        status = 405 if allowed else 404
-        err = HttpError(status, f"{req.method} {req.path}: no such route on {type(self).__name__}")
-        return status, {"Content-Type": "application/json"}, json.dumps(err.payload()).encode()
+        return _error(self.no_route(req, allowed))
+
+    def server_error(self, exc: Exception) -> HttpError:
+        """The error answered when a handler raises something other than `HttpError`."""
+        return HttpError(500, f"{type(exc).__name__}: {exc}")
+
+    def no_route(self, req: RecordedRequest, path_known: bool) -> HttpError:
+        """The error for a request no route takes (`path_known`: another method would)."""
+        status = 405 if path_known else 404
+        return HttpError(status, f"{req.method} {req.path}: no such route on {type(self).__name__}")
 
     # ----- lifecycle ---------------------------------------------------------------------
 
@@ -162,9 +181,12 @@ class RecordingServer:
                         parsed = json.loads(body)
                     except ValueError:
                         parsed = None
+                path = unquote(parts.path)
+                if server.path_prefix and path.startswith(server.path_prefix):
+                    path = path[len(server.path_prefix) :]
                 req = RecordedRequest(
                     method=self.command,
-                    path=unquote(parts.path),
+                    path=path,
                     query=parse_qs(parts.query),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,

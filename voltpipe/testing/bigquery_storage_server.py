@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pyarrow as pa
 
-from voltpipe.testing.bigquery_server import BigQueryError, Engine
+from voltpipe.testing.bigquery_engine import BigQueryError, Engine
 
 SERVICE = "google.cloud.bigquery.storage.v1.BigQueryRead"
 BATCH_ROWS = 4096
