@@ -8,6 +8,7 @@ import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -18,12 +19,12 @@ from voltpipe.serving.predictor import resolve_model_dir
 class _Bucket(BaseHTTPRequestHandler):
     """The two Cloud Storage JSON API calls a download makes: list objects, get media."""
 
-    objects: dict[str, bytes] = {}
+    objects: ClassVar[dict[str, bytes]] = {}
 
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         url = urllib.parse.urlparse(self.path)
         query = urllib.parse.parse_qs(url.query)
         if url.path.endswith("/o") and "alt" not in query:
