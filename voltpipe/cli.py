@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from voltpipe import __version__
@@ -75,7 +76,11 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     except VoltpipeError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from voltpipe.tracking.redact import redact
+
+        err_console.print(
+            f"[bold red]error:[/] {rich_escape(redact(str(exc)))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
 
 
@@ -193,6 +198,7 @@ def run(
 
     def go() -> dict[str, Any]:
         from voltpipe.runners import run_pipeline
+        from voltpipe.tracking.redact import redact
 
         cfg = _load(config, set_, terraform_output)
         try:
@@ -212,7 +218,7 @@ def run(
                     {
                         "pipeline": pipeline,
                         "status": "failed",
-                        "error": str(exc),
+                        "error": redact(str(exc)),
                         "workdir": str(cfg.workdir),
                     },
                 )

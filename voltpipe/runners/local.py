@@ -23,6 +23,7 @@ from voltpipe.runners.preflight import (
     check_query,
     ensure_embedded_warehouse,
 )
+from voltpipe.tracking.redact import redact
 
 # Lines of a step's own output shown without --debug: voltpipe's messages and Keras progress.
 _SHOWN_PREFIXES = ("voltpipe", "Epoch ")
@@ -41,10 +42,12 @@ class _StepOutput(io.TextIOBase):
         self._partial = ""
 
     def write(self, text: str) -> int:
-        self.log.write(text)
         self._partial += text
         *lines, self._partial = self._partial.split("\n")
         for line in lines:
+            # Credentials (URL passwords, tokens, webhook paths) never reach the log or screen.
+            line = redact(line)
+            self.log.write(line + "\n")
             if ERROR_MARKER in line:
                 self.messages.append(line.split(ERROR_MARKER, 1)[1].strip())
             elif m := _EXCEPTION_LINE.match(line):
@@ -76,6 +79,8 @@ def _capture_steps(log_path: Path, debug: bool) -> Iterator[_StepOutput]:
             yield tee
         finally:
             sys.stdout = old
+            if tee._partial:
+                log.write(redact(tee._partial))
 
 
 def _read_json(path: str) -> dict[str, Any]:
