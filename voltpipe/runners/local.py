@@ -39,6 +39,7 @@ class _StepOutput(io.TextIOBase):
         self.real, self.log, self.debug = real, log, debug
         self.messages: list[str] = []
         self.last_exception: str | None = None
+        self.log_error: OSError | None = None
         self._partial = ""
 
     def write(self, text: str) -> int:
@@ -47,7 +48,7 @@ class _StepOutput(io.TextIOBase):
         for line in lines:
             # Credentials (URL passwords, tokens, webhook paths) never reach the log or screen.
             line = redact(line)
-            self.log.write(line + "\n")
+            self._log_line(line + "\n")
             if ERROR_MARKER in line:
                 self.messages.append(line.split(ERROR_MARKER, 1)[1].strip())
             elif m := _EXCEPTION_LINE.match(line):
@@ -56,8 +57,24 @@ class _StepOutput(io.TextIOBase):
                 self.real.write(line + "\n")
         return len(text)
 
+    def _log_line(self, text: str) -> None:
+        if self.log_error is not None:
+            return
+        try:
+            self.log.write(text)
+        except OSError as exc:  # a full disk: the run goes on, the log says it stopped
+            self.log_error = exc
+            self.real.write(
+                f"voltpipe: the run log stopped ({exc.strerror or exc}); the run goes on\n"
+            )
+
     def flush(self) -> None:
-        self.log.flush()
+        if self.log_error is not None:
+            return
+        try:
+            self.log.flush()
+        except OSError as exc:
+            self.log_error = exc
         self.real.flush()
 
 
@@ -71,16 +88,17 @@ def _capture_steps(log_path: Path, debug: bool) -> Iterator[_StepOutput]:
             f"cannot write the run log {log_path} ({exc.strerror or exc}): the work dir must be "
             "writable with free space; set `workdir` in the config to another folder"
         ) from None
-    with log:
-        tee = _StepOutput(sys.stdout, log, debug)
-        old = sys.stdout
-        sys.stdout = tee
-        try:
-            yield tee
-        finally:
-            sys.stdout = old
-            if tee._partial:
-                log.write(redact(tee._partial))
+    tee = _StepOutput(sys.stdout, log, debug)
+    old = sys.stdout
+    sys.stdout = tee
+    try:
+        yield tee
+    finally:
+        sys.stdout = old
+        if tee._partial:
+            tee._log_line(redact(tee._partial))
+        with contextlib.suppress(OSError):  # a full disk: reported by _log_line already
+            log.close()
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -115,7 +133,7 @@ def run_local(
 
     started = time.perf_counter()
     workdir = cfg.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
+    _writable_workdir(workdir)
     check_local_backends(cfg)
     ensure_embedded_warehouse(cfg)
     check_query(cfg)
@@ -177,6 +195,21 @@ def run_local(
         "log": str(log_path),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _writable_workdir(workdir: Path) -> None:
+    """Creates the work dir's folders, or says in one line why it cannot."""
+    try:
+        for folder in (workdir, workdir / "logs", workdir / "pipeline-root"):
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied", str(folder))
+    except OSError as exc:
+        raise DataError(
+            f"the work dir {workdir} is not usable ({exc.strerror or exc}"
+            f"{': ' + str(exc.filename) if exc.filename else ''}): make it writable, free some "
+            "space, or set `workdir` in the config to another folder"
+        ) from None
 
 
 def _own_run_folder(root: Path, created: set[str], artifacts: Any) -> str | None:
