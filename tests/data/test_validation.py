@@ -152,3 +152,21 @@ def test_non_finite_and_huge_numbers_get_one_message(
     assert sum(col["histogram"]["counts"]) == int(np.isfinite(values[column]).sum())
     errors = validate(stats, label="y", task="regression").errors
     assert len(errors) == 1 and re.search(message, errors[0]), errors
+
+
+def test_a_one_row_class_is_an_error_and_a_rare_one_a_warning(tmp_path: Path) -> None:
+    labels = ["ok"] * 300 + ["iced"] * 5 + ["fire"]
+    x = np.arange(len(labels), dtype=float)
+    stats = _splits(tmp_path, pa.table({"x": x, "y": labels}))
+    result = validate(stats, label="y", task="classification")
+    assert result.errors == [
+        "label class 'fire' of 'y' has a single row in train: the model cannot learn it; add "
+        "rows or leave it out"
+    ]
+    assert "label class 'iced' of 'y' has only 5 rows in train" in result.warnings
+    codes = _splits(tmp_path / "codes", pa.table({"x": x, "y": [0] * 300 + [1] * 5 + [2]}))
+    assert (
+        validate(codes, label="y", task="classification")
+        .errors[0]
+        .startswith("label class '2' of 'y' has a single row")
+    )

@@ -17,6 +17,9 @@ TOP_VALUES = 8
 MAX_SCHEMA_CATEGORIES = 500
 RANGE_MARGIN = 0.5  # a value outside [min - m*span, max + m*span] of the stored schema is an error
 HIGH_NULL_RATE = 0.2
+# A classification label's classes with fewer train rows are flagged (one row: an error).
+FEW_CLASS_ROWS = 10
+RARE_VALUE_COLUMNS_MAX = 50
 # Larger magnitudes overflow float32 means and variances (the training statistics).
 MAX_ABS_VALUE = 1e18
 
@@ -127,6 +130,8 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                     cardinality=r[6],
                 )
                 entry["histogram"] = _histogram(con, src, c, entry["min"], entry["max"])
+                if r[6] <= RARE_VALUE_COLUMNS_MAX:
+                    entry["rarest_values"] = _rarest(con, src, c)
             elif kind in ("string", "boolean"):
                 card = con.execute(f"SELECT count(DISTINCT {c}) FROM {src}").fetchone()[0]
                 top = con.execute(
@@ -136,6 +141,8 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                 entry.update(
                     cardinality=card, top_values=[{"value": v, "count": n} for v, n in top]
                 )
+                if card <= RARE_VALUE_COLUMNS_MAX:
+                    entry["rarest_values"] = _rarest(con, src, c)
                 if card <= MAX_SCHEMA_CATEGORIES:
                     entry["categories"] = [
                         v
@@ -152,6 +159,17 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
         return {"rows": rows, "columns": columns}
     finally:
         con.close()
+
+
+def _rarest(con: duckdb.DuckDBPyConnection, src: str, c: str) -> list[dict[str, Any]]:
+    """The three least frequent values (a label's rarest classes) with their counts."""
+    return [
+        {"value": v, "count": n}
+        for v, n in con.execute(
+            f"SELECT CAST({c} AS VARCHAR), count(*) FROM {src} WHERE {c} IS NOT NULL "
+            "GROUP BY 1 ORDER BY 2, 1 LIMIT 3"
+        ).fetchall()
+    ]
 
 
 def _histogram(
@@ -249,6 +267,18 @@ def validate(
                 )
             if ls["nulls"]:
                 errors.append(f"label column {label!r} has {ls['nulls']} null value(s) in train")
+            if task == "classification" and ls.get("cardinality", 0) >= 2:
+                for rare in ls.get("rarest_values", []):
+                    if rare["count"] == 1:
+                        errors.append(
+                            f"label class {rare['value']!r} of {label!r} has a single row in "
+                            "train: the model cannot learn it; add rows or leave it out"
+                        )
+                    elif rare["count"] < FEW_CLASS_ROWS:
+                        warnings.append(
+                            f"label class {rare['value']!r} of {label!r} has only "
+                            f"{rare['count']} rows in train"
+                        )
     for name in features or []:
         if name not in cols:
             errors.append(f"feature column {name!r} is missing")
