@@ -195,3 +195,40 @@ def test_read_only_or_full_work_dir_is_one_message(tmp_path: Path, tiny_disk: Pa
         f"the work dir {tiny_disk / 'work'} is not usable (Read-only file system" in result.output
     )
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        ("aliases.json", '{"champion": "1"'),
+        ("versions/1/metadata.json", "{not json"),
+    ],
+)
+def test_a_garbled_registry_file_is_one_line_in_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, garbage: tuple[str, str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from voltpipe.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / ".voltpipe" / "registry" / "wind-power"
+    (model / "versions" / "1").mkdir(parents=True)
+    (model / "versions" / "1" / "metadata.json").write_text('{"version": "1"}')
+    (model / "aliases.json").write_text('{"champion": "1"}')
+    relative, text = garbage
+    (model / relative).write_text(text)
+    for args in (
+        ["run", "training"],
+        ["run", "monitoring"],
+        ["run", "prediction"],
+        ["serve", "--model", "wind-power", "--port", "1"],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Traceback" not in result.output and "JSONDecodeError" not in result.output
+        assert f"registry file {model / relative}" in " ".join(result.output.split()), (
+            args,
+            result.output,
+        )
