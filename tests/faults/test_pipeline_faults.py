@@ -127,3 +127,19 @@ def test_two_runs_at_once_on_one_work_dir(wind_config: Path, tmp_path: Path) -> 
             assert "another run moved it" in s["champion"]["reason"]
     if len(claimed) == 2:  # in sequence: the later one beat the earlier one at the gate
         assert registrations[champion]["gated_against"] in {"1", "2"} - {champion}
+
+
+def test_a_truncated_champion_is_reported_and_replaced_by_a_healthy_challenger(
+    wind_config: Path,
+) -> None:
+    cfg = load_config(wind_config)
+    first = run_local("training", cfg, cache=True)
+    archive = Path(first["model"]["uri"]) / "model.keras"
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    # The same training again: the bar is gone, so the healthy model takes over as version 2.
+    again = run_local("training", load_config(wind_config, ["training.seed=5"]), cache=True)
+    registry = open_registry(cfg.registry_uri)
+    assert again["model"]["version"] == "2" and registry.get(cfg.name).version == "2"
+    assert again["champion"]["promoted"] is True and again["champion"]["previous_version"] == "1"
+    log = Path(again["log"]).read_text()
+    assert "cannot be served and is not used as the bar" in log and "model.keras" in log
