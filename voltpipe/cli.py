@@ -132,6 +132,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
             "drift", f"[yellow]detected[/] in {drifted}" if summary["drift_detected"] else "none"
         )
         table.add_row("retrained", "yes" if summary["retrained"] else "no")
+        if summary.get("champion_problem"):
+            table.add_row("champion", f"[red]cannot be served:[/] {summary['champion_problem']}")
     for name, value in summary["metrics"].get("test", {}).items():
         table.add_row(f"test {name}", f"{value:.4f}")
     model = summary["model"]
@@ -145,6 +147,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     table.add_row("champion", verdict)
     table.add_row("gate", champ["reason"])
+    tracking = summary.get("tracking") or {}
+    if tracking and not tracking.get("logged"):
+        table.add_row(
+            "tracking",
+            f"[yellow]not logged[/] ({tracking.get('pending', 0)} pending, retried next run): "
+            f"{tracking.get('error')}",
+        )
     table.add_row("work dir", summary["workdir"])
     table.add_row("wall time", f"{summary['seconds']:.1f} s")
     console.print(table)

@@ -137,8 +137,10 @@ def run_local(
     check_local_backends(cfg)
     ensure_embedded_warehouse(cfg)
     check_query(cfg)
+    champion_problem = None
     if name == "monitoring":
         _ensure_champion(cfg, cache=cache, debug=debug)
+        champion_problem = _champion_problem(cfg)
     pipeline = build_pipeline(name, cfg)
     from voltpipe.registry import open_registry
 
@@ -185,6 +187,8 @@ def run_local(
         summary = _prediction_summary(artifacts)
     else:
         summary = _monitoring_summary(artifacts, cfg, versions_before)
+        if champion_problem:
+            summary["champion_problem"] = champion_problem
     return {
         "pipeline": name,
         "status": "succeeded",
@@ -195,6 +199,18 @@ def run_local(
         "log": str(log_path),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _champion_problem(cfg: VoltpipeConfig) -> str | None:
+    """Why the champion being monitored could not be served (reported, not fatal: its stored
+    reference sample still makes the drift comparison, and a retrain may replace it)."""
+    from voltpipe.registry import open_registry
+    from voltpipe.registry.health import usable_champion
+
+    check = usable_champion(open_registry(cfg.registry_uri), cfg.name)
+    if check.problem:
+        print(f"voltpipe: warning: {check.problem}")
+    return check.problem
 
 
 def _writable_workdir(workdir: Path) -> None:
