@@ -82,7 +82,7 @@ class _StepOutput(io.TextIOBase):
 def _capture_steps(log_path: Path, debug: bool) -> Iterator[_StepOutput]:
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "x")  # noqa: SIM115 - closed by the with-block below
+        log = open(log_path, "x")  # noqa: SIM115 - closed in the finally below
     except OSError as exc:
         raise DataError(
             f"cannot write the run log {log_path} ({exc.strerror or exc}): the work dir must be "
