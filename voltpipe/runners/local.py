@@ -172,8 +172,10 @@ def run_local(
             kfp_message = _ANSI.sub("", str(exc)).split("\n")[0]
             failed = re.search(r"Inner task failed: '([^']+)'", kfp_message)
             step = f"step {failed.group(1)!r} failed: " if failed else ""
-            detail = steps.messages[-1] if steps.messages else (steps.last_exception or kfp_message)
-            raise PipelineError(f"{step}{detail} (full log: {log_path})") from exc
+            detail = steps.messages[-1] if steps.messages else steps.last_exception
+            if detail is None and failed:
+                detail = _killed_step_message(failed.group(1), root, before)
+            raise PipelineError(f"{step}{detail or kfp_message} (full log: {log_path})") from exc
     created = set(os.listdir(root)) - before
     run_folder = _own_run_folder(root, created, outputs.outputs.values())
     if run_folder is not None:
@@ -211,6 +213,22 @@ def _champion_problem(cfg: VoltpipeConfig) -> str | None:
     if check.problem:
         print(f"voltpipe: warning: {check.problem}")
     return check.problem
+
+
+def _killed_step_message(step: str, root: Path, before: set[str]) -> str:
+    """A step that failed without a message or traceback was killed from outside, most often
+    by the kernel's out-of-memory killer: say so, with the size of the run's data."""
+    sizes = [
+        f.stat().st_size
+        for folder in set(os.listdir(root)) - before
+        for f in (root / folder).glob("extract/*/*.parquet")
+    ]
+    data = f"; this run's extracted data is {sum(sizes) / 1e6:.1f} MB of parquet" if sizes else ""
+    return (
+        f"the step stopped without an error of its own: it was killed from outside (the usual "
+        f"cause is running out of memory{data}; train on fewer rows, or give the step more "
+        "memory)"
+    )
 
 
 def _writable_workdir(workdir: Path) -> None:
