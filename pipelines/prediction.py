@@ -23,6 +23,7 @@ def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
     """Builds the batch prediction pipeline for `cfg` (the ``prediction:`` section)."""
     predict_op = with_image(batch_predict, cfg.image)
     p = cfg.prediction
+    _check_not_overwriting_the_source(cfg)
 
     class Outputs(NamedTuple):
         predictions: dsl.Artifact
@@ -64,3 +65,24 @@ def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
         return Outputs(predictions=scored.outputs["predictions"])
 
     return pipeline
+
+
+def _check_not_overwriting_the_source(cfg: VoltpipeConfig) -> None:
+    """`write_mode: replace` on a table the scoring query reads would delete the rows scored."""
+    from voltpipe.data.sql import tables_referenced
+    from voltpipe.errors import ConfigError
+
+    p = cfg.prediction
+    if p.write_mode != "replace":
+        return
+
+    def bare(name: str) -> str:
+        return name.strip("`").lower().split(".", 1)[-1] if name.count(".") > 1 else name.lower()
+
+    target = bare(p.destination_table)
+    if any(bare(t) == target for t in tables_referenced(cfg.prediction_sql)):
+        raise ConfigError(
+            f"prediction.destination_table {p.destination_table!r} is also read by "
+            "prediction.query: write_mode: replace would delete the rows being scored; write "
+            "to another table or use write_mode: append"
+        )

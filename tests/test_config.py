@@ -129,3 +129,62 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 def test_invalid_name_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="name"):
         load_config(write_config(tmp_path, BASE.replace("name: demo", "name: Wind_Power")))
+
+
+# -- hostile YAML (issue 11) ----------------------------------------------------------------------
+
+
+def _alias_bomb(indent: str, levels: int = 9) -> str:
+    lines = [f"{indent}a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, levels):
+        refs = ", ".join([f"*a{i - 1}"] * 10)
+        lines.append(f"{indent}a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            BASE.replace('query_parameters: {cutoff: "2025-01-01"}\n', "")
+            + "query_parameters:\n  cutoff: {type: STRUCT, value: {}}\n  s:\n    type: STRUCT\n"
+            "    value:\n" + _alias_bomb("      "),
+            r"not valid YAML at line \d+, column \d+: expands to more than 100,000 values",
+        ),
+        (
+            BASE + "validation:\n  schema:\n" + _alias_bomb("    "),
+            r"expands to more than 100,000 values",
+        ),
+        (BASE + "exclude: " + "[" * 50_000 + "]" * 50_000 + "\n", r"nested deeper than 64 levels"),
+    ],
+)
+def test_yaml_bombs_are_refused_quickly_in_one_line(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    import time
+
+    path = write_config(tmp_path, body)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert time.monotonic() - started < 5
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_alias_bomb_in_a_set_override_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, BASE)
+    bomb = "{" + ", ".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)
+    )
+    with pytest.raises(ConfigError, match=r"--set exclude"):
+        load_config(path, ["exclude={a0: &a0 [x, x, x, x, x, x, x, x, x, x], " + bomb[1:] + "}"])
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_float64_parameter_is_one_message(tmp_path: Path, value: str) -> None:
+    body = BASE.replace(
+        'query_parameters: {cutoff: "2025-01-01"}',
+        f"query_parameters: {{cutoff: {{type: FLOAT64, value: {value}}}}}",
+    )
+    with pytest.raises(ConfigError, match=r"query_parameters.cutoff: .* is not a finite number"):
+        load_config(write_config(tmp_path, body))

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from voltpipe import __version__
@@ -75,7 +76,11 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     except VoltpipeError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from voltpipe.tracking.redact import redact
+
+        err_console.print(
+            f"[bold red]error:[/] {rich_escape(redact(str(exc)))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
 
 
@@ -127,6 +132,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
             "drift", f"[yellow]detected[/] in {drifted}" if summary["drift_detected"] else "none"
         )
         table.add_row("retrained", "yes" if summary["retrained"] else "no")
+        if summary.get("champion_problem"):
+            table.add_row("champion", f"[red]cannot be served:[/] {summary['champion_problem']}")
     for name, value in summary["metrics"].get("test", {}).items():
         table.add_row(f"test {name}", f"{value:.4f}")
     model = summary["model"]
@@ -140,6 +147,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     table.add_row("champion", verdict)
     table.add_row("gate", champ["reason"])
+    tracking = summary.get("tracking") or {}
+    if tracking and not tracking.get("logged"):
+        table.add_row(
+            "tracking",
+            f"[yellow]not logged[/] ({tracking.get('pending', 0)} pending, retried next run): "
+            f"{tracking.get('error')}",
+        )
     table.add_row("work dir", summary["workdir"])
     table.add_row("wall time", f"{summary['seconds']:.1f} s")
     console.print(table)
@@ -193,6 +207,7 @@ def run(
 
     def go() -> dict[str, Any]:
         from voltpipe.runners import run_pipeline
+        from voltpipe.tracking.redact import redact
 
         cfg = _load(config, set_, terraform_output)
         try:
@@ -212,7 +227,7 @@ def run(
                     {
                         "pipeline": pipeline,
                         "status": "failed",
-                        "error": str(exc),
+                        "error": redact(str(exc)),
                         "workdir": str(cfg.workdir),
                     },
                 )

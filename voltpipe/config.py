@@ -8,6 +8,7 @@ names the key.
 from __future__ import annotations
 
 import importlib.resources
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -417,7 +418,7 @@ class MonitoringConfig(_Strict):
     @field_validator("current_query_parameters", "retrain_query_parameters")
     @classmethod
     def _typed_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
-        normalize_parameters(v)  # raises ConfigError naming the parameter
+        _check_parameters(v)  # raises ConfigError naming the parameter
         return v
 
     alerts: AlertsConfig = AlertsConfig()
@@ -448,7 +449,7 @@ class PredictionConfig(_Strict):
     @field_validator("query_parameters")
     @classmethod
     def _typed_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
-        normalize_parameters(v)  # raises ConfigError naming the parameter
+        _check_parameters(v)  # raises ConfigError naming the parameter
         return v
 
     @field_validator("destination_table")
@@ -541,7 +542,7 @@ class VoltpipeConfig(_Strict):
     @field_validator("query_parameters")
     @classmethod
     def _typed_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
-        normalize_parameters(v)  # raises ConfigError naming the parameter
+        _check_parameters(v)  # raises ConfigError naming the parameter
         return v
 
     @model_validator(mode="after")
@@ -702,13 +703,93 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current
 
 
+def _check_parameters(raw: dict[str, Any]) -> None:
+    """Types the query parameters; refuses NaN and infinities, which pipeline parameters (JSON)
+    cannot carry."""
+    for name, param in normalize_parameters(raw).items():
+        values = param["value"] if isinstance(param["value"], list | dict) else [param["value"]]
+        if isinstance(values, dict):
+            values = list(values.values())
+        for value in values:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(
+                    f"query_parameters.{name}: {value!r} is not a finite number; pipeline "
+                    "parameters are JSON, which has no NaN or infinity (write it in the query, "
+                    "e.g. CAST('NaN' AS FLOAT64))"
+                )
+
+
+# Bounds for config YAML: a file is small and flat; an alias bomb ("billion laughs") or a
+# pathologically deep document is refused while it is read, before it can exhaust memory.
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses nesting deeper than `MAX_YAML_DEPTH` and documents that
+    expand (aliases counted at every use) to more than `MAX_YAML_VALUES` values."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise yaml.MarkedYAMLError(
+                problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
+                problem_mark=self.peek_event().start_mark,
+            )
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if id(node) not in self._sizes:
+            children: list[Any] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            size = 1 + sum(self._sizes.get(id(c), 1) for c in children)
+            if size > MAX_YAML_VALUES:
+                raise yaml.MarkedYAMLError(
+                    problem=f"expands to more than {MAX_YAML_VALUES:,} values (aliases counted "
+                    "at every use); a config is far smaller",
+                    problem_mark=node.start_mark,
+                )
+            self._sizes[id(node)] = size
+        return node
+
+
+def load_yaml(text: str) -> Any:
+    """Parses config YAML with bounded depth and size (see `_BoundedLoader`).
+
+    Raises:
+        yaml.YAMLError: invalid, too deep, or too large once aliases are expanded.
+    """
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C: problem`` (one line) for a YAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {problem}"
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Parses ``KEY=VALUE`` (dotted key, YAML value) from ``--set``."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=5")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = load_yaml(value) if value.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value {value!r} is not valid YAML") from exc
     return key.strip().split("."), parsed
@@ -833,9 +914,9 @@ def load_config(
         source = str(p)
         query_base = base
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = load_yaml(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{source}: not valid YAML{_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys")
     if terraform_output is not None:

@@ -176,7 +176,8 @@ def test_train_evaluate_register_chain(extracted: dict[str, dsl.Dataset], tmp_pa
         **stats,
     )
     info = json.loads(Path(reg.path).read_text())
-    assert info["version"] == "1" and info["champion"] is True
+    # The gate promoted it; the champion alias moves in deploy, after the smoke test.
+    assert info["version"] == "1" and info["promote"] is True and info["champion"] is False
     lineage = json.loads(Path(info["uri"], "metadata.json").read_text())
     assert (
         lineage["query"] == SQL

@@ -123,3 +123,31 @@ def test_shards_are_zstd_parquet(wind_warehouse: Path, tmp_path: Path) -> None:
     _extract(wind_warehouse, tmp_path, {"method": "random"})
     meta = pq.ParquetFile(tmp_path / "train" / "part-00000.parquet").metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        (
+            "SELECT wind_speed_ms AS `wind speed`, power_kw FROM scada.turbine",
+            r"column 'wind speed' is not a plain name.*`wind speed` AS wind_speed",
+        ),
+        (
+            "SELECT wind_speed_ms AS `vitesse_é`, power_kw FROM scada.turbine",
+            r"column 'vitesse_é' is not a plain name",
+        ),
+        (
+            "SELECT wind_speed_ms AS x1, power_kw AS X1 FROM scada.turbine",
+            r"column 'X1' appears twice \(also as 'x1'\)",
+        ),
+        (
+            "SELECT wind_speed_ms AS __voltpipe_split, power_kw FROM scada.turbine",
+            r"column '__voltpipe_split' uses voltpipe's reserved prefix",
+        ),
+    ],
+)
+def test_column_names_a_model_cannot_use_are_refused_naming_them(
+    wind_warehouse: Path, tmp_path: Path, sql: str, message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        _extract(wind_warehouse, tmp_path, {"method": "random", "seed": 0}, sql=sql, params={})

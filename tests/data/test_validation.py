@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,47 @@ def test_report_is_readable_markdown(tmp_path: Path) -> None:
     assert "**Verdict:** passed" in report
     assert "| `y` (label) |" in report and "| `c` |" in report
     assert sparkline([0, 5, 10]) == " ▅█"
+
+
+@pytest.mark.parametrize(
+    ("column", "bad", "message"),
+    [
+        ("x", [float("inf")], r"column 'x' has 1 infinite value\(s\)"),
+        ("x", [float("-inf"), float("inf")], r"column 'x' has 2 infinite value\(s\)"),
+        ("x", [float("nan")], r"column 'x' has 1 NaN value\(s\)"),
+        ("y", [float("nan"), float("inf")], r"column 'y' has 1 NaN and 1 infinite value\(s\)"),
+        ("x", [1e300], r"column 'x' has values as large as 1e\+300 in magnitude.*rescale"),
+        ("y", [-1.7e308], r"column 'y' has values as large as 1.7e\+308"),
+    ],
+)
+def test_non_finite_and_huge_numbers_get_one_message(
+    tmp_path: Path, column: str, bad: list[float], message: str
+) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=200), rng.normal(size=200)
+    values = {"x": x, "y": y}
+    values[column][: len(bad)] = bad
+    stats = _splits(tmp_path, pa.table(values))  # no DuckDB binder error on inf
+    col = stats["train"]["columns"][column]
+    assert col["min"] is not None and np.isfinite([col["min"], col["max"], col["mean"]]).all()
+    assert sum(col["histogram"]["counts"]) == int(np.isfinite(values[column]).sum())
+    errors = validate(stats, label="y", task="regression").errors
+    assert len(errors) == 1 and re.search(message, errors[0]), errors
+
+
+def test_a_one_row_class_is_an_error_and_a_rare_one_a_warning(tmp_path: Path) -> None:
+    labels = ["ok"] * 300 + ["iced"] * 5 + ["fire"]
+    x = np.arange(len(labels), dtype=float)
+    stats = _splits(tmp_path, pa.table({"x": x, "y": labels}))
+    result = validate(stats, label="y", task="classification")
+    assert result.errors == [
+        "label class 'fire' of 'y' has a single row in train: the model cannot learn it; add "
+        "rows or leave it out"
+    ]
+    assert "label class 'iced' of 'y' has only 5 rows in train" in result.warnings
+    codes = _splits(tmp_path / "codes", pa.table({"x": x, "y": [0] * 300 + [1] * 5 + [2]}))
+    assert (
+        validate(codes, label="y", task="classification")
+        .errors[0]
+        .startswith("label class '2' of 'y' has a single row")
+    )

@@ -35,13 +35,13 @@ def test_classification_metrics_binary_and_multiclass() -> None:
     y = np.array([0, 1, 1, 0])
     p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
     m = classification_metrics(y, p)
-    assert m["accuracy"] == 0.75
+    assert m["accuracy"] == pytest.approx(0.75)
     assert m["auc"] == pytest.approx(1.0)
     assert m["f1"] == pytest.approx(2 / 3)
     assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.7])))
     y3 = np.array([0, 1, 2])
     m3 = classification_metrics(y3, np.eye(3))
-    assert m3["accuracy"] == 1.0 and m3["f1"] == 1.0 and m3["auc"] == 1.0
+    assert (m3["accuracy"], m3["f1"], m3["auc"]) == pytest.approx((1.0, 1.0, 1.0))
 
 
 def test_gate_first_model_is_promoted() -> None:

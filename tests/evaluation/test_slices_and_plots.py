@@ -51,7 +51,7 @@ def test_confusion_matrix_precision_recall_and_threshold() -> None:
     assert classification_metrics(y, proba, 0.8)["accuracy"] == pytest.approx(3 / 5)
     three = classification_details(np.array([0, 1, 2, 2]), np.eye(3)[[0, 1, 2, 1]], ["a", "b", "c"])
     assert np.sum(three["confusion_matrix"]["matrix"]) == 4
-    assert three["roc"]["tpr"][-1] == 1.0
+    assert three["roc"]["tpr"][-1] == pytest.approx(1.0)
 
 
 def test_slice_metrics_top_values_and_markdown() -> None:

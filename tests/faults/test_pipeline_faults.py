@@ -127,3 +127,57 @@ def test_two_runs_at_once_on_one_work_dir(wind_config: Path, tmp_path: Path) -> 
             assert "another run moved it" in s["champion"]["reason"]
     if len(claimed) == 2:  # in sequence: the later one beat the earlier one at the gate
         assert registrations[champion]["gated_against"] in {"1", "2"} - {champion}
+
+
+def test_a_truncated_champion_is_reported_and_replaced_by_a_healthy_challenger(
+    wind_config: Path,
+) -> None:
+    cfg = load_config(wind_config)
+    first = run_local("training", cfg, cache=True)
+    archive = Path(first["model"]["uri"]) / "model.keras"
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    # The same training again: the bar is gone, so the healthy model takes over as version 2.
+    again = run_local("training", load_config(wind_config, ["training.seed=5"]), cache=True)
+    registry = open_registry(cfg.registry_uri)
+    assert again["model"]["version"] == "2" and registry.get(cfg.name).version == "2"
+    assert again["champion"]["promoted"] is True and again["champion"]["previous_version"] == "1"
+    log = Path(again["log"]).read_text()
+    assert "cannot be served and is not used as the bar" in log and "model.keras" in log
+
+
+def test_a_step_killed_from_outside_is_named_with_its_likely_cause(wind_config: Path) -> None:
+    """What the out-of-memory killer does: SIGKILL the train step's process."""
+    import threading
+
+    from voltpipe.errors import PipelineError
+
+    cfg = load_config(wind_config)
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not killed:
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                except OSError:
+                    continue
+                if (
+                    "python" in cmd.split("\0")[0]  # the step itself, not its shell
+                    and "function_to_execute\0train" in cmd
+                    and str(cfg.workdir) in cmd
+                ):
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(int(pid))
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    with pytest.raises(PipelineError, match=r"step 'train' failed: .*killed from outside") as err:
+        run_local("training", cfg, cache=False)
+    thread.join(5)
+    assert killed and "out of memory" in str(err.value) and "MB of parquet" in str(err.value)
+    assert open_registry(cfg.registry_uri).get(cfg.name) is None

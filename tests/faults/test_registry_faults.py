@@ -169,3 +169,66 @@ def test_kill_9_during_register_leaves_no_half_version_and_no_alias(tmp_path: Pa
         registry_uri=str(root), tracking_uri="", **registration_inputs(tmp_path / "after")
     )
     assert reg.get("wind", info["version"]) is not None and reg.get("wind").version == "1"
+
+
+def test_read_only_or_full_work_dir_is_one_message(tmp_path: Path, tiny_disk: Path) -> None:
+    from typer.testing import CliRunner
+
+    from voltpipe.cli import app
+    from voltpipe.runners.local import _capture_steps
+
+    # Full: the run log stops with one line, the run goes on.
+    log = tiny_disk / "logs" / "run.log"
+    (tiny_disk / "filler").write_bytes(b"\0" * (2 * 1024 * 1024 - 8192))
+    with _capture_steps(log, debug=False) as steps:
+        for _ in range(2000):
+            print("voltpipe: " + "x" * 200)
+    assert steps.log_error is not None and steps.log_error.errno == 28
+    (tiny_disk / "filler").unlink()
+    # Read-only: the CLI names the work dir, no traceback.
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    result = CliRunner().invoke(
+        app, ["run", "training", "--set", f"workdir={tiny_disk / 'work'}"], catch_exceptions=False
+    )
+    assert result.exit_code == 1
+    assert (
+        f"the work dir {tiny_disk / 'work'} is not usable (Read-only file system" in result.output
+    )
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        ("aliases.json", '{"champion": "1"'),
+        ("versions/1/metadata.json", "{not json"),
+    ],
+)
+def test_a_garbled_registry_file_is_one_line_in_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, garbage: tuple[str, str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from voltpipe.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / ".voltpipe" / "registry" / "wind-power"
+    (model / "versions" / "1").mkdir(parents=True)
+    (model / "versions" / "1" / "metadata.json").write_text('{"version": "1"}')
+    (model / "aliases.json").write_text('{"champion": "1"}')
+    relative, text = garbage
+    (model / relative).write_text(text)
+    for args in (
+        ["run", "training"],
+        ["run", "monitoring"],
+        ["run", "prediction"],
+        ["serve", "--model", "wind-power", "--port", "1"],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Traceback" not in result.output and "JSONDecodeError" not in result.output
+        assert f"registry file {model / relative}" in " ".join(result.output.split()), (
+            args,
+            result.output,
+        )

@@ -73,3 +73,35 @@ def test_prediction_pipeline_scores_the_drift_period(
     bad = load_config(wind_config, [*overrides, SCORING.replace("wind_speed_ms, ", "")])
     with pytest.raises(PipelineError, match="lacks the model's feature column.*wind_speed_ms"):
         run_local("prediction", bad)
+
+
+@pytest.mark.parametrize("destination", ["scada.turbine", "SCADA.TURBINE", "my-proj.scada.turbine"])
+def test_replace_on_the_scored_table_is_refused_before_running(
+    tmp_path: Path, destination: str
+) -> None:
+    from voltpipe.errors import ConfigError
+    from voltpipe.pipelines import build_pipeline
+
+    cfg = load_config(
+        None,
+        [
+            SCORING,
+            START,
+            f"prediction.destination_table={destination}",
+            "prediction.write_mode=replace",
+        ],
+        cwd=tmp_path,
+    )
+    with pytest.raises(ConfigError, match=r"also read by prediction.query: write_mode: replace"):
+        build_pipeline("prediction", cfg)
+    appending = load_config(
+        None,
+        [
+            SCORING,
+            START,
+            f"prediction.destination_table={destination}",
+            "prediction.write_mode=append",
+        ],
+        cwd=tmp_path,
+    )
+    build_pipeline("prediction", appending)  # append is allowed

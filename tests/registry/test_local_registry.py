@@ -196,3 +196,33 @@ def test_unwritable_registry_folder_is_one_message(tmp_path: Path) -> None:
             LocalRegistry(root).register("wind", _model(tmp_path), {})
     finally:
         root.chmod(0o755)
+
+
+def _keras_like(folder: Path) -> Path:
+    import json
+    import zipfile
+
+    folder.mkdir(parents=True)
+    (folder / "voltpipe_model.json").write_text(json.dumps({"task": "regression"}))
+    with zipfile.ZipFile(folder / "model.keras", "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"\0" * 4096)
+    return folder
+
+
+def test_a_damaged_champion_is_set_aside_with_its_reason(tmp_path: Path) -> None:
+    from voltpipe.registry.health import usable_champion
+
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.register("wind", _keras_like(tmp_path / "m"), {})
+    reg.set_alias("wind", "champion", "1")
+    healthy = usable_champion(reg, "wind")
+    assert healthy.champion is not None and healthy.problem is None
+    archive = tmp_path / "reg/wind/versions/1/model.keras"
+    archive.write_bytes(archive.read_bytes()[:100])  # truncated
+    damaged = usable_champion(reg, "wind")
+    assert damaged.champion is None and damaged.set_aside.version == "1"
+    assert "is not used as the bar" in damaged.problem and "model.keras" in damaged.problem
+    assert damaged.evaluation_fields()["champion_set_aside"] == "1"
+    (tmp_path / "reg/wind/versions/1/voltpipe_model.json").write_text("{garbled")
+    assert "voltpipe_model.json" in usable_champion(reg, "wind").problem

@@ -75,11 +75,16 @@ def test_unseen_and_coerced_categories(classification_model) -> None:
     predictor = Predictor.from_dir(classification_model.model_dir, warmup_batch_sizes=())
     base = classification_model.instances(1)[0]
     as_bool, as_text = predictor.predict([{**base, "icing": True}, {**base, "icing": "true"}])
-    assert as_bool == as_text
+    # Rows of one batch may differ in the last bits (vectorised sums): compare with a tolerance.
+    assert as_bool["class"] == as_text["class"]
+    assert as_bool["probabilities"] == pytest.approx(as_text["probabilities"], rel=1e-6, abs=1e-9)
     unseen, null, empty = predictor.predict(
         [{**base, "turbine_id": "T99"}, {**base, "turbine_id": None}, {**base, "turbine_id": ""}]
     )
-    assert unseen == null == empty  # all the out-of-vocabulary bucket
+    # all the out-of-vocabulary bucket
+    assert unseen["class"] == null["class"] == empty["class"]
+    for other in (null, empty):
+        assert unseen["probabilities"] == pytest.approx(other["probabilities"], rel=1e-6, abs=1e-9)
 
 
 @pytest.mark.slow

@@ -597,4 +597,8 @@ def test_slow_header_clients_cannot_take_the_server_off_the_air(regression_model
         for s in slow:
             s.close()
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)

@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from voltpipe.data.warehouse import ExtractResult, SplitSpec, open_warehouse
+from voltpipe.errors import DataError
+
+# A column the model takes must be a plain identifier: Keras names its layers after the
+# columns, and a served request names them as JSON keys. voltpipe's own split columns start
+# with the reserved prefix.
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESERVED_PREFIX = "__voltpipe"
+
+
+def check_column_names(names: list[str]) -> None:
+    """Refuses duplicate (case-insensitive, as BigQuery compares them), reserved and
+    non-identifier column names, naming each and the alias that would fix it.
+
+    Raises:
+        DataError: one message listing every bad name.
+    """
+    problems = []
+    seen: dict[str, str] = {}
+    for name in names:
+        if name.lower().startswith(RESERVED_PREFIX):
+            problems.append(f"column {name!r} uses voltpipe's reserved prefix {RESERVED_PREFIX!r}")
+        elif not _PLAIN_NAME.fullmatch(name):
+            alias = re.sub(r"\W+", "_", name.encode("ascii", "ignore").decode()).strip("_") or "x"
+            problems.append(
+                f"column {name!r} is not a plain name (letters, digits, _): alias it, e.g. "
+                f"`{name.replace('`', '')}` AS {alias if alias[0].isalpha() else 'c_' + alias}"
+            )
+        if name.lower() in seen:
+            problems.append(
+                f"column {name!r} appears twice (also as {seen[name.lower()]!r}): alias one of them"
+            )
+        seen.setdefault(name.lower(), name)
+    if problems:
+        raise DataError("the query's columns cannot be trained on: " + "; ".join(problems))
+
+
+def _check_query_names(sql: str) -> None:
+    """The explicit output names, before running the query (a reserved name breaks the split)."""
+    from voltpipe.data.sql import _parse
+
+    names = [n for n in getattr(_parse(sql), "named_selects", []) if n and n != "*"]
+    check_column_names(names)
 
 
 def extract_splits(
@@ -32,13 +75,16 @@ def extract_splits(
     from voltpipe.config import SplitConfig
 
     spec = SplitConfig(**split)
+    _check_query_names(sql)
     wh = open_warehouse(warehouse, warehouse_options)
-    return wh.extract(
+    result = wh.extract(
         sql,
         parameters,
         SplitSpec(method=spec.method, column=spec.column, fractions=spec.fractions, seed=spec.seed),
         {k: Path(v) for k, v in out_dirs.items()},
     )
+    check_column_names([c["name"] for c in result.schema])
+    return result
 
 
 def extract_window(

@@ -10,17 +10,92 @@ from sqlglot import exp
 
 from voltpipe.errors import DataError
 
+# sqlglot's "Required keyword: 'expression' missing for <class '...Mul'>" names its own classes;
+# a person needs the SQL construct that is incomplete.
+_CONSTRUCTS = {
+    "Mul": "the * operator",
+    "Div": "the / operator",
+    "Add": "the + operator",
+    "Sub": "the - operator",
+    "EQ": "the = comparison",
+    "NEQ": "the != comparison",
+    "GT": "the > comparison",
+    "GTE": "the >= comparison",
+    "LT": "the < comparison",
+    "LTE": "the <= comparison",
+    "And": "AND",
+    "Or": "OR",
+    "Not": "NOT",
+    "Where": "WHERE",
+    "Having": "HAVING",
+    "Group": "GROUP BY",
+    "Order": "ORDER BY",
+    "Limit": "LIMIT",
+    "Join": "the JOIN",
+    "In": "IN",
+    "Between": "BETWEEN",
+    "Like": "LIKE",
+    "Alias": "AS",
+    "Cast": "CAST",
+}
+_STATEMENT_STARTS = {"SELECT", "WITH", "L_PAREN", "FROM", "VALUES"}
+
+
+def _syntax_error(sql: str, exc: Exception) -> DataError:
+    """BigQuery-style: ``Syntax error: <what> at [line:column]``, naming the offending token."""
+    if isinstance(exc, sqlglot.errors.TokenError):
+        m = re.search(r"Missing (\S+) from (\d+):(\d+)", str(exc.__cause__ or exc))
+        if m:
+            return DataError(
+                f"SQL syntax error: unclosed {m.group(1)} (a string or quoted name) starting "
+                f"at [{m.group(2)}:{int(m.group(3)) + 1}]"
+            )
+        return DataError(f"SQL syntax error: {str(exc).splitlines()[0]}")
+    try:
+        tokens = sqlglot.Dialect.get_or_raise("bigquery").tokenize(sql)
+    except Exception:  # only used to name the first word
+        tokens = []
+    if tokens and tokens[0].token_type.name not in _STATEMENT_STARTS:
+        first = tokens[0]
+        return DataError(
+            f"SQL syntax error: unexpected {first.text!r} at [{first.line}:"
+            f"{first.col - len(first.text) + 1}]; a query starts with SELECT or WITH"
+        )
+    errors = getattr(exc, "errors", None) or [{}]
+    first = errors[0]
+    token = first.get("highlight") or ""
+    line, col = first.get("line"), first.get("col")
+    where = f" at [{line}:{col - len(token) + 1}]" if line and col else ""
+    description = re.sub(
+        r"<Token token_type: [^,]+, text: ([^,]+),.*?>",
+        r"'\1'",
+        str(first.get("description") or exc),
+    )
+    required = re.match(
+        r"Required keyword: '(\w+)' missing for <class '[\w.]*\.(\w+)'>", description
+    )
+    if required:
+        construct = _CONSTRUCTS.get(required.group(2), required.group(2).upper())
+        at_end = not (first.get("end_context") or "").strip()
+        if token.upper() == construct or not token:
+            what = f"{construct} is incomplete" + (" at the end of the query" if at_end else "")
+        else:
+            what = f"{construct} is incomplete before {token!r}"
+    elif token:
+        what = f"unexpected {token!r}" + (
+            "" if description.startswith("Invalid expression") else f" ({description})"
+        )
+    else:
+        what = description
+    return DataError(f"SQL syntax error: {what}{where}")
+
 
 @functools.lru_cache(maxsize=64)
 def _parse(sql: str) -> exp.Expression:
     try:
         tree = sqlglot.parse_one(sql, read="bigquery")
-    except sqlglot.errors.ParseError as exc:
-        first = exc.errors[0] if exc.errors else {}
-        where = f" at line {first.get('line')}, column {first.get('col')}" if first else ""
-        detail = first.get("description", str(exc)) if first else str(exc)
-        detail = re.sub(r"<Token token_type: [^,]+, text: ([^,]+),.*?>", r"'\1'", detail)
-        raise DataError(f"SQL syntax error{where}: {detail}") from None
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as exc:
+        raise _syntax_error(sql, exc) from None
     if tree is None:
         raise DataError("the query is empty")
     return tree

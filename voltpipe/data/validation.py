@@ -17,6 +17,11 @@ TOP_VALUES = 8
 MAX_SCHEMA_CATEGORIES = 500
 RANGE_MARGIN = 0.5  # a value outside [min - m*span, max + m*span] of the stored schema is an error
 HIGH_NULL_RATE = 0.2
+# A classification label's classes with fewer train rows are flagged (one row: an error).
+FEW_CLASS_ROWS = 10
+RARE_VALUE_COLUMNS_MAX = 50
+# Larger magnitudes overflow float32 means and variances (the training statistics).
+MAX_ABS_VALUE = 1e18
 
 _NUMERIC = (
     "TINYINT",
@@ -64,7 +69,7 @@ def _num(v: Any) -> float | None:
     if v is None:
         return None
     f = float(v)
-    return None if math.isnan(f) else f
+    return f if math.isfinite(f) else None  # an overflowed statistic is unknown, not inf
 
 
 def compute_statistics(path: str | Path) -> dict[str, Any]:
@@ -88,17 +93,30 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
             ).fetchone()
             entry.update(count=count, nulls=nulls, null_rate=(nulls / rows) if rows else 0.0)
             if kind == "numeric":
+                # Statistics of the finite values; NaN and infinities are counted apart.
+                v = f"{c}::DOUBLE"
+                fin = f"FILTER (WHERE isfinite({v}))"
                 r = con.execute(
-                    f"SELECT min({c})::DOUBLE, max({c})::DOUBLE, avg({c})::DOUBLE, stddev_samp({c})::DOUBLE, "
-                    f"quantile_cont({c}::DOUBLE, [0.05, 0.25, 0.5, 0.75, 0.95]), "
-                    f"count(*) FILTER (WHERE isnan({c}::DOUBLE) OR isinf({c}::DOUBLE)), "
-                    f"count(DISTINCT {c}) FROM {src}"
+                    f"SELECT min({v}) {fin}, max({v}) {fin}, avg({v}) {fin}, "
+                    f"stddev_samp({v}) {fin}, "
+                    f"quantile_cont({v}, [0.05, 0.25, 0.5, 0.75, 0.95]) {fin}, "
+                    # isnan() misses NaN read from parquet in some DuckDB versions: a value that
+                    # is neither finite nor infinite is NaN.
+                    f"count(*) FILTER (WHERE NOT isfinite({v})), "
+                    f"count(DISTINCT {c}), count(*) FILTER (WHERE NOT isfinite({v}) AND NOT isinf({v})), "
+                    f"max(abs({v})) {fin} FROM {src}"
                 ).fetchone()
+                std = r[3]
+                if std is not None and not math.isfinite(std) and r[8]:
+                    # Squares of huge values overflow: scale by the largest magnitude first.
+                    std = con.execute(
+                        f"SELECT stddev_samp({v} / ?) {fin} * ? FROM {src}", [r[8], r[8]]
+                    ).fetchone()[0]
                 entry.update(
                     min=_num(r[0]),
                     max=_num(r[1]),
                     mean=_num(r[2]),
-                    std=_num(r[3]) or 0.0,
+                    std=_num(std) or 0.0,
                     quantiles=dict(
                         zip(
                             ["p05", "p25", "p50", "p75", "p95"],
@@ -107,9 +125,13 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                         )
                     ),
                     non_finite=r[5],
+                    nan_count=r[7],
+                    max_abs=_num(r[8]),
                     cardinality=r[6],
                 )
                 entry["histogram"] = _histogram(con, src, c, entry["min"], entry["max"])
+                if r[6] <= RARE_VALUE_COLUMNS_MAX:
+                    entry["rarest_values"] = _rarest(con, src, c)
             elif kind in ("string", "boolean"):
                 card = con.execute(f"SELECT count(DISTINCT {c}) FROM {src}").fetchone()[0]
                 top = con.execute(
@@ -119,6 +141,8 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                 entry.update(
                     cardinality=card, top_values=[{"value": v, "count": n} for v, n in top]
                 )
+                if card <= RARE_VALUE_COLUMNS_MAX:
+                    entry["rarest_values"] = _rarest(con, src, c)
                 if card <= MAX_SCHEMA_CATEGORIES:
                     entry["categories"] = [
                         v
@@ -137,6 +161,17 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
         con.close()
 
 
+def _rarest(con: duckdb.DuckDBPyConnection, src: str, c: str) -> list[dict[str, Any]]:
+    """The three least frequent values (a label's rarest classes) with their counts."""
+    return [
+        {"value": v, "count": n}
+        for v, n in con.execute(
+            f"SELECT CAST({c} AS VARCHAR), count(*) FROM {src} WHERE {c} IS NOT NULL "
+            "GROUP BY 1 ORDER BY 2, 1 LIMIT 3"
+        ).fetchall()
+    ]
+
+
 def _histogram(
     con: duckdb.DuckDBPyConnection, src: str, c: str, lo: float | None, hi: float | None
 ) -> dict[str, Any]:
@@ -145,11 +180,15 @@ def _histogram(
     if hi == lo:
         n = con.execute(f"SELECT count({c}) FROM {src}").fetchone()[0]
         return {"edges": [lo, hi], "counts": [n]}
-    width = (hi - lo) / HIST_BINS
+    # Scaled before subtracting: hi - lo overflows for values near the float limit.
+    width = hi / HIST_BINS - lo / HIST_BINS
     counts = [0] * HIST_BINS
     for b, n in con.execute(
-        f"SELECT least(CAST(floor(({c}::DOUBLE - {lo!r}) / {width!r}) AS INTEGER), {HIST_BINS - 1}) AS b, count(*) "
-        f"FROM {src} WHERE {c} IS NOT NULL AND NOT isnan({c}::DOUBLE) AND NOT isinf({c}::DOUBLE) GROUP BY 1"
+        f"SELECT least(greatest(CAST(floor(({c}::DOUBLE / {HIST_BINS} - ?) / ? * {HIST_BINS}) "
+        "AS BIGINT), 0), "
+        f"{HIST_BINS - 1}) AS b, count(*) "
+        f"FROM {src} WHERE isfinite({c}::DOUBLE) GROUP BY 1",
+        [lo / HIST_BINS, width],
     ).fetchall():
         if b is not None and 0 <= b < HIST_BINS:
             counts[b] += n
@@ -228,6 +267,18 @@ def validate(
                 )
             if ls["nulls"]:
                 errors.append(f"label column {label!r} has {ls['nulls']} null value(s) in train")
+            if task == "classification" and ls.get("cardinality", 0) >= 2:
+                for rare in ls.get("rarest_values", []):
+                    if rare["count"] == 1:
+                        errors.append(
+                            f"label class {rare['value']!r} of {label!r} has a single row in "
+                            "train: the model cannot learn it; add rows or leave it out"
+                        )
+                    elif rare["count"] < FEW_CLASS_ROWS:
+                        warnings.append(
+                            f"label class {rare['value']!r} of {label!r} has only "
+                            f"{rare['count']} rows in train"
+                        )
     for name in features or []:
         if name not in cols:
             errors.append(f"feature column {name!r} is missing")
@@ -237,12 +288,31 @@ def validate(
         if train["rows"] and s["count"] == 0:
             errors.append(f"column {name!r} is all null")
         elif s.get("non_finite"):
-            errors.append(f"column {name!r} has {s['non_finite']} NaN or infinite value(s)")
+            errors.append(_non_finite_message(name, s))
+        elif (s.get("max_abs") or 0.0) > MAX_ABS_VALUE:
+            errors.append(
+                f"column {name!r} has values as large as {s['max_abs']:.3g} in magnitude; "
+                f"beyond {MAX_ABS_VALUE:.0e} the training statistics overflow (float32): "
+                "rescale it in the query"
+            )
         elif s["null_rate"] > HIGH_NULL_RATE:
             warnings.append(f"column {name!r} is {s['null_rate']:.0%} null")
     if expected_schema:
         _compare_schema(stats_by_split, expected_schema, errors, warnings)
     return ValidationResult(errors=errors, warnings=warnings)
+
+
+def _non_finite_message(name: str, s: dict[str, Any]) -> str:
+    nan = s.get("nan_count")
+    if nan is None:  # statistics computed before NaN and infinities were counted apart
+        return f"column {name!r} has {s['non_finite']} NaN or infinite value(s)"
+    parts = [f"{nan} NaN"] if nan else []
+    if s["non_finite"] - nan:
+        parts.append(f"{s['non_finite'] - nan} infinite")
+    return (
+        f"column {name!r} has {' and '.join(parts)} value(s); drop or replace them in the query "
+        "(they cannot be trained on or served)"
+    )
 
 
 def _compare_schema(

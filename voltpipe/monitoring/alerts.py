@@ -63,13 +63,44 @@ def _short(value: Any) -> str:
     return s if len(s) <= 200 else s[:197] + "..."
 
 
+def _redacted(value: Any) -> Any:
+    """`value` with credentials removed from every string in it (URLs, tokens, webhooks)."""
+    from voltpipe.tracking.redact import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def resolve_webhook(reference: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The webhook URL a config names: ``env:NAME`` reads environment variable NAME where the
+    alert is sent (so the secret never travels as a pipeline parameter, an argument or a
+    compiled template); a plain URL is used as is."""
+    import os
+
+    if not reference:
+        return None
+    if reference.startswith("env:"):
+        name = reference[4:]
+        value = (os.environ if environ is None else environ).get(name, "").strip()
+        if not value:
+            logger.warning("alert webhook: environment variable %s is not set", name)
+        return value or None
+    return reference
+
+
 def notify(
     webhook_url: str | None, *, event: str, summary: dict[str, Any], timeout: float = 5
 ) -> bool:
     """Posts an event to a Slack-compatible webhook; never raises on a network failure.
 
     Args:
-        webhook_url: The incoming-webhook URL; ``None`` or empty sends nothing.
+        webhook_url: The incoming-webhook URL, or ``env:NAME`` (see `resolve_webhook`);
+            ``None`` or empty sends nothing. Credentials in `summary` are redacted first.
         event: The event name, e.g. ``drift_detected``.
         summary: JSON-safe facts of the event (e.g. ``DriftResult.summary()``).
         timeout: Seconds to wait for the webhook.
@@ -78,14 +109,19 @@ def notify(
         True when the webhook answered with a 2xx status, False otherwise (not configured,
         unreachable, refused); a failure is logged as one warning line.
     """
+    from voltpipe.tracking.redact import redact
+
+    webhook_url = resolve_webhook(webhook_url)
     if not webhook_url:
         return False
     if not webhook_url.lower().startswith(("https://", "http://")):
         logger.warning(
-            "alert webhook unreachable for event %s: %r is not an http(s) URL", event, webhook_url
+            "alert webhook unreachable for event %s: %r is not an http(s) URL",
+            event,
+            redact(webhook_url),
         )
         return False
-    body = json.dumps(slack_payload(event, summary), default=str).encode()
+    body = json.dumps(slack_payload(event, _redacted(summary)), default=str).encode()
     try:
         request = urllib.request.Request(
             webhook_url,
@@ -105,7 +141,7 @@ def notify(
     except (urllib.error.URLError, OSError, ValueError) as exc:
         # ValueError: a malformed URL; the alert is lost, the pipeline goes on.
         reason = getattr(exc, "reason", exc)
-        logger.warning("alert webhook unreachable for event %s: %s", event, reason)
+        logger.warning("alert webhook unreachable for event %s: %s", event, redact(str(reason)))
     return False
 
 
@@ -125,6 +161,8 @@ def structured_log_line(event: str, summary: dict[str, Any], *, severity: str | 
         "message": format_message(event, summary),
         "voltpipe_event": event,
     }
+    summary = _redacted(summary)
+    entry["message"] = format_message(event, summary)
     entry.update({k: v for k, v in summary.items() if k not in entry})
     line = json.dumps(entry, default=str, sort_keys=False)
     print(line, file=sys.stdout, flush=True)

@@ -23,6 +23,7 @@ from voltpipe.runners.preflight import (
     check_query,
     ensure_embedded_warehouse,
 )
+from voltpipe.tracking.redact import redact
 
 # Lines of a step's own output shown without --debug: voltpipe's messages and Keras progress.
 _SHOWN_PREFIXES = ("voltpipe", "Epoch ")
@@ -38,13 +39,16 @@ class _StepOutput(io.TextIOBase):
         self.real, self.log, self.debug = real, log, debug
         self.messages: list[str] = []
         self.last_exception: str | None = None
+        self.log_error: OSError | None = None
         self._partial = ""
 
     def write(self, text: str) -> int:
-        self.log.write(text)
         self._partial += text
         *lines, self._partial = self._partial.split("\n")
         for line in lines:
+            # Credentials (URL passwords, tokens, webhook paths) never reach the log or screen.
+            line = redact(line)
+            self._log_line(line + "\n")
             if ERROR_MARKER in line:
                 self.messages.append(line.split(ERROR_MARKER, 1)[1].strip())
             elif m := _EXCEPTION_LINE.match(line):
@@ -53,8 +57,24 @@ class _StepOutput(io.TextIOBase):
                 self.real.write(line + "\n")
         return len(text)
 
+    def _log_line(self, text: str) -> None:
+        if self.log_error is not None:
+            return
+        try:
+            self.log.write(text)
+        except OSError as exc:  # a full disk: the run goes on, the log says it stopped
+            self.log_error = exc
+            self.real.write(
+                f"voltpipe: the run log stopped ({exc.strerror or exc}); the run goes on\n"
+            )
+
     def flush(self) -> None:
-        self.log.flush()
+        if self.log_error is not None:
+            return
+        try:
+            self.log.flush()
+        except OSError as exc:
+            self.log_error = exc
         self.real.flush()
 
 
@@ -62,20 +82,23 @@ class _StepOutput(io.TextIOBase):
 def _capture_steps(log_path: Path, debug: bool) -> Iterator[_StepOutput]:
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "x")  # noqa: SIM115 - closed by the with-block below
+        log = open(log_path, "x")  # noqa: SIM115 - closed in the finally below
     except OSError as exc:
         raise DataError(
             f"cannot write the run log {log_path} ({exc.strerror or exc}): the work dir must be "
             "writable with free space; set `workdir` in the config to another folder"
         ) from None
-    with log:
-        tee = _StepOutput(sys.stdout, log, debug)
-        old = sys.stdout
-        sys.stdout = tee
-        try:
-            yield tee
-        finally:
-            sys.stdout = old
+    tee = _StepOutput(sys.stdout, log, debug)
+    old = sys.stdout
+    sys.stdout = tee
+    try:
+        yield tee
+    finally:
+        sys.stdout = old
+        if tee._partial:
+            tee._log_line(redact(tee._partial))
+        with contextlib.suppress(OSError):  # a full disk: reported by _log_line already
+            log.close()
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -110,12 +133,14 @@ def run_local(
 
     started = time.perf_counter()
     workdir = cfg.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
+    _writable_workdir(workdir)
     check_local_backends(cfg)
     ensure_embedded_warehouse(cfg)
     check_query(cfg)
+    champion_problem = None
     if name == "monitoring":
         _ensure_champion(cfg, cache=cache, debug=debug)
+        champion_problem = _champion_problem(cfg)
     pipeline = build_pipeline(name, cfg)
     from voltpipe.registry import open_registry
 
@@ -147,8 +172,10 @@ def run_local(
             kfp_message = _ANSI.sub("", str(exc)).split("\n")[0]
             failed = re.search(r"Inner task failed: '([^']+)'", kfp_message)
             step = f"step {failed.group(1)!r} failed: " if failed else ""
-            detail = steps.messages[-1] if steps.messages else (steps.last_exception or kfp_message)
-            raise PipelineError(f"{step}{detail} (full log: {log_path})") from exc
+            detail = steps.messages[-1] if steps.messages else steps.last_exception
+            if detail is None and failed:
+                detail = _killed_step_message(failed.group(1), root, before)
+            raise PipelineError(f"{step}{detail or kfp_message} (full log: {log_path})") from exc
     created = set(os.listdir(root)) - before
     run_folder = _own_run_folder(root, created, outputs.outputs.values())
     if run_folder is not None:
@@ -162,6 +189,8 @@ def run_local(
         summary = _prediction_summary(artifacts)
     else:
         summary = _monitoring_summary(artifacts, cfg, versions_before)
+        if champion_problem:
+            summary["champion_problem"] = champion_problem
     return {
         "pipeline": name,
         "status": "succeeded",
@@ -172,6 +201,49 @@ def run_local(
         "log": str(log_path),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _champion_problem(cfg: VoltpipeConfig) -> str | None:
+    """Why the champion being monitored could not be served (reported, not fatal: its stored
+    reference sample still makes the drift comparison, and a retrain may replace it)."""
+    from voltpipe.registry import open_registry
+    from voltpipe.registry.health import usable_champion
+
+    check = usable_champion(open_registry(cfg.registry_uri), cfg.name)
+    if check.problem:
+        print(f"voltpipe: warning: {check.problem}")
+    return check.problem
+
+
+def _killed_step_message(step: str, root: Path, before: set[str]) -> str:
+    """A step that failed without a message or traceback was killed from outside, most often
+    by the kernel's out-of-memory killer: say so, with the size of the run's data."""
+    sizes = [
+        f.stat().st_size
+        for folder in set(os.listdir(root)) - before
+        for f in (root / folder).glob("extract/*/*.parquet")
+    ]
+    data = f"; this run's extracted data is {sum(sizes) / 1e6:.1f} MB of parquet" if sizes else ""
+    return (
+        f"the step stopped without an error of its own: it was killed from outside (the usual "
+        f"cause is running out of memory{data}; train on fewer rows, or give the step more "
+        "memory)"
+    )
+
+
+def _writable_workdir(workdir: Path) -> None:
+    """Creates the work dir's folders, or says in one line why it cannot."""
+    try:
+        for folder in (workdir, workdir / "logs", workdir / "pipeline-root"):
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied", str(folder))
+    except OSError as exc:
+        raise DataError(
+            f"the work dir {workdir} is not usable ({exc.strerror or exc}"
+            f"{': ' + str(exc.filename) if exc.filename else ''}): make it writable, free some "
+            "space, or set `workdir` in the config to another folder"
+        ) from None
 
 
 def _own_run_folder(root: Path, created: set[str], artifacts: Any) -> str | None:

@@ -445,13 +445,32 @@ def _download_gcs(uri: str, download_to: str | os.PathLike[str] | None) -> Path:
     target = Path(download_to) if download_to else Path(tempfile.mkdtemp(prefix="voltpipe-model-"))
     try:
         blobs: Sequence[Any] = list(storage.Client().list_blobs(bucket_name, prefix=prefix))
+        # Every destination is checked before anything is written: an object named with
+        # `..`, an absolute path or a backslash must not write outside the model folder.
+        root = target.resolve()
+        planned = []
         for blob in blobs:
             rel = blob.name[len(prefix) :]
             if not rel or rel.endswith("/"):
                 continue
-            dest = target / rel
+            parts = rel.split("/")
+            dest = (root / rel).resolve()
+            if (
+                rel.startswith("/")
+                or "\\" in rel
+                or any(p in ("", ".", "..") for p in parts)
+                or not dest.is_relative_to(root)
+            ):
+                raise ConfigError(
+                    f"model URI {uri!r}: object {blob.name!r} would be written outside the model "
+                    "folder; refusing to copy the model (rename or remove that object)"
+                )
+            planned.append((blob, dest))
+        for blob, dest in planned:
             dest.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(dest))
+    except ConfigError:
+        raise
     except Exception as exc:  # auth, network, permissions: one readable message
         raise ConfigError(f"could not copy model {uri!r} from Cloud Storage: {exc}") from exc
     if not blobs:

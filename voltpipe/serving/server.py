@@ -450,16 +450,22 @@ def create_app(
     )
 
 
-def max_connections_for(fd_limit: int | None = None) -> int:
-    """How many client connections to keep open: below the process's file limit (the model,
-    logs and the health checks need descriptors too), at most 1,000."""
+def connection_limits(fd_limit: int | None = None) -> tuple[int, int]:
+    """How many client connections to keep open, and the listen backlog, for a process that
+    may open `fd_limit` files (default: its soft RLIMIT_NOFILE).
+
+    Connections stay below the file limit (the model, logs and health checks need
+    descriptors too), at most 1,000. asyncio accepts up to `backlog` connections in one go
+    before any is looked at, so the backlog is what the limit leaves free, halved.
+    """
     if fd_limit is None:
         import resource
 
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if fd_limit == resource.RLIM_INFINITY:
             fd_limit = 1_000_000
-    return max(16, min(1000, fd_limit - 128 if fd_limit > 256 else fd_limit // 2))
+    limit = max(16, min(1000, fd_limit - 128 if fd_limit > 256 else fd_limit // 2))
+    return limit, max(16, min(2048, (fd_limit - limit) // 2))
 
 
 def guarded_http_protocol(
@@ -476,17 +482,19 @@ def guarded_http_protocol(
     """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    limit = max_connections or max_connections_for()
+    limit = max_connections or connection_limits()[0]
 
     class GuardedH11Protocol(H11Protocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._voltpipe_head_timer = None
             self._arm_head_timer()
-            if len(self.connections) > limit:
+            # Closed transports leave `connections` a loop turn later: count the open ones.
+            open_ = [c for c in self.connections if not c.transport.is_closing()]
+            if len(open_) > limit:
                 idle = [
                     c
-                    for c in self.connections
+                    for c in open_
                     if c is not self and getattr(c, "_voltpipe_waiting_head", False)
                 ]
                 victim = min(idle, key=lambda c: c._voltpipe_since, default=None)
@@ -583,7 +591,8 @@ def serve(
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=10,
-        http=guarded_http_protocol(),
+        http=guarded_http_protocol(max_connections=connection_limits()[0]),
+        backlog=connection_limits()[1],
         # Plain HTTP only: a WebSocket upgrade is answered by the app (403), not served.
         ws="none",
     )

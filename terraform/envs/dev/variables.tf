@@ -22,8 +22,8 @@ variable "github_repository" {
 
 variable "github_allowed_refs" {
   type        = list(string)
-  description = "Git refs allowed to authenticate (a trailing * matches a prefix, e.g. [\"refs/heads/main\", \"refs/tags/v*\"]); empty allows every ref of var.github_repository."
-  default     = []
+  description = "Git refs allowed to authenticate (a trailing * matches a prefix, e.g. [\"refs/heads/main\", \"refs/tags/v*\"]); empty allows every ref of var.github_repository (any branch or pull request), so the default is main only."
+  default     = ["refs/heads/main"]
 }
 
 variable "bigquery_datasets" {

@@ -129,8 +129,10 @@ resource "google_artifact_registry_repository_iam_member" "ci_writer" {
   member     = local.ci_member
 }
 
-# CI submits smoke runs that execute as the runner service account.
+# Only when asked (var.ci_can_act_as_runner): CI submitting smoke runs that execute as the
+# runner could otherwise use the runner's rights (BigQuery data, the model registry).
 resource "google_service_account_iam_member" "ci_act_as_runner" {
+  count              = var.ci_can_act_as_runner ? 1 : 0
   service_account_id = google_service_account.runner.name
   role               = "roles/iam.serviceAccountUser"
   member             = local.ci_member

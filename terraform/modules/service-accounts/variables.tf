@@ -46,3 +46,9 @@ variable "runner_extra_project_roles" {
   description = "Additional project-level roles for the runner, for data sources outside this stack. Keep empty if you can."
   default     = []
 }
+
+variable "ci_can_act_as_runner" {
+  type        = bool
+  description = "Let the CI service account act as the pipeline runner (to submit smoke runs on Vertex AI). Off by default: CI then only builds and pushes images."
+  default     = false
+}
