@@ -553,12 +553,6 @@ class VoltpipeConfig(_Strict):
             raise ValueError(f"label {self.label!r} cannot also be a feature or excluded")
         return self
 
-    # ----- derived values ---------------------------------------------------------------
-
-    @property
-    def sql(self) -> str:
-        """The query text (from `query` or the contents of `query_file`)."""
-
     @model_validator(mode="after")
     def _family_fits_task(self) -> VoltpipeConfig:
         family = self.model.family
@@ -569,6 +563,11 @@ class VoltpipeConfig(_Strict):
             )
         return self
 
+    # ----- derived values ---------------------------------------------------------------
+
+    @property
+    def sql(self) -> str:
+        """The query text (from `query` or the contents of `query_file`)."""
         if self.query is not None:
             return self.query
         assert self.query_file is not None

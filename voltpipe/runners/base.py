@@ -156,6 +156,14 @@ def follow_run(
 # ----- cron -------------------------------------------------------------------------------------
 
 
+def compiled_caching(cache: bool) -> bool | None:
+    """The run's ``enable_caching``: ``False`` turns caching off for every task; with caching on,
+    ``None`` keeps the compiled per-task settings, so the steps with side effects (register,
+    deploy, batch writes, alerts), compiled with caching off, are never served from a cache
+    (a ``True`` here would override them on Vertex AI and KFP alike)."""
+    return None if cache else False
+
+
 def validate_cron(cron: str) -> str:
     """Returns `cron` normalised to single spaces after checking it has 5 fields.
 

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.errors import ConfigError, PipelineError
-from voltpipe.runners.base import CloudRunner, RunState, Summary, follow_run, kfp_cron
+from voltpipe.runners.base import (
+    CloudRunner,
+    RunState,
+    Summary,
+    compiled_caching,
+    follow_run,
+    kfp_cron,
+)
 from voltpipe.runners.templates import load_template, local_template
 from voltpipe.runners.vertex import require_remote_warehouse
 
@@ -241,7 +248,7 @@ def submit_kfp(
         arguments=dict(parameter_values or {}),
         run_name=run_name,
         experiment_id=experiment_id,
-        enable_caching=cache,
+        enable_caching=compiled_caching(cache),
     )
     run_id = str(result.run_id)
     state = (
@@ -383,7 +390,7 @@ class KfpRunner(CloudRunner):
             cron_expression=six_fields,
             pipeline_package_path=str(template),
             params=dict(parameter_values or {}),
-            enable_caching=cache,
+            enable_caching=compiled_caching(cache),
             no_catchup=True,
             enabled=True,
         )

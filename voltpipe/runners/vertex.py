@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.errors import ConfigError, PipelineError
-from voltpipe.runners.base import CloudRunner, RunState, Summary, follow_run, validate_cron
+from voltpipe.runners.base import (
+    CloudRunner,
+    RunState,
+    Summary,
+    compiled_caching,
+    follow_run,
+    validate_cron,
+)
 from voltpipe.runners.templates import local_template
 
 if TYPE_CHECKING:
@@ -132,7 +139,7 @@ def build_pipeline_job(
             job_id=job_id,
             pipeline_root=v.pipeline_root,
             parameter_values=parameter_values or {},
-            enable_caching=cache,
+            enable_caching=compiled_caching(cache),
             encryption_spec_key_name=v.encryption_key,
             labels=_labels(cfg, pipeline_name),
             project=v.project,
