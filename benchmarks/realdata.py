@@ -473,7 +473,7 @@ def peers(script: Path, case_dir: Path, spec: dict[str, Any], timeout: float = 3
     result = run_json(
         [str(python), str(script), str(case_dir), json.dumps(spec)],
         timeout=timeout,
-        env={"NIXTLA_NUMBA_CACHE": "1", "OMP_NUM_THREADS": "2"},
+        env={"NIXTLA_NUMBA_CACHE": "1", "OMP_NUM_THREADS": "1"},  # one thread: shared CPU
     )
     (case_dir / "peers.json").write_text(json.dumps(result, indent=2))
     return result
