@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from tests.modelling.synthetic import tabular_table, write_split
+from tests.modelling.test_vertex_jobs import running_server  # noqa: F401 - the fixture
 from voltpipe.errors import DataError
 from voltpipe.model_dir import GBDT_FILE, META_FILE, check_model_files, load_meta, read_meta
 from voltpipe.modelling.predict import load_model
@@ -188,3 +189,31 @@ def test_columns_not_in_alphabetical_order_keep_their_meaning(tmp_path: Path) ->
     test = table(300, 3)
     pred = load_model(out).predict_raw(test)
     assert float(np.sqrt(np.mean((pred - test.column("y").to_numpy()) ** 2))) < 10.0  # y std ~ 180
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_vertex_custom_job_trains_a_gbdt(running_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.modelling.test_vertex_jobs import IMAGE, _splits_in_gcs, _vertex
+    from voltpipe.modelling import vertex_jobs
+
+    train_uri, valid_uri = _splits_in_gcs(tmp_path)
+    model_path = tmp_path / "gcs/my-bucket/root/train-43/model"
+    result = vertex_jobs.train_on_vertex(
+        vertex=_vertex(running_server),
+        image=IMAGE,
+        train_uri=train_uri,
+        valid_uri=valid_uri,
+        model_uri="gs://my-bucket/root/train-43/model",
+        model_path=str(model_path),
+        label="target",
+        task="regression",
+        exclude=["label"],
+        model_params=GBDT,
+        training_params={"backend": "vertex"},
+        display_name="gbdt-train",
+    )
+    assert result.meta["family"] == "gbdt" and (model_path / GBDT_FILE).exists()
+    assert result.best_epoch >= 1 and len(result.history["val_loss"]) == result.epochs_run
+    check_model_files(model_path)
+    assert load_model(model_path).predict_raw(tabular_table(5, 2, 3)).shape == (5,)

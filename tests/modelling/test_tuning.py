@@ -177,7 +177,7 @@ def test_tune_component_feeds_train(splits: dict[str, Path], tmp_path: Path) -> 
         metrics=_art(dsl.Metrics, tmp_path, "train_metrics"),
         curves=_art(dsl.HTML, tmp_path, "curves"),
         exclude=["target"],
-        model_params={"hidden_units": [32]},
+        model_params={"family": "mlp", "hidden_units": [32]},
         training_params={**TRAINING, "epochs": 1},
         best_params=outs["best_params"],
     )

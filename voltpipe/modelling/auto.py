@@ -259,6 +259,7 @@ def fit_table_family(
         label=label, task=task, features=features, exclude=exclude, mp=mp, tp=tp, params=params
     )
     if family == "auto":
+        _problem(train, valid, "auto", kw, tp)  # bad data fails once, naming the column
         return fit_auto(train, valid, kw, fit)
     problem = _problem(train, valid, family, kw, tp)
     return fit_file_family(problem, mp, tp, params), problem
