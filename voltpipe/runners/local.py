@@ -185,7 +185,15 @@ def _training_summary(outputs: dict[str, Any]) -> dict[str, Any]:
         "metrics": {"test": evaluation["metrics"]},
         **_model_fields(outputs["registration"], evaluation["decision"]["reason"]),
         **_candidates(outputs["registration"]),
+        **_training(outputs["registration"]),
     }
+
+
+def _training(registration: dict[str, Any]) -> dict[str, Any]:
+    """How the fit went: ``{epochs_run, best_epoch, stopped_by, warnings}`` (``stopped_by``:
+    early_stopping, epoch_cap or time_budget; a warning when the best epoch was the last)."""
+    training = registration.get("training")
+    return {"training": training} if training else {}
 
 
 def _candidates(registration: dict[str, Any]) -> dict[str, Any]:
