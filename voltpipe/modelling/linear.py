@@ -24,6 +24,7 @@ FORMAT = "voltpipe-linear-v1"
 CLIP = 10.0
 MIN_VARIANCE = 1e-12  # below it a feature is constant in train: scale 1 (scikit-learn's rule)
 SMALL_VALID = 200  # fewer valid rows: choose the strength by cross-validation instead
+CHOICE_ROWS = 50_000  # more train rows: choose the strength on a sample of this many
 STRENGTHS = tuple(float(v) for v in np.logspace(-4, 3, 15))  # ridge alpha, or 1/C
 
 
@@ -217,8 +218,13 @@ def fit_linear(
     yv = np.asarray(y_valid) if has_valid else None
     losses = []
     if has_valid and len(yv) >= SMALL_VALID:
+        # A big table chooses the strength on a seeded sample (the refit below takes all rows).
+        pick = np.arange(len(yt))
+        if len(yt) > CHOICE_ROWS:
+            pick = np.sort(np.random.default_rng(seed).choice(len(yt), CHOICE_ROWS, replace=False))
+        ws = None if weights is None else weights[pick]
         for s in STRENGTHS:
-            est = _fit(xt, yt, task, s, n_classes, weights)
+            est = _fit(xt[pick], yt[pick], task, s, n_classes, ws)
             losses.append(_loss(est, xv, yv, task, n_classes))
     else:
         xa = np.vstack([xt, xv]) if has_valid else xt
