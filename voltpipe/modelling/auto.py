@@ -149,8 +149,15 @@ def _fit_candidate(
 
 
 def _sample(table: pa.Table, n: int, seed: int) -> pa.Table:
+    """`n` seeded rows of `table`, the same whatever order the warehouse returned them in."""
     if table.num_rows <= n:
         return table
+    keys = [
+        (c, "ascending")
+        for c in table.column_names
+        if not pa.types.is_nested(table.schema.field(c).type)
+    ]
+    table = table.sort_by(keys)
     rows = np.sort(np.random.default_rng(seed).choice(table.num_rows, n, replace=False))
     return table.take(pa.array(rows))
 
