@@ -217,3 +217,34 @@ def test_the_vertex_custom_job_trains_a_gbdt(running_server, tmp_path: Path) -> 
     assert result.best_epoch >= 1 and len(result.history["val_loss"]) == result.epochs_run
     check_model_files(model_path)
     assert load_model(model_path).predict_raw(tabular_table(5, 2, 3)).shape == (5,)
+
+
+@pytest.mark.slow
+def test_tuning_searches_the_gbdt_default_space_and_training_applies_it(tmp_path: Path) -> None:
+    from voltpipe.modelling.tuning import search
+
+    tr = write_split(tmp_path / "tr", tabular_table(1500, 2, 1).drop_columns(["label"]))
+    va = write_split(tmp_path / "va", tabular_table(400, 2, 2).drop_columns(["label"]))
+    result = search(
+        str(tr),
+        str(va),
+        label="target",
+        task="regression",
+        tuning={"enabled": True, "max_trials": 3},  # no space: the family's default
+        model_params=GBDT,
+    )
+    tuned = result.best_params["model"]
+    assert {"gbdt.learning_rate", "gbdt.num_leaves"} <= set(tuned)
+    assert isinstance(tuned["gbdt.num_leaves"], int)
+    assert [t["state"] for t in result.trials] == ["COMPLETE"] * 3
+    trained = train_model(
+        tr,
+        va,
+        tmp_path / "m",
+        label="target",
+        task="regression",
+        model_params=GBDT,
+        best_params=result.best_params,
+    )
+    assert trained.meta["model_params"]["gbdt"]["num_leaves"] == tuned["gbdt.num_leaves"]
+    assert trained.meta["model_params"]["gbdt"]["max_trees"] == 300  # untuned keys stay
