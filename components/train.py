@@ -84,7 +84,9 @@ def train(
         {
             "task": task,
             "label": label,
-            "framework": "keras",
+            "framework": {"gbdt": "lightgbm", "linear": "numpy"}.get(
+                result.meta["family"], "keras"
+            ),
             "family": result.meta["family"],
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
