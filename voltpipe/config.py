@@ -153,7 +153,7 @@ class TrainingConfig(_Strict):
     learning_rate: float = Field(1e-3, gt=0)
     # None = derived: epochs covering a few hundred steps (noisy small valid splits need them)
     early_stopping_patience: int | None = Field(None, ge=0)
-    reduce_lr_patience: int | None = Field(None, ge=0)  # None: a third of the patience; 0: never
+    reduce_lr_patience: int | None = Field(None, ge=0)  # None: ~a third of the patience; 0: never
     reduce_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     steps_per_execution: int = Field(8, ge=1)
     class_weight: Literal["none", "balanced"] = "none"

@@ -89,7 +89,8 @@ def resolve_budget(tp: Any, n_train: int) -> Budget:
     Unset (None) keys are derived: batch ``clip(n_train // 16, 32, 512)``; an epoch cap giving
     at least ``training.min_steps`` optimizer steps, within [10, 1000] epochs, where an epoch is
     one pass over the train split or 50 steps, whichever is longer; patience covering about 400
-    steps (at least 5 epochs); LR reduction after a third of the patience. Explicit values win
+    steps (at least 5 epochs); LR reduction after a third of the patience (at least 2 epochs,
+    below the patience). Explicit values win
     (an explicit ``epochs`` counts passes).
     """
     derived = []
@@ -109,7 +110,8 @@ def resolve_budget(tp: Any, n_train: int) -> Budget:
         derived.append("early_stopping_patience")
     reduce_lr = tp.reduce_lr_patience
     if reduce_lr is None:
-        reduce_lr = max(1, patience // 3) if patience else 0
+        # well inside the patience, and at least 2 epochs (the old default) when it allows
+        reduce_lr = min(max(2, patience // 3), max(1, patience - 1)) if patience else 0
         derived.append("reduce_lr_patience")
     return Budget(
         batch_size=int(batch),
