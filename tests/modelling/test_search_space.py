@@ -18,25 +18,29 @@ from voltpipe.modelling.search_space import (
 )
 
 
-@pytest.mark.parametrize("family", sorted(DEFAULT_SPACES))
+@pytest.mark.parametrize("family", sorted(f for f, space in DEFAULT_SPACES.items() if space))
 def test_every_default_space_is_valid_for_its_family(family: str) -> None:
     space = DEFAULT_SPACES[family]
-    assert space, family
     TuningConfig(space=space)  # ranges and choices pass the space's own checks
     tasks = [t for t, families in MODEL_FAMILIES.items() if family in families]
+    if family == "auto":  # forecasting's auto trains a forecaster: its space is that family's
+        tasks = ["classification", "regression"]
     assert tasks, f"no task serves family {family}"
     for task in tasks:
         assert space_problems(task, family, space, MODEL_FAMILIES[task]) == [], (task, family)
 
 
 def test_tuning_enabled_alone_loads_and_has_a_space() -> None:
-    cfg = load_config(None, ["tuning.enabled=true"])  # the demo: family mlp
-    assert cfg.tuning.space == {} and DEFAULT_SPACES[cfg.model.family]
+    for family in ("auto", "mlp", "gbdt"):
+        cfg = load_config(None, ["tuning.enabled=true", f"model.family={family}"])
+        assert cfg.tuning.space == {} and DEFAULT_SPACES[family]
+    # auto's default searches the family too, among those auto would pick from
+    assert set(DEFAULT_SPACES["auto"]["family"]) <= set(MODEL_FAMILIES["regression"])
 
 
 def test_a_key_the_family_does_not_have_is_refused_at_config_load() -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(None, ["tuning={enabled: true, space: {filters: [8, 16]}}"])
+        load_config(None, ["model.family=mlp", "tuning={enabled: true, space: {filters: [8]}}"])
     message = str(err.value)
     assert "tuning.space.filters" in message and "family mlp" in message
     assert "valid keys: " in message and "hidden_units" in message
@@ -44,7 +48,10 @@ def test_a_key_the_family_does_not_have_is_refused_at_config_load() -> None:
         load_config(None, ["tuning.space={family: [cnn]}"])
     # A GBDT setting is valid for gbdt, and for mlp once the space searches the family too.
     load_config(None, ["model.family=gbdt", "tuning.space={gbdt.num_leaves: [15, 31]}"])
-    load_config(None, ["tuning.space={family: [mlp, gbdt], gbdt.num_leaves: [15, 31]}"])
+    load_config(
+        None,
+        ["model.family=mlp", "tuning.space={family: [mlp, gbdt], gbdt.num_leaves: [15, 31]}"],
+    )
     assert "window" in valid_keys("forecasting", "cnn") and "window" not in valid_keys(
         "regression", "mlp"
     )

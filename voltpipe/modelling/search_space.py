@@ -126,6 +126,12 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     },
     "linear": {},  # nothing to search: the strength is chosen on the valid split (or by CV)
 }
+# auto (the default for tables): the search picks the family and that family's settings.
+DEFAULT_SPACES["auto"] = {
+    "family": ["linear", "mlp", "gbdt"],
+    **DEFAULT_SPACES["mlp"],
+    **DEFAULT_SPACES["gbdt"],
+}
 
 
 def section_of(key: str) -> str | None:

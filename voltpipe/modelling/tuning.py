@@ -42,6 +42,11 @@ def search_space(cfg: TuningConfig, task: str, model_params: dict[str, Any] | No
     if cfg.space:
         return dict(cfg.space)
     family = (model_params or {}).get("family") or DEFAULT_FAMILY.get(task, "")
+    if task == "forecasting" and family == "auto":
+        from voltpipe.config import ModelConfig
+        from voltpipe.modelling.problems import resolve_family
+
+        family = resolve_family(task, ModelConfig(family=family))  # what auto trains there
     space = default_space(family)
     if not space:
         raise DataError(
