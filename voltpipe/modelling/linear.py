@@ -3,7 +3,7 @@
 Inputs are the standardised numeric features (zero variance -> scale 1, values clipped to
 [-10, 10], the rule the Keras models follow) plus one-hot categories (an unseen value: all
 zeros). scikit-learn fits it; the regularisation strength is chosen on the valid split, or by
-5-fold cross-validation over train + valid when the valid split is small. The model is saved as
+3-fold cross-validation over train + valid when the valid split is small. The model is saved as
 plain weights (``voltpipe_linear.json``) and scored with NumPy.
 """
 
@@ -25,7 +25,8 @@ CLIP = 10.0
 MIN_VARIANCE = 1e-12  # below it a feature is constant in train: scale 1 (scikit-learn's rule)
 SMALL_VALID = 200  # fewer valid rows: choose the strength by cross-validation instead
 CHOICE_ROWS = 50_000  # more train rows: choose the strength on a sample of this many
-STRENGTHS = tuple(float(v) for v in np.logspace(-4, 3, 15))  # ridge alpha, or 1/C
+STRENGTHS = tuple(float(v) for v in np.logspace(-3, 2.5, 12))  # ridge alpha, or 1/C
+CV_FOLDS = 3
 
 
 class LinearModel(FileModel):
@@ -140,7 +141,7 @@ def _fit(x: np.ndarray, y: np.ndarray, task: str, strength: float, n_classes: in
         return Ridge(alpha=strength).fit(x, y, sample_weight=w)
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=1.0 / strength, max_iter=1000, tol=1e-6).fit(x, y, sample_weight=w)
+    return LogisticRegression(C=1.0 / strength, max_iter=300).fit(x, y, sample_weight=w)
 
 
 def _loss(est: Any, x: np.ndarray, y: np.ndarray, task: str, n_classes: int) -> float:
@@ -189,7 +190,7 @@ def fit_linear(
     seed: int,
     weights: np.ndarray | None = None,
 ) -> tuple[LinearModel, dict[str, list[float]]]:
-    """Fits the linear model on train, its strength chosen on valid (or by 5-fold CV over
+    """Fits the linear model on train, its strength chosen on valid (or by 3-fold CV over
     train + valid when valid has fewer than 200 rows).
 
     Returns:
@@ -232,7 +233,7 @@ def fit_linear(
         wa = None
         if weights is not None:
             wa = np.concatenate([weights, np.ones(len(ya) - len(yt))])
-        folds = _kfold(len(ya), min(5, max(2, len(ya) // 2)), seed)
+        folds = _kfold(len(ya), min(CV_FOLDS, max(2, len(ya) // 2)), seed)
         for s in STRENGTHS:
             fold_losses = []
             for tr, va in folds:
