@@ -71,8 +71,15 @@ def _meta(problem: TabularProblem, mp: Any, tp: Any, params: TaskParams) -> dict
     }
 
 
-def fit_file_family(problem: TabularProblem, mp: Any, tp: Any, params: TaskParams) -> Any:
-    """Fits family gbdt or linear on the problem's arrays; returns a ``train.Fitted``."""
+def fit_file_family(
+    problem: TabularProblem, mp: Any, tp: Any, params: TaskParams, *, final: bool = True
+) -> Any:
+    """Fits family gbdt or linear on the problem's arrays; returns a ``train.Fitted``.
+
+    Args:
+        final: the model to keep (not a candidate scored on valid): the linear model may then
+            use the valid rows for its final fit (see ``linear.fit_linear``).
+    """
     from voltpipe.modelling.train import Fitted
 
     n_classes = len(problem.classes or [])
@@ -105,6 +112,7 @@ def fit_file_family(problem: TabularProblem, mp: Any, tp: Any, params: TaskParam
             n_classes=n_classes,
             seed=tp.seed,
             weights=problem.weights,
+            refit_all=final,
         )
         best, stopped_by = 1, "converged"
         meta |= {"best_epoch": 1, "epochs_run": 1, "strength": model.strength}
@@ -126,7 +134,7 @@ def _outputs(fitted: Any, problem: TabularProblem, x: dict[str, np.ndarray]) -> 
 
 
 def _fit_candidate(
-    family: str, train: pa.Table, valid: pa.Table, kw: dict[str, Any], **fit: Any
+    family: str, train: pa.Table, valid: pa.Table, kw: dict[str, Any], final: bool, **fit: Any
 ) -> tuple[Any, TabularProblem]:
     from voltpipe.modelling.train import fit_tables
 
@@ -145,7 +153,7 @@ def _fit_candidate(
             **fit,
         )
     problem = _problem(train, valid, family, kw, tp)
-    return fit_file_family(problem, mp, tp, params), problem
+    return fit_file_family(problem, mp, tp, params, final=final), problem
 
 
 def _sample(table: pa.Table, n: int, seed: int) -> pa.Table:
@@ -192,7 +200,7 @@ def fit_auto(
         scores = []
         try:
             for tr, va in folds:
-                fitted, problem = _fit_candidate(family, tr, va, kw, verbose=0)
+                fitted, problem = _fit_candidate(family, tr, va, kw, False, verbose=0)
                 scores.append(
                     task_loss(task, problem.y_valid, _outputs(fitted, problem, problem.x_valid))
                 )
@@ -231,7 +239,7 @@ def fit_auto(
     if best["family"] in kept:
         fitted, problem = kept[best["family"]]
     else:
-        fitted, problem = _fit_candidate(best["family"], train, valid, kw, **fit)
+        fitted, problem = _fit_candidate(best["family"], train, valid, kw, True, **fit)
     best["refit_seconds"] = round(time.perf_counter() - t0, 3)
     fitted.meta["candidates"] = candidates
     fitted.meta["auto"] = {"metric": metric, "chosen_by": mode, "chosen": best["family"]}

@@ -189,9 +189,15 @@ def fit_linear(
     n_classes: int,
     seed: int,
     weights: np.ndarray | None = None,
+    refit_all: bool = False,
 ) -> tuple[LinearModel, dict[str, list[float]]]:
     """Fits the linear model on train, its strength chosen on valid (or by 3-fold CV over
     train + valid when valid has fewer than 200 rows).
+
+    Args:
+        refit_all: after a choice by cross-validation, fit the final model on train + valid
+            (the valid rows were not held out anyway); off when the caller scores the model on
+            valid (``auto``'s candidates).
 
     Returns:
         The model and its history: ``val_loss`` per strength tried (MSE or log loss).
@@ -243,7 +249,10 @@ def fit_linear(
                 fold_losses.append(_loss(est, xa[va], ya[va], task, n_classes))
             losses.append(float(np.mean(fold_losses)) if fold_losses else np.inf)
     best = STRENGTHS[int(np.argmin(losses))]
-    est = _fit(xt, yt, task, best, n_classes, weights)
+    if refit_all and has_valid and len(yv) < SMALL_VALID:
+        est = _fit(xa, ya, task, best, n_classes, wa)
+    else:
+        est = _fit(xt, yt, task, best, n_classes, weights)
     coef, intercept = _weights(est, task, n_classes)
     shell.coef, shell.intercept, shell.strength = coef, intercept, best
     return shell, {"val_loss": [float(v) for v in losses]}
