@@ -84,15 +84,22 @@ def train(
         {
             "task": task,
             "label": label,
-            "framework": "keras",
+            "framework": {"gbdt": "lightgbm", "linear": "numpy"}.get(
+                result.meta["family"], "keras"
+            ),
             "family": result.meta["family"],
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
+            "stopped_by": result.stopped_by,  # early_stopping | epoch_cap | time_budget
+            "training_warnings": result.warnings,
         }
     )
     for key, values in result.history.items():
-        metrics.log_metric(f"final_{key}", round(values[result.best_epoch - 1], 6))
+        if len(values) >= result.best_epoch > 0:
+            metrics.log_metric(f"final_{key}", round(values[result.best_epoch - 1], 6))
     metrics.log_metric("epochs_run", result.epochs_run)
+    metrics.log_metric("best_epoch", result.best_epoch)
+    metrics.log_metric("best_epoch_is_last", float(result.best_epoch == result.epochs_run))
     metrics.log_metric("train_seconds", round(result.seconds, 2))
     # The file makes the metrics readable without the run (and lets kfp.local's cache see them).
     with open(metrics.path, "w") as fh:

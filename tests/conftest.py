@@ -69,7 +69,7 @@ def write_config(folder: Path, body: str, extra: str = "") -> Path:
 
 FAST_TRAINING = (
     "training: {epochs: 6, batch_size: 128, learning_rate: 0.01, early_stopping_patience: 2}\n"
-    "model: {hidden_units: [16]}\n"
+    "model: {family: mlp, hidden_units: [16]}\n"
 )
 
 

@@ -185,6 +185,10 @@ def test_demo_run_summary_json_contract(tmp_path: Path, wind_config: Path) -> No
     for key in ("pipeline", "status", "run_id", "metrics", "model", "champion", "workdir"):
         assert key in data
     assert data["status"] == "succeeded" and set(data["metrics"]["test"]) == {"rmse", "mae", "r2"}
+    training = data["training"]
+    assert training["stopped_by"] in ("early_stopping", "epoch_cap", "time_budget")
+    assert 1 <= training["best_epoch"] <= training["epochs_run"]
+    assert isinstance(training["warnings"], list) and "stopped by" in result.stdout
     assert Path(data["model"]["uri"], "model.keras").exists()
     assert "test rmse" in result.stdout and data["model"]["uri"] in result.stdout.replace("\n", "")
 

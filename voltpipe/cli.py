@@ -136,6 +136,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
             table.add_row("champion", f"[red]cannot be served:[/] {summary['champion_problem']}")
     for name, value in summary["metrics"].get("test", {}).items():
         table.add_row(f"test {name}", f"{value:.4f}")
+    if training := summary.get("training"):
+        table.add_row(
+            "training",
+            f"{training.get('epochs_run')} epochs, best {training.get('best_epoch')}, "
+            f"stopped by {training.get('stopped_by')}",
+        )
+        for warning in training.get("warnings") or []:
+            table.add_row("[yellow]warning[/]", warning)
     model = summary["model"]
     table.add_row("model", f"{model['name']} version {model['version']}")
     table.add_row("model uri", model["uri"])

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from voltpipe.data.params import normalize_parameters
 from voltpipe.errors import ConfigError
+from voltpipe.modelling.search_space import TUNABLE, section_of, space_problems
 
 TASKS = ("classification", "regression", "forecasting", "anomaly")
 DEFAULT_IMAGE = "europe-west1-docker.pkg.dev/PROJECT/voltpipe/voltpipe:0.1.0"
@@ -153,11 +154,16 @@ class TrainingVertexConfig(_Strict):
 class TrainingConfig(_Strict):
     """Optimisation settings for the training step."""
 
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(512, ge=1)
+    # None (the default) = derived from the train size: batch clip(rows // 16, 32, 512), and an
+    # epoch cap that allows `min_steps` optimizer steps (bounded for tiny and big tables).
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    min_steps: int = Field(2000, ge=1)  # optimizer steps the derived epoch cap allows at least
+    max_seconds: float | None = Field(600.0, gt=0)  # stop fitting after this long; None: no limit
     learning_rate: float = Field(1e-3, gt=0)
-    early_stopping_patience: int = Field(3, ge=0)
-    reduce_lr_patience: int = Field(2, ge=0)  # 0: never reduce the learning rate
+    # None = derived: epochs covering a few hundred steps (noisy small valid splits need them)
+    early_stopping_patience: int | None = Field(None, ge=0)
+    reduce_lr_patience: int | None = Field(None, ge=0)  # None: ~a third of the patience; 0: never
     reduce_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     steps_per_execution: int = Field(8, ge=1)
     class_weight: Literal["none", "balanced"] = "none"
@@ -188,21 +194,7 @@ class AnomalyConfig(_Strict):
     threshold_quantile: float = Field(0.99, gt=0.0, lt=1.0)
 
 
-TUNABLE = {
-    "hidden_units": "model",
-    "dropout": "model",
-    "filters": "model",
-    "kernel_size": "model",
-    "rnn_units": "model",
-    "num_heads": "model",
-    "key_dim": "model",
-    "encoder_layers": "model",
-    "latent_dim": "model",
-    "family": "model",
-    "learning_rate": "training",
-    "batch_size": "training",
-    "window": "forecasting",
-}
+# Tunable keys and their config sections live with the search space (TUNABLE: re-exported).
 
 
 class TuningConfig(_Strict):
@@ -237,7 +229,7 @@ class TuningConfig(_Strict):
     @classmethod
     def _space(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key, dom in v.items():
-            if key not in TUNABLE:
+            if section_of(key) is None:
                 raise ValueError(f"space: unknown key {key!r}; tunable: {', '.join(TUNABLE)}")
             if isinstance(dom, list):
                 if not dom:
@@ -561,6 +553,17 @@ class VoltpipeConfig(_Strict):
                 f"model.family: {family!r} does not serve task {self.task!r}; valid for "
                 f"{self.task}: {', '.join(MODEL_FAMILIES[self.task])}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _space_fits_family(self) -> VoltpipeConfig:
+        if self.tuning.space:
+            family = self.model.family or DEFAULT_FAMILY[self.task]
+            problems = space_problems(
+                self.task, family, self.tuning.space, MODEL_FAMILIES[self.task]
+            )
+            if problems:
+                raise ValueError(problems[0])
         return self
 
     # ----- derived values ---------------------------------------------------------------

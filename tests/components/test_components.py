@@ -127,7 +127,7 @@ def test_train_evaluate_register_chain(extracted: dict[str, dsl.Dataset], tmp_pa
         metrics=_art(dsl.Metrics, tmp_path, "train_metrics"),
         curves=_art(dsl.HTML, tmp_path, "curves"),
         exclude=["ts"],
-        model_params={"hidden_units": [8]},
+        model_params={"family": "mlp", "hidden_units": [8]},
         training_params={"epochs": 2, "batch_size": 256},
     )
     assert Path(model.path, "model.keras").exists()

@@ -170,3 +170,28 @@ def test_a_one_row_class_is_an_error_and_a_rare_one_a_warning(tmp_path: Path) ->
         .errors[0]
         .startswith("label class '2' of 'y' has a single row")
     )
+
+
+def test_constant_and_near_constant_train_columns_are_warnings(tmp_path: Path) -> None:
+    n = 5000
+    alarm = np.zeros(n)
+    alarm[:2] = 1.0  # 2 of 5000 rows: 99.96 % zeros
+    table = pa.table(
+        {
+            "x": np.arange(n, dtype="float64"),
+            "always_zero": np.zeros(n),
+            "alarm": alarm,
+            "rare": np.r_[np.ones(10), np.zeros(n - 10)],  # 99.8 %: not near-constant
+            "y": np.linspace(0, 1, n),
+        }
+    )
+    stats = _splits(tmp_path, table)
+    assert stats["train"]["columns"]["alarm"]["mode"] == {"value": 0.0, "count": n - 2}
+    result = validate(stats, label="y", task="regression")
+    assert result.ok  # warnings, not errors
+    (const,) = [w for w in result.warnings if "'always_zero'" in w]
+    assert "constant in the train split (always 0" in const
+    (near,) = [w for w in result.warnings if "'alarm'" in w]
+    assert "near-constant" in near and "99.96%" in near
+    assert not [w for w in result.warnings if "'rare'" in w or "'x'" in w or "'y'" in w]
+    assert "always_zero" in render_report(stats, result, "y")

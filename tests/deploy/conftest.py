@@ -37,6 +37,7 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root / "model",
         label="power_kw",
         task="regression",
+        model_params={"family": "mlp"},  # the Keras folder's tests
         training_params={"epochs": 1, "batch_size": 128},
     )
     pq.write_table(turbine_table(20, 3), root / "reference_sample.parquet")

@@ -108,6 +108,7 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         root / "model",
         label="outcome",
         task="classification",
+        model_params={"family": "mlp"},
         training_params={"epochs": 2, "batch_size": 128},
     )
     return root / "model", root / "test"

@@ -12,7 +12,7 @@ from tests.conftest import write_config
 from voltpipe.config import DEFAULT_FAMILY, load_config
 from voltpipe.errors import ConfigError
 from voltpipe.model_dir import read_meta
-from voltpipe.modelling.auto import CANDIDATES, SMALL_TABLE
+from voltpipe.modelling.auto import CANDIDATES, CV_FOLDS, SMALL_TABLE
 from voltpipe.modelling.train import fit_tables
 
 QUICK_MLP = {"epochs": 4, "batch_size": 256}  # keeps the mlp candidate cheap
@@ -70,8 +70,8 @@ def test_a_small_table_is_judged_by_cross_validation_and_saved_as_the_winner(
         training_params=QUICK_MLP,
     )
     meta = read_meta(tmp_path / "model")
-    assert SMALL_TABLE > 300 and "5-fold CV" in meta["auto"]["chosen_by"]
-    assert all(c["folds"] == 5 for c in meta["candidates"])
+    assert SMALL_TABLE > 300 and f"{CV_FOLDS}-fold CV" in meta["auto"]["chosen_by"]
+    assert all(c["folds"] == CV_FOLDS for c in meta["candidates"])
     assert meta["family"] == result.meta["family"] == "linear"
     assert meta["format"] == "voltpipe-linear-v1"
     assert meta["model_params"]["family"] == "linear"

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from tests.modelling.synthetic import tabular_table, write_split
+from tests.modelling.test_vertex_jobs import running_server  # noqa: F401 - the fixture
 from voltpipe.errors import DataError
 from voltpipe.model_dir import GBDT_FILE, META_FILE, check_model_files, load_meta, read_meta
 from voltpipe.modelling.predict import load_model
@@ -188,3 +189,62 @@ def test_columns_not_in_alphabetical_order_keep_their_meaning(tmp_path: Path) ->
     test = table(300, 3)
     pred = load_model(out).predict_raw(test)
     assert float(np.sqrt(np.mean((pred - test.column("y").to_numpy()) ** 2))) < 10.0  # y std ~ 180
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_vertex_custom_job_trains_a_gbdt(running_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from tests.modelling.test_vertex_jobs import IMAGE, _splits_in_gcs, _vertex
+    from voltpipe.modelling import vertex_jobs
+
+    train_uri, valid_uri = _splits_in_gcs(tmp_path)
+    model_path = tmp_path / "gcs/my-bucket/root/train-43/model"
+    result = vertex_jobs.train_on_vertex(
+        vertex=_vertex(running_server),
+        image=IMAGE,
+        train_uri=train_uri,
+        valid_uri=valid_uri,
+        model_uri="gs://my-bucket/root/train-43/model",
+        model_path=str(model_path),
+        label="target",
+        task="regression",
+        exclude=["label"],
+        model_params=GBDT,
+        training_params={"backend": "vertex"},
+        display_name="gbdt-train",
+    )
+    assert result.meta["family"] == "gbdt" and (model_path / GBDT_FILE).exists()
+    assert result.best_epoch >= 1 and len(result.history["val_loss"]) == result.epochs_run
+    check_model_files(model_path)
+    assert load_model(model_path).predict_raw(tabular_table(5, 2, 3)).shape == (5,)
+
+
+@pytest.mark.slow
+def test_tuning_searches_the_gbdt_default_space_and_training_applies_it(tmp_path: Path) -> None:
+    from voltpipe.modelling.tuning import search
+
+    tr = write_split(tmp_path / "tr", tabular_table(1500, 2, 1).drop_columns(["label"]))
+    va = write_split(tmp_path / "va", tabular_table(400, 2, 2).drop_columns(["label"]))
+    result = search(
+        str(tr),
+        str(va),
+        label="target",
+        task="regression",
+        tuning={"enabled": True, "max_trials": 3},  # no space: the family's default
+        model_params=GBDT,
+    )
+    tuned = result.best_params["model"]
+    assert {"gbdt.learning_rate", "gbdt.num_leaves"} <= set(tuned)
+    assert isinstance(tuned["gbdt.num_leaves"], int)
+    assert [t["state"] for t in result.trials] == ["COMPLETE"] * 3
+    trained = train_model(
+        tr,
+        va,
+        tmp_path / "m",
+        label="target",
+        task="regression",
+        model_params=GBDT,
+        best_params=result.best_params,
+    )
+    assert trained.meta["model_params"]["gbdt"]["num_leaves"] == tuned["gbdt.num_leaves"]
+    assert trained.meta["model_params"]["gbdt"]["max_trees"] == 300  # untuned keys stay

@@ -52,7 +52,11 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         label=label,
         task=task,
         exclude=exclude,
-        model_params={"hidden_units": [16, 8], "latent_dim": 2},
+        model_params={
+            "hidden_units": [16, 8],
+            "latent_dim": 2,
+            **({} if task == "anomaly" else {"family": "mlp"}),
+        },
         training_params=FAST,
     )
     return task, root / "model", te

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     tr, va, out = sys.argv[1:4]
     result = train_model(
         tr, va, out, label="target", task="regression", exclude=["label"],
-        model_params={"hidden_units": [8]},
+        model_params={"family": "mlp", "hidden_units": [8]},
         training_params={"epochs": 5, "batch_size": 256, "early_stopping_patience": 10,
                          "steps_per_execution": 1},
         callbacks=[Preempt()],

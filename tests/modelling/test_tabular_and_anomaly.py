@@ -39,7 +39,7 @@ def test_mlp_tasks(task: str, classes: int, tmp_path: Path) -> None:
         label=label,
         task=task,
         exclude=exclude,
-        model_params={"hidden_units": [16]},
+        model_params={"family": "mlp", "hidden_units": [16]},
         training_params={**FAST, "class_weight": "balanced"},
     )
     meta = json.loads((tmp_path / "m" / META_FILE).read_text())

@@ -177,7 +177,7 @@ def test_tune_component_feeds_train(splits: dict[str, Path], tmp_path: Path) -> 
         metrics=_art(dsl.Metrics, tmp_path, "train_metrics"),
         curves=_art(dsl.HTML, tmp_path, "curves"),
         exclude=["target"],
-        model_params={"hidden_units": [32]},
+        model_params={"family": "mlp", "hidden_units": [32]},
         training_params={**TRAINING, "epochs": 1},
         best_params=outs["best_params"],
     )
@@ -274,3 +274,49 @@ def test_epoch_budget_caps_the_search(
     assert result.best_params["trial"] in [
         t["trial"] for t in result.trials if t["state"] == "COMPLETE"
     ]
+
+
+@pytest.mark.slow
+def test_enabled_alone_searches_the_family_default_space(splits: dict[str, Path]) -> None:
+    from voltpipe.modelling.search_space import DEFAULT_SPACES
+
+    result = run_tuning(
+        pq.read_table(splits["train"]),
+        pq.read_table(splits["valid"]),
+        label="label",
+        task="classification",
+        exclude=["target"],
+        model_params={"family": "mlp"},
+        training_params={"epochs": 2, "steps_per_execution": 1},
+        tuning={"max_trials": 2},  # no space: the mlp default
+    )
+    searched = {**result.best_params["model"], **result.best_params["training"]}
+    assert set(searched) == set(DEFAULT_SPACES["mlp"])
+    assert searched["hidden_units"] in DEFAULT_SPACES["mlp"]["hidden_units"]
+
+
+@pytest.mark.slow
+def test_epochs_and_patience_are_searched_as_integers(splits: dict[str, Path]) -> None:
+    result = run_tuning(
+        pq.read_table(splits["train"]),
+        pq.read_table(splits["valid"]),
+        label="label",
+        task="classification",
+        exclude=["target"],
+        model_params={"family": "mlp", "hidden_units": [8]},
+        training_params={"steps_per_execution": 1},
+        tuning={
+            "max_trials": 2,
+            "space": {
+                "epochs": {"min": 2, "max": 3},
+                "early_stopping_patience": [1, 2],
+                "batch_size": [64, 128],
+            },
+        },
+        prune=False,
+    )
+    best = result.best_params["training"]
+    assert set(best) == {"epochs", "early_stopping_patience", "batch_size"}
+    assert all(type(v) is int for v in best.values()), best
+    assert json.loads(json.dumps(result.best_params))["training"]["batch_size"] in (64, 128)
+    assert all(t["epochs"] <= 3 for t in result.trials)

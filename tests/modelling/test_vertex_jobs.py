@@ -196,7 +196,11 @@ def test_trial_entry_point_reports_the_metric(tmp_path: Path) -> None:
     tr = write_split(tmp_path / "tr", tabular_table(600, 2, 1))
     va = write_split(tmp_path / "va", tabular_table(200, 2, 2))
     metric_file = tmp_path / "hypertune" / "output.metrics"
-    params = {"exclude": ["label"], "training_params": {"epochs": 2, "steps_per_execution": 1}}
+    params = {
+        "exclude": ["label"],
+        "model_params": {"family": "mlp"},
+        "training_params": {"epochs": 2, "steps_per_execution": 1},
+    }
     code = main(
         [
             f"--train={tr}",
@@ -260,6 +264,7 @@ def test_train_step_runs_the_trainer_as_a_custom_job(
         label="target",
         task="regression",
         exclude=["label"],
+        model_params={"family": "mlp"},
         training_params={
             "epochs": 3,
             "steps_per_execution": 1,

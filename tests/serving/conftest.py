@@ -59,6 +59,7 @@ def _train(root: Path, task: str, label: str, drop: str) -> TrainedModel:
         root / "model",
         label=label,
         task=task,
+        model_params={"family": "mlp"},  # the Keras predictor's tests
         training_params={"epochs": 2, "batch_size": 128},
     )
     return TrainedModel(

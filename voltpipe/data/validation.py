@@ -23,6 +23,8 @@ RARE_VALUE_COLUMNS_MAX = 50
 # Larger magnitudes overflow float32 means and variances (the training statistics).
 MAX_ABS_VALUE = 1e18
 
+NEAR_CONSTANT = 0.999  # a numeric column with one value in more than this share of train rows
+
 _NUMERIC = (
     "TINYINT",
     "SMALLINT",
@@ -132,6 +134,12 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                 entry["histogram"] = _histogram(con, src, c, entry["min"], entry["max"])
                 if r[6] <= RARE_VALUE_COLUMNS_MAX:
                     entry["rarest_values"] = _rarest(con, src, c)
+
+                mode = con.execute(
+                    f"SELECT {c}::DOUBLE, count(*) FROM {src} WHERE {c} IS NOT NULL "
+                    "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+                ).fetchone()
+                entry["mode"] = {"value": _num(mode[0]), "count": mode[1]} if mode else None
             elif kind in ("string", "boolean"):
                 card = con.execute(f"SELECT count(DISTINCT {c}) FROM {src}").fetchone()[0]
                 top = con.execute(
@@ -237,7 +245,8 @@ def validate(
     Errors: empty required split, missing label, all-null or constant label, a single class,
     a non-numeric regression label, missing feature columns, all-null features, non-finite
     numbers, and (against `expected_schema`) missing/extra columns, type changes and values far
-    outside the stored range. Warnings: new categories, high null rates.
+    outside the stored range. Warnings: new categories, high null rates, numeric features
+    constant or near-constant (one value in > 99.9 % of rows) in the train split.
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -297,6 +306,8 @@ def validate(
             )
         elif s["null_rate"] > HIGH_NULL_RATE:
             warnings.append(f"column {name!r} is {s['null_rate']:.0%} null")
+        if name != label and s["kind"] == "numeric":
+            warnings += _constant_warnings(name, s)
     if expected_schema:
         _compare_schema(stats_by_split, expected_schema, errors, warnings)
     return ValidationResult(errors=errors, warnings=warnings)
@@ -313,6 +324,27 @@ def _non_finite_message(name: str, s: dict[str, Any]) -> str:
         f"column {name!r} has {' and '.join(parts)} value(s); drop or replace them in the query "
         "(they cannot be trained on or served)"
     )
+
+
+def _constant_warnings(name: str, s: dict[str, Any]) -> list[str]:
+    """A warning for a numeric column that is constant or near-constant in the train split."""
+    mode = s.get("mode")
+    if not s["count"] or not mode:
+        return []
+    if s.get("cardinality") == 1:
+        return [
+            f"column {name!r} is constant in the train split (always {_fmt(mode['value'])}): "
+            "the model learns nothing from it, and another value at prediction time is "
+            "taken at face value (scale 1)"
+        ]
+    share = mode["count"] / s["count"]
+    if share > NEAR_CONSTANT:
+        return [
+            f"column {name!r} is near-constant in the train split ({_fmt(mode['value'])} in "
+            f"{share:.2%} of rows, other values in {s['count'] - mode['count']}): the model "
+            "sees too few of the other values to learn from them"
+        ]
+    return []
 
 
 def _compare_schema(

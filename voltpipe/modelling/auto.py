@@ -28,7 +28,7 @@ __all__ = ["CANDIDATES", "CHOICE_ROWS", "SMALL_TABLE", "fit_table_family", "task
 
 CANDIDATES = ("linear", "mlp", "gbdt")
 SMALL_TABLE = 2_000  # fewer train rows: choose by k-fold CV over train + valid
-CV_FOLDS = 5
+CV_FOLDS = 3  # 5 doubled the choice's cost (mostly the mlp's) on the benchmark's tables
 CHOICE_ROWS = 20_000  # more train rows: choose on a sample of this many (valid: the same)
 
 
@@ -71,8 +71,15 @@ def _meta(problem: TabularProblem, mp: Any, tp: Any, params: TaskParams) -> dict
     }
 
 
-def fit_file_family(problem: TabularProblem, mp: Any, tp: Any, params: TaskParams) -> Any:
-    """Fits family gbdt or linear on the problem's arrays; returns a ``train.Fitted``."""
+def fit_file_family(
+    problem: TabularProblem, mp: Any, tp: Any, params: TaskParams, *, final: bool = True
+) -> Any:
+    """Fits family gbdt or linear on the problem's arrays; returns a ``train.Fitted``.
+
+    Args:
+        final: the model to keep (not a candidate scored on valid): the linear model may then
+            use the valid rows for its final fit (see ``linear.fit_linear``).
+    """
     from voltpipe.modelling.train import Fitted
 
     n_classes = len(problem.classes or [])
@@ -105,6 +112,7 @@ def fit_file_family(problem: TabularProblem, mp: Any, tp: Any, params: TaskParam
             n_classes=n_classes,
             seed=tp.seed,
             weights=problem.weights,
+            refit_all=final,
         )
         best, stopped_by = 1, "converged"
         meta |= {"best_epoch": 1, "epochs_run": 1, "strength": model.strength}
@@ -126,7 +134,7 @@ def _outputs(fitted: Any, problem: TabularProblem, x: dict[str, np.ndarray]) -> 
 
 
 def _fit_candidate(
-    family: str, train: pa.Table, valid: pa.Table, kw: dict[str, Any], **fit: Any
+    family: str, train: pa.Table, valid: pa.Table, kw: dict[str, Any], final: bool, **fit: Any
 ) -> tuple[Any, TabularProblem]:
     from voltpipe.modelling.train import fit_tables
 
@@ -145,12 +153,19 @@ def _fit_candidate(
             **fit,
         )
     problem = _problem(train, valid, family, kw, tp)
-    return fit_file_family(problem, mp, tp, params), problem
+    return fit_file_family(problem, mp, tp, params, final=final), problem
 
 
 def _sample(table: pa.Table, n: int, seed: int) -> pa.Table:
+    """`n` seeded rows of `table`, the same whatever order the warehouse returned them in."""
     if table.num_rows <= n:
         return table
+    keys = [
+        (c, "ascending")
+        for c in table.column_names
+        if not pa.types.is_nested(table.schema.field(c).type)
+    ]
+    table = table.sort_by(keys)
     rows = np.sort(np.random.default_rng(seed).choice(table.num_rows, n, replace=False))
     return table.take(pa.array(rows))
 
@@ -185,7 +200,7 @@ def fit_auto(
         scores = []
         try:
             for tr, va in folds:
-                fitted, problem = _fit_candidate(family, tr, va, kw, verbose=0)
+                fitted, problem = _fit_candidate(family, tr, va, kw, False, verbose=0)
                 scores.append(
                     task_loss(task, problem.y_valid, _outputs(fitted, problem, problem.x_valid))
                 )
@@ -224,7 +239,7 @@ def fit_auto(
     if best["family"] in kept:
         fitted, problem = kept[best["family"]]
     else:
-        fitted, problem = _fit_candidate(best["family"], train, valid, kw, **fit)
+        fitted, problem = _fit_candidate(best["family"], train, valid, kw, True, **fit)
     best["refit_seconds"] = round(time.perf_counter() - t0, 3)
     fitted.meta["candidates"] = candidates
     fitted.meta["auto"] = {"metric": metric, "chosen_by": mode, "chosen": best["family"]}
@@ -259,6 +274,7 @@ def fit_table_family(
         label=label, task=task, features=features, exclude=exclude, mp=mp, tp=tp, params=params
     )
     if family == "auto":
+        _problem(train, valid, "auto", kw, tp)  # bad data fails once, naming the column
         return fit_auto(train, valid, kw, fit)
     problem = _problem(train, valid, family, kw, tp)
     return fit_file_family(problem, mp, tp, params), problem

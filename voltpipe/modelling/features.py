@@ -50,6 +50,21 @@ class FeaturePlan:
         return cls(numeric=d["numeric"], categorical=d["categorical"], skipped=d.get("skipped", {}))
 
 
+def scale_variance(values: np.ndarray, axis: int | None = None) -> Any:
+    """The variance to standardise by: the data's, or 1 where the column is constant.
+
+    scikit-learn's rule (``StandardScaler``): a zero variance (up to float rounding) scales by 1,
+    so a value never seen in training moves the input by its raw difference, not by 10^6.
+    """
+    v = np.asarray(values, dtype="float64")
+    n = v.size if axis is None else v.shape[axis]
+    var = v.var(axis=axis)
+    # Rounding leaves a constant column a variance of about (n * eps * |mean|)^2, not 0.
+    bound = (n * np.finfo("float64").eps * np.abs(v.mean(axis=axis))) ** 2
+    out = np.where(var <= bound, 1.0, var)
+    return float(out) if axis is None else out
+
+
 def plan_features(
     table: pa.Table,
     *,
@@ -91,10 +106,7 @@ def plan_features(
                     f"feature column {name!r} has {col.null_count} null and {max(bad, 0)} NaN/inf value(s) "
                     "in the training split; fill or filter them in the query (e.g. COALESCE)"
                 )
-            numeric[name] = {
-                "mean": float(values.mean()),
-                "variance": float(max(values.var(), 1e-12)),
-            }
+            numeric[name] = {"mean": float(values.mean()), "variance": scale_variance(values)}
         elif kind in ("string", "boolean"):
             counts = pc.value_counts(pc.cast(col, pa.string()).drop_null())
             vocab = sorted(str(v["values"]) for v in counts.to_pylist())

@@ -20,13 +20,14 @@ from voltpipe.model_dir import FileModel, Forward
 
 __all__ = ["GbdtModel", "category_codes", "fit_gbdt", "gbdt_threads"]
 
-MULTI_THREAD_ROWS = 200_000
+MULTI_THREAD_ROWS = 2_000_000
 
 
 def gbdt_threads(rows: int = 0) -> int:
     """The fixed thread count: results depend on it, so it depends only on the table's size
-    and the machine. One thread below `MULTI_THREAD_ROWS` rows (OpenMP threads cost far more
-    than they save on small tables, most of all on a busy machine), at most 4 above."""
+    and the machine. One thread below `MULTI_THREAD_ROWS` rows: OpenMP threads cost more than
+    they save on a busy machine (the demo's 200k-row refit took 11 s on one thread, 150 s on
+    two, with other processes on both cores); at most 4 above."""
     if rows < MULTI_THREAD_ROWS:
         return 1
     return max(1, min(4, os.cpu_count() or 1))

@@ -3,7 +3,7 @@
 Inputs are the standardised numeric features (zero variance -> scale 1, values clipped to
 [-10, 10], the rule the Keras models follow) plus one-hot categories (an unseen value: all
 zeros). scikit-learn fits it; the regularisation strength is chosen on the valid split, or by
-5-fold cross-validation over train + valid when the valid split is small. The model is saved as
+3-fold cross-validation over train + valid when the valid split is small. The model is saved as
 plain weights (``voltpipe_linear.json``) and scored with NumPy.
 """
 
@@ -24,7 +24,9 @@ FORMAT = "voltpipe-linear-v1"
 CLIP = 10.0
 MIN_VARIANCE = 1e-12  # below it a feature is constant in train: scale 1 (scikit-learn's rule)
 SMALL_VALID = 200  # fewer valid rows: choose the strength by cross-validation instead
-STRENGTHS = tuple(float(v) for v in np.logspace(-4, 3, 15))  # ridge alpha, or 1/C
+CHOICE_ROWS = 50_000  # more train rows: choose the strength on a sample of this many
+STRENGTHS = tuple(float(v) for v in np.logspace(-3, 2.5, 12))  # ridge alpha, or 1/C
+CV_FOLDS = 3
 
 
 class LinearModel(FileModel):
@@ -139,7 +141,7 @@ def _fit(x: np.ndarray, y: np.ndarray, task: str, strength: float, n_classes: in
         return Ridge(alpha=strength).fit(x, y, sample_weight=w)
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=1.0 / strength, max_iter=1000, tol=1e-6).fit(x, y, sample_weight=w)
+    return LogisticRegression(C=1.0 / strength, max_iter=300).fit(x, y, sample_weight=w)
 
 
 def _loss(est: Any, x: np.ndarray, y: np.ndarray, task: str, n_classes: int) -> float:
@@ -187,9 +189,15 @@ def fit_linear(
     n_classes: int,
     seed: int,
     weights: np.ndarray | None = None,
+    refit_all: bool = False,
 ) -> tuple[LinearModel, dict[str, list[float]]]:
-    """Fits the linear model on train, its strength chosen on valid (or by 5-fold CV over
+    """Fits the linear model on train, its strength chosen on valid (or by 3-fold CV over
     train + valid when valid has fewer than 200 rows).
+
+    Args:
+        refit_all: after a choice by cross-validation, fit the final model on train + valid
+            (the valid rows were not held out anyway); off when the caller scores the model on
+            valid (``auto``'s candidates).
 
     Returns:
         The model and its history: ``val_loss`` per strength tried (MSE or log loss).
@@ -217,8 +225,13 @@ def fit_linear(
     yv = np.asarray(y_valid) if has_valid else None
     losses = []
     if has_valid and len(yv) >= SMALL_VALID:
+        # A big table chooses the strength on a seeded sample (the refit below takes all rows).
+        pick = np.arange(len(yt))
+        if len(yt) > CHOICE_ROWS:
+            pick = np.sort(np.random.default_rng(seed).choice(len(yt), CHOICE_ROWS, replace=False))
+        ws = None if weights is None else weights[pick]
         for s in STRENGTHS:
-            est = _fit(xt, yt, task, s, n_classes, weights)
+            est = _fit(xt[pick], yt[pick], task, s, n_classes, ws)
             losses.append(_loss(est, xv, yv, task, n_classes))
     else:
         xa = np.vstack([xt, xv]) if has_valid else xt
@@ -226,7 +239,7 @@ def fit_linear(
         wa = None
         if weights is not None:
             wa = np.concatenate([weights, np.ones(len(ya) - len(yt))])
-        folds = _kfold(len(ya), min(5, max(2, len(ya) // 2)), seed)
+        folds = _kfold(len(ya), min(CV_FOLDS, max(2, len(ya) // 2)), seed)
         for s in STRENGTHS:
             fold_losses = []
             for tr, va in folds:
@@ -236,7 +249,10 @@ def fit_linear(
                 fold_losses.append(_loss(est, xa[va], ya[va], task, n_classes))
             losses.append(float(np.mean(fold_losses)) if fold_losses else np.inf)
     best = STRENGTHS[int(np.argmin(losses))]
-    est = _fit(xt, yt, task, best, n_classes, weights)
+    if refit_all and has_valid and len(yv) < SMALL_VALID:
+        est = _fit(xa, ya, task, best, n_classes, wa)
+    else:
+        est = _fit(xt, yt, task, best, n_classes, weights)
     coef, intercept = _weights(est, task, n_classes)
     shell.coef, shell.intercept, shell.strength = coef, intercept, best
     return shell, {"val_loss": [float(v) for v in losses]}

@@ -6,24 +6,36 @@ from typing import Any
 
 from voltpipe.modelling.features import MAX_ONE_HOT, FeaturePlan
 
+# Standardised numbers are clipped to [-CLIP, CLIP]: a value far outside the training range
+# (a flag that was always 0 in training) cannot saturate the network.
+CLIP = 10.0
+
 
 def encode_tabular(plan: FeaturePlan, *, one_hot_only: bool = False) -> tuple[dict[str, Any], Any]:
     """Keras inputs for the raw feature columns and their encoded, concatenated tensor.
 
-    Numbers pass a Normalization layer fixed to the training mean/variance; strings a
-    StringLookup (one-hot when small or `one_hot_only`, an embedding otherwise).
+    Numbers pass a Normalization layer fixed to the training mean/variance, then are clipped to
+    [-CLIP, CLIP] (built-in layers only, so the model loads in safe mode: scale by 1/CLIP, a
+    ``hard_tanh`` activation, scale back); strings a StringLookup (one-hot when small or
+    `one_hot_only`, an embedding otherwise).
     """
     import keras
     from keras import layers
 
     inputs: dict[str, Any] = {}
     encoded = []
+    numeric = []
     for name, st in plan.numeric.items():
         inp = keras.Input(shape=(1,), name=name, dtype="float32")
         inputs[name] = inp
-        encoded.append(
+        numeric.append(
             layers.Normalization(mean=st["mean"], variance=st["variance"], name=f"norm_{name}")(inp)
         )
+    if numeric:
+        x = layers.Concatenate(name="numeric")(numeric) if len(numeric) > 1 else numeric[0]
+        x = layers.Rescaling(1.0 / CLIP, name="clip_scale")(x)
+        x = layers.Activation("hard_tanh", name="clip")(x)
+        encoded.append(layers.Rescaling(CLIP, name="clip_unscale")(x))
     for name, vocab in plan.categorical.items():
         inp = keras.Input(shape=(1,), name=name, dtype="string")
         inputs[name] = inp

@@ -23,7 +23,7 @@ from voltpipe.config import (
 )
 from voltpipe.errors import DataError
 from voltpipe.modelling import forecasting as fc
-from voltpipe.modelling.features import FeaturePlan, model_inputs, plan_features
+from voltpipe.modelling.features import FeaturePlan, model_inputs, plan_features, scale_variance
 from voltpipe.modelling.inputs import row_dataset, window_dataset
 
 VALID_BATCH = 2048
@@ -325,7 +325,7 @@ class ForecastProblem(Problem):
                 )
         values = self.train.values.astype("float64")
         self.channel_mean = values.mean(axis=0)
-        self.channel_var = np.maximum(values.var(axis=0), 1e-12)
+        self.channel_var = scale_variance(values, axis=0)
         self.label_mean = float(self.train.target.mean())
         self.label_std = float(self.train.target.std()) or 1.0
         self.channels = [label, *f.covariates, *(fc.CALENDAR_CHANNELS if self.calendar else [])]

@@ -246,6 +246,11 @@ def _describe(layer: Any) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
         return kind, {}, {}
     if kind == "Rescaling":
         return kind, {"scale": float(layer.scale), "offset": float(layer.offset)}, {}
+    if kind == "Activation":
+        activation = layer.activation.__name__
+        if activation not in _ACTIVATIONS:
+            raise UnsupportedModel(f"layer {layer.name}: activation {activation}")
+        return kind, {"activation": activation}, {}
     raise UnsupportedModel(f"layer {layer.name} ({kind}) has no NumPy replay")
 
 
@@ -290,6 +295,9 @@ def _make_step(index: int, step: dict[str, Any], arrays: dict[str, np.ndarray]) 
     if kind == "Rescaling":
         scale, offset = float(params["scale"]), float(params["offset"])
         return lambda a: a[0] * scale + offset
+    if kind == "Activation":  # e.g. the clipping of standardised inputs (hard_tanh)
+        act = _ACTIVATIONS[params["activation"]]
+        return lambda a: act(a[0])
     raise UnsupportedModel(f"step {index}: unknown kind {kind!r}")
 
 
@@ -331,4 +339,5 @@ _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "softmax": _softmax,
     "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
     "tanh": np.tanh,
+    "hard_tanh": lambda x: np.clip(x, -1.0, 1.0),
 }

@@ -1,8 +1,11 @@
 """Training: read parquet splits, build the task's model family, fit resumably, save.
 
-Fitting early-stops and reduces the learning rate on the valid loss, and backs its state up
-every epoch (``keras.callbacks.BackupAndRestore``) to a folder that is stable across retries, so
-a killed run started again resumes after its last finished epoch.
+The budget is counted in optimizer steps (``resolve_budget``): unless set, the batch size and
+the epoch cap derive from the train size so that small tables get thousands of steps, not a
+few dozen. Fitting early-stops (restoring the best weights) and reduces the learning rate on
+the valid loss, stops after ``training.max_seconds``, runs deterministically for a seed, and
+backs its state up every epoch (``keras.callbacks.BackupAndRestore``) to a folder that is
+stable across retries, so a killed run started again resumes after its last finished epoch.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -36,14 +41,93 @@ TABLE_FAMILIES = ("auto", "linear", "gbdt")  # fitted by modelling.auto, not by 
 __all__ = [
     "META_FILE",
     "MODEL_FILE",
+    "Budget",
     "TrainResult",
     "encode_labels",
     "feature_plan",
     "fit_tables",
     "read_model_meta",
     "read_train_result",
+    "resolve_budget",
     "train_model",
 ]
+
+STOPPED_BY = ("early_stopping", "epoch_cap", "time_budget")
+
+# The derived budget (training.batch_size / epochs / early_stopping_patience left unset).
+AUTO_BATCH_DIVISOR, AUTO_BATCH_MIN, AUTO_BATCH_MAX = 16, 32, 512
+AUTO_MIN_EPOCHS = 10  # big tables: min_steps is a few epochs; early stopping needs more
+AUTO_MAX_EPOCHS = 1000  # tiny tables: a few rows per epoch must not mean 10^4 epochs
+# With a derived epoch cap an epoch is one pass or this many steps, whichever is longer: the
+# fixed cost of an epoch (validation, callbacks, the backup) dwarfs a 5-step pass.
+MIN_EPOCH_STEPS = 50
+PATIENCE_STEPS = 400  # patience covers this many steps on small tables (noisy valid loss) ...
+MIN_PATIENCE = 5  # ... and at least this many epochs on big ones
+
+log = logging.getLogger("voltpipe.modelling")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """The fit's budget, resolved from ``training.*`` and the number of train examples."""
+
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int  # > one pass (repeats) when the epoch cap is derived on small tables
+    early_stopping_patience: int
+    reduce_lr_patience: int
+    max_seconds: float | None
+    derived: tuple[str, ...]  # the keys left unset and derived here
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "derived": list(self.derived)}
+
+
+def resolve_budget(tp: Any, n_train: int) -> Budget:
+    """The batch size, epoch cap and patience of a fit on `n_train` examples.
+
+    Unset (None) keys are derived: batch ``clip(n_train // 16, 32, 512)``; an epoch cap giving
+    at least ``training.min_steps`` optimizer steps, within [10, 1000] epochs, where an epoch is
+    one pass over the train split or 50 steps, whichever is longer; patience covering about 400
+    steps (at least 5 epochs); LR reduction after a third of the patience (at least 2 epochs,
+    below the patience). Explicit values win
+    (an explicit ``epochs`` counts passes).
+    """
+    derived = []
+    batch = tp.batch_size
+    if batch is None:
+        batch = int(np.clip(n_train // AUTO_BATCH_DIVISOR, AUTO_BATCH_MIN, AUTO_BATCH_MAX))
+        derived.append("batch_size")
+    steps = max(1, math.ceil(n_train / batch))
+    epochs = tp.epochs
+    if epochs is None:
+        steps = max(steps, MIN_EPOCH_STEPS)
+        epochs = int(np.clip(math.ceil(tp.min_steps / steps), AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS))
+        derived.append("epochs")
+    patience = tp.early_stopping_patience
+    if patience is None:
+        patience = max(MIN_PATIENCE, math.ceil(PATIENCE_STEPS / steps))
+        derived.append("early_stopping_patience")
+    reduce_lr = tp.reduce_lr_patience
+    if reduce_lr is None:
+        # well inside the patience, and at least 2 epochs (the old default) when it allows
+        reduce_lr = min(max(2, patience // 3), max(1, patience - 1)) if patience else 0
+        derived.append("reduce_lr_patience")
+    return Budget(
+        batch_size=int(batch),
+        epochs=int(epochs),
+        steps_per_epoch=steps,
+        early_stopping_patience=int(patience),
+        reduce_lr_patience=int(reduce_lr),
+        max_seconds=tp.max_seconds,
+        derived=tuple(derived),
+    )
+
+
+def train_examples(problem: Problem) -> int:
+    """What one epoch iterates over: windows (forecasting), normal rows (anomaly) or rows."""
+    rows = problem.rows
+    return int(rows.get("train_windows", rows.get("train_normal", rows["train"])))
 
 
 @dataclasses.dataclass
@@ -56,6 +140,8 @@ class TrainResult:
     seconds: float
     meta: dict[str, Any]
     initial_epoch: int = 0  # > 0: resumed from a backup after this many epochs
+    stopped_by: str = "epoch_cap"  # early_stopping | epoch_cap | time_budget
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -66,6 +152,13 @@ class Fitted:
     initial_epoch: int
     meta: dict[str, Any]
     monitor: str
+    stopped_by: str = "epoch_cap"
+    budget: Budget | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get(self.monitor, []))
 
 
 def _settings(
@@ -127,6 +220,39 @@ def _resumable_history(backup_dir: str | None) -> Any:
     return ResumableHistory()
 
 
+def _time_budget(max_seconds: float | None) -> Any:
+    """A callback stopping the fit once it has run `max_seconds` (checked after every step)."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fired = False
+            self.deadline = math.inf
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.deadline = time.monotonic() + (max_seconds or math.inf)
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if not self.fired and time.monotonic() > self.deadline:
+                self.fired = True
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
+def enable_determinism(seed: int) -> None:
+    """Seeds Python, NumPy and Keras and makes TensorFlow's ops deterministic (process-wide).
+
+    Same config, data, seed and machine then give the same model to the last bit.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def _claim_backup(backup_dir: str, fingerprint: dict[str, Any]) -> None:
     """Drops a backup left by a different training setup (it would not fit this model)."""
     import shutil
@@ -153,11 +279,27 @@ def fit_problem(
     strategy: Any = None,
     verbose: int = 2,
 ) -> Fitted:
-    """Builds, compiles and fits the problem's model; returns the model to save and its history."""
+    """Builds, compiles and fits the problem's model; returns the model to save and its history.
+
+    The budget comes from ``resolve_budget``; the best epoch's weights are kept however the fit
+    stops (`Fitted.stopped_by`).
+    """
     import keras
 
-    keras.utils.set_random_seed(tp.seed)
+    enable_determinism(tp.seed)
+    budget = resolve_budget(tp, train_examples(problem))
+    tp = tp.model_copy(
+        update={
+            "batch_size": budget.batch_size,
+            "epochs": budget.epochs,
+            "early_stopping_patience": budget.early_stopping_patience,
+            "reduce_lr_patience": budget.reduce_lr_patience,
+        }
+    )
     train_ds, valid_ds = problem.datasets(tp)
+    passes = math.ceil(train_examples(problem) / budget.batch_size)
+    if budget.steps_per_epoch > passes:  # an epoch of several passes (reshuffled each time)
+        train_ds = train_ds.repeat()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         core = problem.build(mp)
@@ -168,17 +310,17 @@ def fit_problem(
             steps_per_execution=tp.steps_per_execution,
         )
     monitor = "val_loss" if valid_ds is not None else "loss"
-    cbs: list[Any] = [
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=tp.early_stopping_patience, restore_best_weights=True
-        )
-    ]
-    if tp.reduce_lr_patience:
+    early = keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=budget.early_stopping_patience, restore_best_weights=True
+    )
+    timer = _time_budget(budget.max_seconds)
+    cbs: list[Any] = [early, timer]
+    if budget.reduce_lr_patience:
         cbs.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor=monitor,
                 factor=tp.reduce_lr_factor,
-                patience=tp.reduce_lr_patience,
+                patience=budget.reduce_lr_patience,
                 min_lr=tp.learning_rate * 1e-3,
                 verbose=0,
             )
@@ -189,7 +331,7 @@ def fit_problem(
             "task": problem.task,
             "family": problem.family,
             "model": mp.model_dump(),
-            "training": tp.model_dump(exclude={"backup_dir", "vertex", "backend"}),
+            "training": tp.model_dump(exclude={"backup_dir", "vertex", "backend", "max_seconds"}),
             "rows": problem.rows,
         }
         _claim_backup(backup, json.loads(json.dumps(fingerprint, default=str)))
@@ -201,14 +343,49 @@ def fit_problem(
         train_ds,
         validation_data=valid_ds,
         epochs=tp.epochs,
+        steps_per_epoch=budget.steps_per_epoch if budget.steps_per_epoch > passes else None,
         callbacks=cbs,
         verbose=verbose,
         shuffle=False,  # the dataset reshuffles every epoch
     )
     history = history_cb.history
     best_epoch = int(np.argmin(history[monitor])) + 1 if history.get(monitor) else 0
+    epochs_run = len(history.get(monitor, []))
+    if timer.fired:
+        stopped_by = "time_budget"
+    elif early.stopped_epoch > 0:
+        stopped_by = "early_stopping"
+    else:
+        stopped_by = "epoch_cap"
+    warnings = []
+    if epochs_run and best_epoch == epochs_run and stopped_by != "early_stopping":
+        warnings.append(
+            f"the best epoch is the last one ({best_epoch} of {epochs_run}, stopped by "
+            f"{stopped_by}): the {monitor} was still falling; raise "
+            + (
+                "training.max_seconds"
+                if stopped_by == "time_budget"
+                else "training.min_steps"
+                if "epochs" in budget.derived
+                else "training.epochs"
+            )
+            + " to train longer"
+        )
+    for w in warnings:
+        log.warning(w)
+        print(f"voltpipe: warning: {w}", flush=True)
     model = problem.finish(core)
-    return Fitted(model, history, best_epoch, history_cb.initial_epoch, problem.meta(), monitor)
+    return Fitted(
+        model,
+        history,
+        best_epoch,
+        history_cb.initial_epoch,
+        problem.meta(),
+        monitor,
+        stopped_by=stopped_by,
+        budget=budget,
+        warnings=warnings,
+    )
 
 
 def fit_tables(
@@ -282,7 +459,10 @@ def fit_tables(
             "task_params": params.to_dict(),
             "rows": problem.rows,
             "best_epoch": fitted.best_epoch,
-            "epochs_run": len(fitted.history.get(fitted.monitor, [])),
+            "epochs_run": fitted.epochs_run,
+            "stopped_by": fitted.stopped_by,
+            "budget": fitted.budget.to_dict() if fitted.budget else None,
+            "training_warnings": fitted.warnings,
             "resumed_after_epoch": fitted.initial_epoch,
         }
     )
@@ -325,7 +505,7 @@ def train_model(
     Raises:
         DataError: the data cannot train this task (a message naming the column or setting).
     """
-    from voltpipe.modelling.tuning import apply_best_params
+    from voltpipe.modelling.search_space import apply_best_params
 
     started = time.perf_counter()
     if best_params:
@@ -377,6 +557,8 @@ def train_model(
         seconds=time.perf_counter() - started,
         meta=meta,
         initial_epoch=fitted.initial_epoch,
+        stopped_by=fitted.stopped_by,
+        warnings=list(fitted.warnings),
     )
 
 
@@ -386,8 +568,6 @@ def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str
 
     Evaluation, drift and the deploy smoke test then score the model without TensorFlow.
     """
-    import logging
-
     from voltpipe.modelling.replay import (
         REPLAY_FILE,
         UnsupportedModel,
@@ -396,7 +576,6 @@ def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str
         probe_batch,
     )
 
-    log = logging.getLogger("voltpipe.modelling")
     stale = Path(out_dir) / REPLAY_FILE
     stale.unlink(missing_ok=True)  # never leave the replay of a model this one replaced
     if meta.get("task") not in ("regression", "classification", "anomaly"):
@@ -448,6 +627,8 @@ def read_train_result(model_dir: str | os.PathLike[str], seconds: float) -> Trai
         seconds=seconds,
         meta=meta,
         initial_epoch=int(meta.get("resumed_after_epoch", 0)),
+        stopped_by=str(meta.get("stopped_by", "epoch_cap")),
+        warnings=list(meta.get("training_warnings") or []),
     )
 
 

@@ -52,7 +52,7 @@ def report_metric(
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
     """Known flags, and the hyperparameters (tunable keys only), ``--KEY VALUE`` or ``--KEY=VALUE``."""
-    from voltpipe.modelling.tuning import decode_choice
+    from voltpipe.modelling.search_space import decode_choice
 
     parser = argparse.ArgumentParser(prog="python -m voltpipe.modelling.trial", allow_abbrev=False)
     parser.add_argument("--train", required=True)
@@ -77,8 +77,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
 def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> int:
     from voltpipe.errors import exit_on_user_error
     from voltpipe.modelling.distribute import is_chief, make_strategy, strategy_name
+    from voltpipe.modelling.search_space import apply_best_params
     from voltpipe.modelling.train import train_model
-    from voltpipe.modelling.tuning import apply_best_params
 
     env = dict(os.environ if env is None else env)
     args, hparams = parse_args(argv)

@@ -19,76 +19,41 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from voltpipe.config import TUNABLE, TuningConfig
+from voltpipe.config import DEFAULT_FAMILY, TuningConfig
 from voltpipe.errors import DataError, VoltpipeError
-
-SECTIONS = ("model", "training", "forecasting")
-INT_KEYS = {
-    "batch_size",
-    "window",
-    "filters",
-    "kernel_size",
-    "rnn_units",
-    "num_heads",
-    "key_dim",
-    "encoder_layers",
-    "latent_dim",
-}
+from voltpipe.modelling.search_space import (  # noqa: F401 - re-exported for callers
+    INT_KEYS,
+    SECTIONS,
+    apply_best_params,
+    decode_choice,
+    default_space,
+    encode_choice,
+    is_int_range,
+    nest_params,
+)
 
 
-# ----- the search space, shared by both backends --------------------------------------------------
+def search_space(cfg: TuningConfig, task: str, model_params: dict[str, Any] | None) -> dict:
+    """``tuning.space``, or the family's default space when it is empty.
 
-
-def encode_choice(value: Any) -> Any:
-    """A choice as a scalar Optuna/Vertex accept: lists (e.g. hidden_units) become JSON text."""
-    return json.dumps(value) if isinstance(value, list | dict) else value
-
-
-def decode_choice(key: str, value: Any) -> Any:
-    """The inverse of ``encode_choice`` (Vertex returns every categorical as a string)."""
-    if isinstance(value, str) and value[:1] in "[{":
-        return json.loads(value)
-    if key in INT_KEYS and isinstance(value, float | str):
-        return int(float(value))
-    if key not in ("family",) and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def is_int_range(key: str, dom: dict[str, Any]) -> bool:
-    return key in INT_KEYS or (isinstance(dom["min"], int) and isinstance(dom["max"], int))
-
-
-def nest_params(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"learning_rate": .., "window": ..}`` -> ``{"training": {..}, "forecasting": {..}}``."""
-    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    for key, value in flat.items():
-        out[TUNABLE[key]][key] = value
-    return out
-
-
-def apply_best_params(
-    best: dict[str, Any],
-    model_params: dict[str, Any] | None,
-    training_params: dict[str, Any] | None,
-    task_params: dict[str, Any] | None,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Merges tuned values over the training parameters (the sections of `best` win).
-
-    `best` is the tune step's best-params JSON (sections ``model``, ``training``,
-    ``forecasting``) or a flat ``{key: value}`` of tunable keys.
+    Raises:
+        DataError: the space is empty and the family has no default (nothing to search).
     """
-    if not any(s in best for s in SECTIONS):
-        best = nest_params({k: v for k, v in best.items() if k in TUNABLE})
-    mp = {**(model_params or {}), **best.get("model", {})}
-    tp = {**(training_params or {}), **best.get("training", {})}
-    task = dict(task_params or {})
-    if best.get("forecasting"):
-        task["forecasting"] = {**(task.get("forecasting") or {}), **best["forecasting"]}
-    return mp, tp, task
+    if cfg.space:
+        return dict(cfg.space)
+    family = (model_params or {}).get("family") or DEFAULT_FAMILY.get(task, "")
+    if task == "forecasting" and family == "auto":
+        from voltpipe.config import ModelConfig
+        from voltpipe.modelling.problems import resolve_family
+
+        family = resolve_family(task, ModelConfig(family=family))  # what auto trains there
+    space = default_space(family)
+    if not space:
+        raise DataError(
+            f"tuning.space is empty and family {family!r} has no default space: give the keys "
+            "to search in tuning.space"
+        )
+    return space
 
 
 # ----- cross-validation folds ---------------------------------------------------------------------
@@ -285,15 +250,16 @@ def run_tuning(
     import optuna
 
     from voltpipe.config import TrainingConfig
-    from voltpipe.modelling.train import fit_tables
+    from voltpipe.modelling.train import fit_tables, resolve_budget
 
     cfg = tuning if isinstance(tuning, TuningConfig) else TuningConfig(**tuning)
-    if not cfg.space:
-        raise DataError("tuning.space is empty: give at least one key to search")
+    space = search_space(cfg, task, model_params)
     started = time.perf_counter()
     base_tp = {**(training_params or {})}
-    epochs = cfg.max_epochs or TrainingConfig(**base_tp).epochs
-    base_tp["epochs"] = epochs
+    if cfg.max_epochs:
+        base_tp["epochs"] = cfg.max_epochs
+    # The pruner's horizon: the trial's epochs (derived from the train size when unset).
+    epochs = resolve_budget(TrainingConfig(**base_tp), max(1, train.num_rows)).epochs
     budget = cfg.max_total_epochs
     if budget is not None and budget < epochs * max(1, cfg.folds):
         raise DataError(
@@ -328,7 +294,7 @@ def run_tuning(
             "folds": cfg.folds,
             "max_epochs": epochs,
             **({"max_total_epochs": budget} if budget is not None else {}),
-            "space": json.dumps(cfg.space),
+            "space": json.dumps(space),
         },
         tags={"voltpipe.kind": "tuning", "voltpipe.task": task},
     )
@@ -338,7 +304,7 @@ def run_tuning(
 
     def objective(trial: Any) -> float:
         nonlocal total_epochs
-        flat = _suggest(trial, cfg.space)
+        flat = _suggest(trial, space)
         mp, tp, taskp = apply_best_params(flat, model_params, base_tp, task_params)
         t0 = time.perf_counter()
         values: list[float] = []
@@ -431,7 +397,7 @@ def run_tuning(
             + (f"; the first trial failed with: {errors[0]}" if errors else "")
         )
     best = min(complete, key=lambda r: r["value"])
-    best_flat = _suggest_values(study.trials[best["trial"]].params, cfg.space)
+    best_flat = _suggest_values(study.trials[best["trial"]].params, space)
     best_params = {
         **nest_params(best_flat),
         "metric": "val_loss",
@@ -555,6 +521,7 @@ def search(
         )
     from voltpipe.modelling import vertex_jobs
 
+    cfg = cfg.model_copy(update={"space": search_space(cfg, task, model_params)})
     vertex = dict(vertex or {})
     if not vertex.get("project") or not image:
         raise ValueError("tuning.backend 'vertex' needs vertex.project and the config's image")

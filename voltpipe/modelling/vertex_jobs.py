@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from voltpipe.config import TrainingVertexConfig, TuningConfig
 from voltpipe.errors import ConfigError, DataError
-from voltpipe.modelling.tuning import decode_choice, encode_choice, is_int_range, nest_params
+from voltpipe.modelling.search_space import (
+    decode_choice,
+    encode_choice,
+    is_int_range,
+    nest_params,
+)
 
 if TYPE_CHECKING:
     from voltpipe.modelling.train import TrainResult

@@ -135,6 +135,12 @@ def register_and_promote(
         "tracking": tracking.to_dict(),
         "family": model_meta.get("family"),
         "candidates": model_meta.get("candidates"),
+        "training": {
+            "epochs_run": model_meta.get("epochs_run"),
+            "best_epoch": model_meta.get("best_epoch"),
+            "stopped_by": model_meta.get("stopped_by"),
+            "warnings": list(model_meta.get("training_warnings") or []),
+        },
     }
     write_json_atomic(out_path, info)
     return info

@@ -329,7 +329,12 @@ def _training_summary(
     fields["champion"]["gate_promoted"] = gate_promoted
     fields["champion"]["gate"] = _gate_summary(evaluation)
     tracking = registration.get("tracking")
-    summary = {"metrics": {"test": evaluation["metrics"]}, **fields, **_candidates(registration)}
+    summary = {
+        "metrics": {"test": evaluation["metrics"]},
+        **fields,
+        **_candidates(registration),
+        **_training(registration),
+    }
     if tracking is not None:
         summary["tracking"] = tracking
     return summary
@@ -358,6 +363,13 @@ def _gate_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
         f"{s['column']}={s['value']}" for s in d.get("slices") or [] if s.get("regressed")
     ]
     return gate
+
+
+def _training(registration: dict[str, Any]) -> dict[str, Any]:
+    """How the fit went: ``{epochs_run, best_epoch, stopped_by, warnings}`` (``stopped_by``:
+    early_stopping, epoch_cap or time_budget; a warning when the best epoch was the last)."""
+    training = registration.get("training")
+    return {"training": training} if training else {}
 
 
 def _candidates(registration: dict[str, Any]) -> dict[str, Any]:
