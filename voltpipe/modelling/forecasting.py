@@ -51,18 +51,31 @@ def _numeric(table: pa.Table, name: str, role: str) -> np.ndarray:
     return values
 
 
-def _calendar(times: pa.ChunkedArray) -> np.ndarray | None:
-    """sin/cos of hour-of-day and day-of-week, or None when the time column is not a time."""
+def epoch_seconds(times: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """Seconds since 1970-01-01 UTC (float64) of a DATE, DATETIME or TIMESTAMP column, else None.
+
+    DATE (date32/date64) counts whole days; a timestamp without a zone (DATETIME) is read as
+    UTC, one with a zone is converted to UTC, so serving (which converts offsets to UTC) and
+    training see the same hours. Sub-second parts are kept as fractions.
+    """
     t = times.type
     if pa.types.is_timestamp(t):
-        secs = pc.cast(pc.cast(times, pa.timestamp("s", tz=t.tz)), pa.int64())
-    elif pa.types.is_date(t):
-        secs = pc.multiply(pc.cast(pc.cast(times, pa.date32()), pa.int64()), 86_400)
-    else:
+        per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[t.unit]
+        raw = pc.cast(times, pa.int64()).to_numpy(zero_copy_only=False)
+        return raw.astype("float64") / per_second
+    if pa.types.is_date(t):
+        days = pc.cast(pc.cast(times, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
+        return days.astype("float64") * 86_400.0
+    return None
+
+
+def _calendar(times: pa.ChunkedArray) -> np.ndarray | None:
+    """sin/cos of hour-of-day and day-of-week (UTC), or None when the column is not a time."""
+    s = epoch_seconds(times)
+    if s is None:
         return None
-    s = secs.to_numpy(zero_copy_only=False).astype("float64")
     hour = (s % 86_400) / 3_600.0
-    dow = ((s // 86_400) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    dow = (np.floor(s / 86_400) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     a, b = 2 * np.pi * hour / 24.0, 2 * np.pi * dow / 7.0
     return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)], axis=1)
 
@@ -129,6 +142,16 @@ def has_calendar(table: pa.Table, time_column: str) -> bool:
     return t is not None and (pa.types.is_timestamp(t) or pa.types.is_date(t))
 
 
+def context_length(forecasting: dict[str, Any]) -> int:
+    """Past rows one forecast needs: a model meta's ``forecasting.context`` (>= ``window``), or
+    its ``window`` for models saved before ``context`` existed.
+
+    Everything that cuts a history uses it: evaluation's context from the valid split,
+    ``forecast_last``, serving's minimum history, batch forecasts and the validate check.
+    """
+    return int(forecasting.get("context") or forecasting["window"])
+
+
 def window_starts(
     series_id: np.ndarray, *, window: int, horizon: int, stride: int = 1
 ) -> np.ndarray:
@@ -182,26 +205,72 @@ def checked_starts(
     return starts
 
 
-def detect_season(y: np.ndarray, max_lag: int, min_acf: float = 0.2) -> int | None:
-    """The lag (>= 2) of the highest autocorrelation peak up to `max_lag`, or None if weak."""
+SEASON_TOLERANCE = 0.1  # a shorter season wins when its peak is this close to the highest
+
+
+def autocorrelation(y: np.ndarray, max_lag: int, *, detrend: str = "quadratic") -> np.ndarray:
+    """ACF at lags 0..`max_lag` (one FFT) of `y` with its trend removed.
+
+    Args:
+        detrend: ``quadratic``: minus a least-squares quadratic in time (a deterministic
+            trend, linear or slowly curving as in CO2); ``difference``: first differences (a
+            stochastic trend, as in a random walk). Either way a trend's own slowly decaying
+            autocorrelation no longer shifts or hides the seasonal peaks.
+    """
     y = np.asarray(y, dtype="float64")
-    y = y - y.mean()
-    n = len(y)
-    max_lag = min(max_lag, n // 2)
-    if max_lag < 3 or not np.any(y):
-        return None
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    f = np.fft.rfft(y, size)
+    if detrend == "difference":
+        r = np.diff(y)
+    else:
+        t = np.linspace(-1.0, 1.0, len(y))
+        r = y - np.polyval(np.polyfit(t, y, min(2, len(y) - 1)), t)
+    r = r - r.mean()
+    out = np.zeros(max_lag + 1)
+    if len(r) < 2 or not np.any(np.abs(r) > 1e-12 * (np.abs(y).max() or 1.0)):
+        return out
+    size = 1 << int(np.ceil(np.log2(2 * len(r))))
+    f = np.fft.rfft(r, size)
     acf = np.fft.irfft(f * np.conj(f), size)[: max_lag + 1]
-    acf = acf / acf[0]
-    peaks = [
-        k
-        for k in range(2, max_lag)
-        if acf[k] >= acf[k - 1] and acf[k] >= acf[k + 1] and acf[k] > min_acf
-    ]
-    if not peaks:
+    out[: len(acf)] = acf / acf[0]
+    return out
+
+
+def _season_peak(acf: np.ndarray, max_lag: int, min_acf: float) -> int | None:
+    """The season from an ACF: the shortest lag among the highest peaks.
+
+    A peak is a local maximum above `min_acf` that rises at least `min_acf` above the lowest
+    ACF before it (a season's ACF dips between its peaks; noise on a decaying trend does not).
+    Peaks at multiples of a season are nearly as high as the season's own: the shortest lag
+    within ``SEASON_TOLERANCE`` of the highest is the season.
+    """
+    k = np.arange(2, max_lag + 1)
+    lowest_before = np.minimum.accumulate(acf[1 : max_lag + 1])[k - 2]
+    peak = (
+        (acf[k] >= acf[k - 1])
+        & (acf[k] >= acf[k + 1])
+        & (acf[k] > min_acf)
+        & (acf[k] - lowest_before >= min_acf)
+    )
+    if not peak.any():
         return None
-    return int(max(peaks, key=lambda k: acf[k]))
+    lags, heights = k[peak], acf[k[peak]]
+    return int(lags[np.argmax(heights >= heights.max() - SEASON_TOLERANCE)])
+
+
+def detect_season(y: np.ndarray, max_lag: int, min_acf: float = 0.2) -> int | None:
+    """The season length (>= 2 steps) of `y` from the ACF of its detrended values, or None.
+
+    The trend is removed by a quadratic fit, or when that leaves no clear peak (a stochastic
+    trend) by differencing; see ``autocorrelation`` and ``_season_peak``. Lags go up to
+    `max_lag`, capped at half the series. Vectorised: two FFTs at most.
+    """
+    max_lag = min(max_lag, len(y) // 2 - 1)
+    if max_lag < 3:
+        return None
+    for detrend in ("quadratic", "difference"):
+        season = _season_peak(autocorrelation(y, max_lag + 1, detrend=detrend), max_lag, min_acf)
+        if season is not None:
+            return season
+    return None
 
 
 def targets(st: SeriesTable, starts: np.ndarray, window: int, horizon: int) -> np.ndarray:
