@@ -109,6 +109,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             expected_schema=expected_schema,
             registry_uri=champion_schema_registry,
             model_name=model_name,
+            task_params=task_params,
         ).set_display_name("validate")
         # Tuning is decided when the pipeline is built: its best hyperparameters feed train.
         tuned_params = {}
