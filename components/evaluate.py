@@ -22,13 +22,15 @@ def evaluate(
     min_improvement: float = 0.0,
     slice_columns: Optional[list] = None,  # noqa: UP045 (KFP cannot read `X | None`)
     classification_threshold: Optional[float] = None,  # noqa: UP045
+    valid_data: Optional[dsl.Input[dsl.Dataset]] = None,  # noqa: UP045
 ) -> NamedTuple("EvaluateOutputs", [("promote", bool)]):
     """Scores the challenger and the current champion on the test split and applies the gate.
 
     `metrics` holds the headline metrics; `evaluation` the full result (precision/recall,
     confusion matrix, ROC, slice metrics per `slice_columns` value, the decision);
     `classification_metrics` the confusion matrix and ROC curve (classification only); `plots`
-    the ROC/confusion matrix or the residual plots.
+    the ROC/confusion matrix or the residual plots. Forecasters take the past of their first
+    test forecasts from `valid_data` (the valid split), so every test row is scored.
     """
     from collections import namedtuple
 
@@ -49,6 +51,7 @@ def evaluate(
             min_improvement=min_improvement,
             slice_columns=slice_columns or [],
             classification_threshold=classification_threshold,
+            valid_path=valid_data.path if valid_data is not None else None,
         )
     for key, value in result.metrics.items():
         metrics.log_metric(key, value)

@@ -158,6 +158,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         evaluated = ops["evaluate"](
             model=trained.outputs["model"],
             test_data=data.outputs["test"],
+            valid_data=data.outputs["valid"],
             registry_uri=registry_uri,
             model_name=model_name,
             gate_metric=gate_metric,

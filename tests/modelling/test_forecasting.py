@@ -115,7 +115,7 @@ def test_cnn_forecaster_beats_persistence(demand_splits: dict[str, Path], tmp_pa
     test = pq.read_table(demand_splits["test"])
     pred = loaded.predict_raw(test)  # raw rows in, raw units out
     assert pred.shape == (2 * (7 * 24 - 54 + 1), 6)
-    metrics = score_forecaster(loaded, test)
+    metrics = score_forecaster(loaded, test).metrics
     assert metrics["skill_persistence"] > 0.2, metrics
     assert "skill_seasonal" in metrics and metrics["mae"] < metrics["mae_persistence"]
 

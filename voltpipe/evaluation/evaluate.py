@@ -76,14 +76,20 @@ class EvaluationResult:
 
 
 # ----- scoring by task --------------------------------------------------------------------------
-# One scorer per task: (loaded model, test table, slice columns, classification threshold).
-# Forecasting and anomaly scorers live in their own modules (forecast_metrics, anomaly_metrics).
+# One scorer per task: (loaded model, test table, slice columns, classification threshold,
+# the valid split or None). Only forecasters read the valid split: the past of their first test
+# forecasts. Forecasting and anomaly scorers live in their own modules (forecast_metrics,
+# anomaly_metrics).
 
-Scorer = Callable[[Any, pa.Table, Sequence[str], float | None], ModelScore]
+Scorer = Callable[[Any, pa.Table, Sequence[str], float | None, pa.Table | None], ModelScore]
 
 
 def _score_regression(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.plots import regression_plots_html
     from voltpipe.modelling.train import encode_labels
@@ -108,7 +114,11 @@ def _score_regression(
 
 
 def _score_classification(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.plots import classification_plots_html
     from voltpipe.modelling.train import encode_labels
@@ -136,15 +146,24 @@ def _score_classification(
 
 
 def _score_forecasting(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.forecast_metrics import score_forecaster
 
-    return ModelScore(loaded.task, score_forecaster(loaded, table), table.num_rows)
+    score = score_forecaster(loaded, table, valid)
+    return ModelScore(loaded.task, score.metrics, table.num_rows, details=score.details)
 
 
 def _score_anomaly(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.anomaly_metrics import score_anomaly_detector
 
@@ -165,10 +184,13 @@ def score_model(
     *,
     slice_columns: Sequence[str] = (),
     classification_threshold: float | None = None,
+    valid_path: str | os.PathLike[str] | None = None,
 ) -> ModelScore:
     """Scores a saved model on the test data by its task (the dispatch point is ``SCORERS``).
 
-    Slice metrics are computed for regression and classification.
+    Slice metrics are computed for regression and classification. A forecaster takes the past
+    of its first test forecasts from the valid split at `valid_path` (see
+    ``forecast_metrics.score_forecaster``), so every test row is scored.
 
     Raises:
         DataError: empty test data, a task without evaluation, or unusable test data.
@@ -183,7 +205,10 @@ def score_model(
     scorer = SCORERS.get(loaded.task)
     if scorer is None:
         raise DataError(f"task {loaded.task}: evaluation not supported")
-    return scorer(loaded, table, list(slice_columns), classification_threshold)
+    valid = None
+    if valid_path is not None and loaded.task == "forecasting":  # only forecasters read it
+        valid = read_table(valid_path)
+    return scorer(loaded, table, list(slice_columns), classification_threshold, valid)
 
 
 def evaluate_challenger(
@@ -196,8 +221,12 @@ def evaluate_challenger(
     min_improvement: float = 0.0,
     slice_columns: Sequence[str] = (),
     classification_threshold: float | None = None,
+    valid_path: str | os.PathLike[str] | None = None,
 ) -> EvaluationResult:
     """Scores the challenger and (if any) the champion on the same test split, then decides.
+
+    Forecasters (challenger and champion alike) take their first forecasts' past from the valid
+    split at `valid_path`, so both are scored on every test row.
 
     A champion that can no longer score this data (e.g. a changed schema) is reported and the
     challenger is judged on its own. Slices and plots are the challenger's.
@@ -207,12 +236,16 @@ def evaluate_challenger(
         test_path,
         slice_columns=slice_columns,
         classification_threshold=classification_threshold,
+        valid_path=valid_path,
     )
     champion: ModelScore | None = None
     if champion_dir is not None:
         try:
             champion = score_model(
-                champion_dir, test_path, classification_threshold=classification_threshold
+                champion_dir,
+                test_path,
+                classification_threshold=classification_threshold,
+                valid_path=valid_path,
             )
         except DataError as exc:
             print(

@@ -279,22 +279,87 @@ def targets(st: SeriesTable, starts: np.ndarray, window: int, horizon: int) -> n
 
 
 def naive_forecasts(
-    st: SeriesTable, starts: np.ndarray, window: int, horizon: int, season: int | None
+    st: SeriesTable, origins: np.ndarray, horizon: int, season: int | None
 ) -> dict[str, Any]:
-    """Persistence (the window's last value) and seasonal-naive forecasts for every window.
+    """Persistence and seasonal-naive forecasts from every origin (first forecast row).
 
-    Seasonal naive predicts step ``t + k`` by ``y[t + k - season * ceil((k + 1) / season)]``;
-    windows whose seasonal source row falls before their series' start are masked out.
+    Persistence repeats ``y[o - 1]``; seasonal naive predicts step ``o + k`` by
+    ``y[o + k - season * ceil((k + 1) / season)]``, always a row before the origin. Origins
+    whose seasonal source row falls before their series' start are marked False in
+    ``seasonal_mask`` (give each origin ``season`` rows of history to avoid that: see
+    ``with_history``).
     """
-    persistence = np.repeat(st.target[starts + window - 1][:, None], horizon, axis=1)
+    origins = np.asarray(origins, dtype="int64")
+    persistence = np.repeat(st.target[origins - 1][:, None], horizon, axis=1)
     out: dict[str, Any] = {"persistence": persistence}
     if season:
         k = np.arange(horizon)
         lag = season * np.ceil((k + 1) / season).astype("int64")
-        src = starts[:, None] + window + k - lag
-        series_first = np.searchsorted(st.series_id, st.series_id[starts], side="left")
+        src = origins[:, None] + k - lag
+        series_first = np.searchsorted(st.series_id, st.series_id[origins], side="left")
         ok = np.all(src >= series_first[:, None], axis=1)
         seasonal = st.target[np.clip(src, 0, None)]
         out["seasonal"] = seasonal
         out["seasonal_mask"] = ok
     return out
+
+
+HISTORY_MARK = "__voltpipe_scored__"
+
+
+def with_history(
+    history: pa.Table | None,
+    table: pa.Table,
+    *,
+    time_column: str,
+    group_column: str | None,
+    rows: int,
+) -> tuple[pa.Table, np.ndarray]:
+    """`table` with the last `rows` rows of each of its series in `history` before it.
+
+    This is how a test split gets the past its first forecasts need (from the valid split):
+    every row of `table` can then be a forecast target, whatever the window. The result is
+    sorted by group then time, as ``series_table`` sorts it (a stable sort, so the order is
+    kept there), and comes with a mask of the rows that came from `table`.
+
+    Args:
+        history: the rows just before `table` (same columns), or None.
+        rows: how many past rows each series needs (``context_length``, or more for a
+            seasonal-naive baseline).
+
+    Returns:
+        (the sorted rows, (n,) bool: True for the rows of `table`).
+    """
+    keys = [(time_column, "ascending")]
+    if group_column is not None and group_column in table.column_names:
+        keys.insert(0, (group_column, "ascending"))
+    else:
+        group_column = None
+    parts = [table.append_column(HISTORY_MARK, pa.repeat(pa.scalar(True), table.num_rows))]
+    if history is not None and history.num_rows and rows > 0:
+        missing = [c for c in table.column_names if c not in history.column_names]
+        if missing:
+            raise DataError(
+                f"the history rows lack column(s) {', '.join(missing)} of the scored rows"
+            )
+        past = history.select(table.column_names).cast(table.schema).sort_by(keys)
+        if group_column is not None:
+            g = pc.fill_null(pc.cast(past.column(group_column), pa.string()), "")
+            g = np.asarray(g.to_numpy(zero_copy_only=False), dtype=object)
+            wanted = set(
+                pc.unique(
+                    pc.fill_null(pc.cast(table.column(group_column), pa.string()), "")
+                ).to_pylist()
+            )
+            ends = np.r_[np.flatnonzero(g[1:] != g[:-1]), len(g) - 1]
+            series_end = ends[np.searchsorted(ends, np.arange(len(g)))]
+            keep = (series_end - np.arange(len(g)) < rows) & np.isin(g, list(wanted))
+        else:
+            keep = np.arange(past.num_rows) >= past.num_rows - rows
+        past = past.filter(pa.array(keep))
+        parts.insert(
+            0, past.append_column(HISTORY_MARK, pa.repeat(pa.scalar(False), past.num_rows))
+        )
+    combined = pa.concat_tables(parts).sort_by([*keys, (HISTORY_MARK, "ascending")])
+    scored = combined.column(HISTORY_MARK).to_numpy(zero_copy_only=False).astype(bool)
+    return combined.drop_columns([HISTORY_MARK]), scored
