@@ -141,3 +141,28 @@ def test_every_test_row_is_scored_whatever_the_window(
     )
     assert result.champion_metrics == pytest.approx(a.metrics)
     assert result.details["windows"] == windows
+
+
+def test_decision_report_says_what_a_forecaster_was_scored_on() -> None:
+    from voltpipe.evaluation.evaluate import EvaluationResult, decision_report_markdown
+    from voltpipe.evaluation.gate import decide
+
+    metrics = {"mae": 1.0, "mae_persistence": 2.0}
+    result = EvaluationResult(
+        metrics,
+        None,
+        None,
+        decide(metrics, None, metric="mae"),
+        80,
+        task="forecasting",
+        details={
+            "windows": 70,
+            "targets": 420,
+            "test_rows": 80,
+            "history": "valid",
+            "history_rows": 24,
+        },
+    )
+    report = decision_report_markdown(result)
+    assert "Scored 70 forecasts (420 targets) over 80 test rows" in report
+    assert "the last 24 rows of each series in the valid split" in report

@@ -283,6 +283,17 @@ def decision_report_markdown(result: EvaluationResult) -> str:
         parts.append(
             f"Precision {d['precision']:.4g}, recall {d['recall']:.4g} (predicted class: {rule}).\n"
         )
+    if "targets" in d:  # forecasting: what the metrics were computed on
+        where = (
+            f"the last {d['history_rows']} rows of each series in the valid split"
+            if d["history"] == "valid"
+            else "each test series' first rows (no valid split: those rows are not scored)"
+        )
+        parts.append(
+            f"Scored {d['windows']:,} forecasts ({d['targets']:,} targets) over "
+            f"{d['test_rows']:,} test rows; the first forecasts' history is {where}. The "
+            "naive baselines are scored on the same targets.\n"
+        )
     if result.slices:
         parts.append("## Slice metrics\n\n" + slices_markdown(result.slices))
     return "\n".join(parts)
