@@ -27,6 +27,8 @@ from voltpipe.modelling.features import FeaturePlan, model_inputs, plan_features
 from voltpipe.modelling.inputs import row_dataset, window_dataset
 
 VALID_BATCH = 2048
+# Forecasting families fitted and scored through ``forecast_features`` (no Keras).
+FEATURE_PATH_FAMILIES = ("auto", "gbdt", "statistical")
 
 # What `LoadedModel.predict_raw` returns, stored in voltpipe_model.json as "output".
 OUTPUTS = {
@@ -325,13 +327,16 @@ class ForecastProblem(Problem):
         self.label_mean = float(self.train.target.mean())
         self.label_std = float(self.train.target.std()) or 1.0
         self.channels = [label, *f.covariates, *(fc.CALENDAR_CHANNELS if self.calendar else [])]
-        if f.season:
-            self.season, self.season_source = f.season, "configured"
-        else:
+        self.seasons = f.configured_seasons
+        self.season_source = "configured" if self.seasons else "none"
+        if not self.seasons:
+            from voltpipe.modelling.forecast_features import detect_seasons
+
             longest = np.bincount(self.train.series_id).argmax()
             y = self.train.target[self.train.series_id == longest]
-            self.season = fc.detect_season(y, max_lag=min(len(y) // 2, 2000))
-            self.season_source = "detected" if self.season else "none"
+            self.seasons = detect_seasons(y, max_lag=min(len(y) // 3, 2000))
+            self.season_source = "detected" if self.seasons else "none"
+        self._prepare_features(valid)
         self.loss, self.metrics = "mse", ["mae"]
         self.rows = {
             "train": train.num_rows,
@@ -339,6 +344,46 @@ class ForecastProblem(Problem):
             "train_windows": len(self.starts),
             "valid_windows": len(self.valid_starts) if self.has_valid else 0,
         }
+
+    def _prepare_features(self, valid: pa.Table) -> None:
+        """The feature path's inputs (``forecast_features``): the train rows followed by the
+        valid rows of each series, the origins whose targets are train or valid rows, and the
+        naive base with the lowest MAE on the train origins."""
+        from voltpipe.modelling import forecast_features as ff
+
+        f = self.cfg
+        spec = ff.FeatureSpec(
+            f.window,
+            f.horizon,
+            tuple(self.seasons),
+            calendar=self.calendar,
+            n_covariates=len(f.covariates),
+        )
+        self.series, is_valid = ff.splice(self.train, self.valid if valid.num_rows else None)
+        train_o, valid_o = ff.split_origins(
+            self.series, is_valid, context=spec.context, horizon=f.horizon
+        )
+        if len(train_o) == 0:
+            raise DataError(
+                f"no series of the train split has {spec.context + f.horizon} rows: a forecast "
+                f"needs {spec.context} rows of history (forecasting.window, and one cycle plus "
+                f"{ff.SEASONAL_DIFFS} steps of every season {list(spec.seasons)}) and "
+                f"forecasting.horizon = {f.horizon} targets; lower forecasting.window, set "
+                "forecasting.seasons or extract more rows"
+            )
+        if f.stride > 1:
+            first = np.searchsorted(self.series.series_id, self.series.series_id[train_o])
+            train_o = train_o[(train_o - first) % f.stride == 0]
+        base = ff.choose_base(self.series.target, train_o, f.horizon, spec.seasons)
+        self.spec = dataclasses.replace(spec, base=base)
+        self.train_origins, self.valid_origins = train_o, valid_o
+
+    @property
+    def season(self) -> int | None:
+        """The season of the seasonal-naive baseline: the base's, else the shortest."""
+        if self.spec.base.startswith("season:"):
+            return int(self.spec.base.split(":")[1])
+        return self.seasons[0] if self.seasons else None
 
     def _std(self, y: np.ndarray) -> np.ndarray:
         return ((y - self.label_mean) / self.label_std).astype("float32")
@@ -409,6 +454,13 @@ class ForecastProblem(Problem):
                 "channels": self.channels,
                 "season": self.season,
                 "season_source": self.season_source,
+                "seasons": list(self.seasons),
+                # Keras families still forecast from the window alone (legacy inputs)
+                **(
+                    {"context": self.spec.context, "features": self.spec.to_dict()}
+                    if self.family in FEATURE_PATH_FAMILIES
+                    else {"context": f.window}
+                ),
             },
         }
 

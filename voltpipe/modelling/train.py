@@ -318,6 +318,18 @@ def train_model(
         )
     train_tbl = read_table(train_path)
     valid_tbl = read_table(valid_path)
+    if task == "forecasting" and _feature_path_family(model_params):
+        from voltpipe.modelling.forecast_auto import train_forecaster
+
+        meta, _ = train_forecaster(
+            train_tbl, valid_tbl, out_dir, label=label, model_params=model_params,
+            training_params=training_params, task_params=task_params,
+        )  # fmt: skip
+        if best_params:
+            meta["best_params"] = best_params
+            write_json_atomic(Path(out_dir) / META_FILE, meta)
+        write_json_atomic(Path(out_dir) / HISTORY_FILE, {})
+        return read_train_result(out_dir, time.perf_counter() - started)
     backup = (
         backup_dir
         or (training_params or {}).get("backup_dir")
@@ -358,6 +370,15 @@ def train_model(
         meta=meta,
         initial_epoch=fitted.initial_epoch,
     )
+
+
+def _feature_path_family(model_params: dict[str, Any] | None) -> bool:
+    """A forecasting family fitted by ``forecast_auto`` (gbdt, statistical, auto), not Keras."""
+    from voltpipe.config import DEFAULT_FAMILY
+    from voltpipe.modelling.problems import FEATURE_PATH_FAMILIES
+
+    family = (model_params or {}).get("family") or DEFAULT_FAMILY["forecasting"]
+    return family in FEATURE_PATH_FAMILIES
 
 
 def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str]) -> bool:
@@ -410,6 +431,15 @@ def check_model_file(model_dir: str | os.PathLike[str]) -> None:
     """
     import zipfile
 
+    meta_path = Path(model_dir) / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if (meta.get("forecasting") or {}).get("members"):  # gbdt/statistical: no Keras file
+        from voltpipe.modelling.forecast_auto import member_files
+
+        missing = [n for n in member_files(meta) if not (Path(model_dir) / n).is_file()]
+        if missing:
+            raise DataError(f"{model_dir} lacks the forecaster file(s) {', '.join(missing)}")
+        return
     path = Path(model_dir) / MODEL_FILE
     try:
         with zipfile.ZipFile(path) as archive:

@@ -1,0 +1,217 @@
+"""Family auto (the forecasting default) and the training of the non-Keras forecasters.
+
+``auto`` fits every candidate of ``forecasting.candidates`` (default gbdt and statistical) on
+the train split and backtests each on the valid split, every candidate on the same targets
+(valid origins take their history from the train tail). The mean of the two best is one more
+candidate (forecast combinations are robust). The best valid MAE wins; every candidate's score
+and fit time go into the model meta as ``candidates``. The model folder holds the winner's
+files; ``forecasting.members`` names the families whose forecasts are averaged (one or two).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from voltpipe.errors import DataError
+from voltpipe.modelling.forecast_features import FeatureSpec
+from voltpipe.modelling.forecasting import SeriesTable
+
+FORMAT = "voltpipe-forecast-v1"
+COMBINATION = "combination"
+
+
+class MeanForecaster:
+    """The mean of its members' forecasts (one member: that member)."""
+
+    def __init__(self, members: dict[str, Any]) -> None:
+        self.members = members
+
+    def forecast(
+        self, st: SeriesTable, origins: np.ndarray, step: np.ndarray | None = None
+    ) -> np.ndarray:
+        parts = [m.forecast(st, origins, step) for m in self.members.values()]
+        return np.mean(parts, axis=0).astype("float32")
+
+    def save(self, model_dir: str | Path) -> None:
+        for member in self.members.values():
+            member.save(model_dir)
+
+
+def load_forecaster(model_dir: str | Path, meta: dict[str, Any]) -> MeanForecaster:
+    """The forecaster of a model folder whose meta names ``forecasting.members`` (no Keras)."""
+    f = meta["forecasting"]
+    spec = FeatureSpec.from_dict(f["features"])
+    members: dict[str, Any] = {}
+    for family in f["members"]:
+        members[family] = _member_class(family).load(model_dir, spec)
+    return MeanForecaster(members)
+
+
+def member_files(meta: dict[str, Any]) -> list[str]:
+    """The files of a non-Keras forecaster's members (for checks without loading)."""
+    from voltpipe.modelling.forecast_gbdt import GBDT_FILE
+    from voltpipe.modelling.forecast_stat import STAT_FILE
+
+    names = {"gbdt": GBDT_FILE, "statistical": STAT_FILE}
+    return [names[m] for m in meta["forecasting"].get("members") or []]
+
+
+def _member_class(family: str) -> Any:
+    if family == "gbdt":
+        from voltpipe.modelling.forecast_gbdt import GbdtForecaster
+
+        return GbdtForecaster
+    if family == "statistical":
+        from voltpipe.modelling.forecast_stat import StatForecaster
+
+        return StatForecaster
+    raise DataError(f"forecasting.members: no forecaster family {family!r}")
+
+
+def _fit(family: str, problem: Any, mp: Any, tp: Any) -> tuple[Any, dict[str, Any]]:
+    st, spec = problem.series, problem.spec
+    if family == "gbdt":
+        from voltpipe.modelling.forecast_gbdt import fit_gbdt
+
+        return fit_gbdt(
+            st, problem.train_origins, problem.valid_origins, spec, mp.gbdt, seed=tp.seed
+        )
+    if family == "statistical":
+        from voltpipe.modelling.forecast_stat import fit_statistical
+
+        return fit_statistical(st, problem.train_origins, problem.valid_origins, spec)
+    raise DataError(
+        f"forecasting.candidates: family {family!r} cannot be fitted by family auto yet; "
+        "valid: gbdt, statistical"
+    )
+
+
+def fit_forecaster(problem: Any, mp: Any, tp: Any) -> tuple[MeanForecaster, dict[str, Any]]:
+    """Fits `problem.family` (gbdt, statistical or auto) on a ``ForecastProblem``.
+
+    Returns the forecaster and the meta it adds: ``forecasting.members``, ``candidates``
+    (``{family, score, metric, fit_seconds}`` each; score = valid MAE, None without a valid
+    split) and ``fit``.
+    """
+    family = problem.family
+    names = list(problem.cfg.candidates) if family == "auto" else [family]
+    st = problem.series
+    vo = problem.valid_origins
+    truth = st.target[vo[:, None] + np.arange(problem.spec.horizon)] if len(vo) else None
+    fitted: dict[str, Any] = {}
+    preds: dict[str, np.ndarray] = {}
+    candidates: list[dict[str, Any]] = []
+    fit_info: dict[str, Any] = {}
+    for name in names:
+        started = time.perf_counter()
+        model, info = _fit(name, problem, mp, tp)
+        seconds = time.perf_counter() - started
+        fitted[name], fit_info[name] = model, info
+        score = None
+        if truth is not None:
+            preds[name] = model.forecast(st, vo)
+            score = float(np.mean(np.abs(preds[name] - truth)))
+        candidates.append(_candidate(name, score, seconds))
+    if truth is not None and len(preds) >= 2:
+        best_two = sorted(preds, key=lambda n: candidates[names.index(n)]["score"])[:2]
+        mean = np.mean([preds[n] for n in best_two], axis=0)
+        seconds = sum(c["fit_seconds"] for c in candidates if c["family"] in best_two)
+        candidates.append(
+            {
+                **_candidate(COMBINATION, float(np.mean(np.abs(mean - truth))), seconds),
+                "members": best_two,
+            }
+        )
+    scored = [c for c in candidates if c["score"] is not None]
+    # without a valid split: the first candidate, unjudged
+    winner = min(scored, key=lambda c: c["score"]) if scored else candidates[0]
+    members = winner.get("members") or [winner["family"]]
+    forecaster = MeanForecaster({m: fitted[m] for m in members})
+    meta = {"members": members, "candidates": candidates, "fit": fit_info}
+    return forecaster, meta
+
+
+def _candidate(family: str, score: float | None, seconds: float) -> dict[str, Any]:
+    return {
+        "family": family,
+        "score": None if score is None else round(score, 6),
+        "metric": "valid_mae",
+        "fit_seconds": round(seconds, 3),
+    }
+
+
+def train_forecaster(
+    train: pa.Table,
+    valid: pa.Table,
+    out_dir: str | Path,
+    *,
+    label: str,
+    model_params: dict[str, Any] | None,
+    training_params: dict[str, Any] | None,
+    task_params: dict[str, Any] | None,
+) -> tuple[dict[str, Any], float]:
+    """Trains family gbdt, statistical or auto and saves the model folder.
+
+    Writes the members' files and ``voltpipe_model.json`` (``forecasting.context``,
+    ``seasons``, ``features``, ``members``; ``candidates``). Returns the meta and seconds.
+
+    Raises:
+        DataError: the data or a setting cannot train this model (naming the key or column).
+    """
+    from voltpipe.data.io import write_json_atomic
+    from voltpipe.modelling.problems import OUTPUTS, make_problem
+    from voltpipe.modelling.train import META_FILE, _settings
+
+    started = time.perf_counter()
+    mp, tp, params = _settings(model_params, training_params, task_params)
+    problem: Any = make_problem(
+        train,
+        valid,
+        label=label,
+        task="forecasting",
+        features=None,
+        exclude=None,
+        mp=mp,
+        tp=tp,
+        params=params,
+    )
+    forecaster, extra = fit_forecaster(problem, mp, tp)
+    meta = problem.meta()
+    meta["forecasting"]["members"] = extra["members"]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("forecast_*"):
+        stale.unlink()
+    (out / "model.keras").unlink(missing_ok=True)
+    forecaster.save(out)
+    rows = {
+        **problem.rows,
+        "train_windows": len(problem.train_origins),
+        "valid_windows": len(problem.valid_origins),
+    }
+    meta.update(
+        {
+            "format": FORMAT,
+            "task": "forecasting",
+            "label": label,
+            "family": problem.family,
+            "output": OUTPUTS["forecasting"],
+            "model_params": {**mp.model_dump(), "family": problem.family},
+            "training_params": tp.model_dump(),
+            "task_params": params.to_dict(),
+            "rows": rows,
+            "best_epoch": 0,
+            "epochs_run": 0,
+            "resumed_after_epoch": 0,
+            "candidates": extra["candidates"],
+            "fit": extra["fit"],
+            "replay": False,
+        }
+    )
+    write_json_atomic(out / META_FILE, meta)
+    return meta, time.perf_counter() - started
