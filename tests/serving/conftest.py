@@ -128,7 +128,7 @@ def train_forecaster(root: Path) -> ForecastModel:
         root / "model",
         label="load_mw",
         task="forecasting",
-        model_params={"hidden_units": [16], "filters": 8},
+        model_params={"family": "cnn", "hidden_units": [16], "filters": 8},
         training_params={"epochs": 2, "batch_size": 64},
         task_params=FORECAST_TASK,
     )
