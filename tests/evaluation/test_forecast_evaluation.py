@@ -108,6 +108,7 @@ def test_every_test_row_is_scored_whatever_the_window(
         assert score.details["targets"] == windows * HORIZON
         assert score.details["history"] == "valid"
         assert score.details["seasonal_windows"] == windows  # no window dropped by the baseline
+        assert score.details["short_history_series"] == 0
     # The baselines are the same numbers for both: same targets, same source rows.
     for key in ("mae_persistence", "mae_seasonal"):
         assert a.metrics[key] == pytest.approx(b.metrics[key], rel=1e-9)

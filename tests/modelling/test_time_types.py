@@ -16,7 +16,7 @@ import pytest
 from tests.modelling.synthetic import write_split
 from voltpipe.modelling import forecasting as fc
 
-ROWS = 240  # per series: 160 train, 40 valid, 40 test
+ROWS = 260  # per series: 160 train, 60 valid (a daily season's context: 48), 40 test
 WINDOW, HORIZON = 14, 3
 # time expression, period of the generated cycle (in steps), step as a numpy timedelta
 TIME_TYPES = {
@@ -75,17 +75,24 @@ class Trained:
     model_dir: Path
 
 
-@pytest.fixture(scope="module", params=list(TIME_TYPES))
+FAMILIES = ("mlp", "gbdt", "statistical")  # a Keras window model and the feature-path ones
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(kind, family) for kind in TIME_TYPES for family in FAMILIES],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     from voltpipe.modelling.train import train_model
 
-    kind = request.param
+    kind, family = request.param
     rows = _rows(kind)
-    root = tmp_path_factory.mktemp(kind)
+    root = tmp_path_factory.mktemp(f"{kind}-{family}")
     site = rows["site"].to_numpy(zero_copy_only=False)
     pos = np.r_[np.arange(ROWS), np.arange(ROWS)]
     assert (site[:ROWS] == "a").all()
-    cuts = {"train": pos < 160, "valid": (pos >= 160) & (pos < 200), "test": pos >= 200}
+    cuts = {"train": pos < 160, "valid": (pos >= 160) & (pos < 220), "test": pos >= 220}
     splits = {s: write_split(root / s, rows.filter(pa.array(m))) for s, m in cuts.items()}
     train_model(
         splits["train"],
@@ -93,7 +100,7 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         root / "model",
         label="y",
         task="forecasting",
-        model_params={"family": "mlp", "hidden_units": [8]},
+        model_params={"family": family, "hidden_units": [8]},
         training_params={"epochs": 1, "batch_size": 64, "steps_per_execution": 1},
         task_params={
             "time_column": "t",
@@ -114,6 +121,7 @@ def test_train_and_evaluate_on_every_time_type(trained: Trained) -> None:
         trained.model_dir, trained.splits["test"], valid_path=trained.splits["valid"]
     )
     assert score.details["windows"] == 2 * (40 - HORIZON + 1)  # every test row a target
+    assert score.details["short_history_series"] == 0
     assert np.isfinite(score.metrics["mae"]) and score.metrics["mae_persistence"] > 0
 
 

@@ -62,11 +62,11 @@ def test_batch_forecast_writes_every_series_next_steps(
         "model_version",
         "predicted_at",
     ]
-    assert out.schema.field("ts").type == pa.timestamp("us")
+    assert out.schema.field("ts").type == pa.timestamp("s")  # the query's type (TIMESTAMP_S)
     assert out["site"].to_pylist() == ["north"] * h + ["south"] * h
     assert out["step"].to_pylist() == list(range(1, h + 1)) * 2
     # The forecast times follow the last history row, hour by hour.
-    first = np.datetime64("2024-01-12T00:00:00", "us")
+    first = np.datetime64("2024-01-12T00:00:00", "s")
     expected_times = first + np.arange(h) * np.timedelta64(1, "h")
     np.testing.assert_array_equal(out["ts"].to_numpy()[:h], expected_times)
     # The values are forecast_last's on the same rows.

@@ -88,7 +88,8 @@ class ForecastScore:
             ``test_rows``, ``history`` (where the first forecasts' past came from: ``valid``
             or ``test``), ``history_rows`` per series, and ``seasonal_windows`` (windows the
             seasonal-naive baseline could score: all of them unless a series' valid tail is
-            shorter than the season).
+            shorter than the season), ``short_history_series`` (series whose valid tail is
+            shorter than the model's context: their first test rows are history only).
     """
 
     metrics: dict[str, float]
@@ -150,4 +151,18 @@ def score_forecaster(loaded: Any, table: Any, history: Any = None) -> ForecastSc
     }
     if "seasonal_mask" in naive:
         details["seasonal_windows"] = int(np.asarray(naive["seasonal_mask"]).sum())
+    if source == "valid":
+        # Series whose valid tail is shorter than the history a forecast needs: their first
+        # test rows are history only (the validate step cannot know a detected season).
+        sid = windows.series.series_id
+        past = np.bincount(sid[~scored], minlength=int(sid.max()) + 1)
+        tested = np.bincount(sid[scored], minlength=int(sid.max()) + 1) > 0
+        short = int(np.sum(tested & (past < fc.context_length(f))))
+        details["short_history_series"] = short
+        if short:
+            print(
+                f"voltpipe: {short} series have fewer than {fc.context_length(f)} rows in the "
+                "valid split (the model's context): their first test rows are history only; "
+                "a longer valid split (split.fractions) scores every test row"
+            )
     return ForecastScore(metrics, details)
