@@ -34,12 +34,13 @@ class FeatureSpec:
     base: str = "last"  # "last" or "season:<m>"
     calendar: bool = True
     n_covariates: int = 0
+    diffs: int = SEASONAL_DIFFS  # recent steps compared with one season back
 
     @property
     def context(self) -> int:
         """History rows one forecast needs: the window, and one cycle of every season plus the
         recent steps compared with one cycle back."""
-        return max([self.window, 2, *(m + min(m, SEASONAL_DIFFS) for m in self.seasons)])
+        return max([self.window, 2, *(m + min(m, self.diffs) for m in self.seasons)])
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -147,6 +148,7 @@ class Design:
     covariates: np.ndarray  # (n, n_covariates) their last values
     target_calendar: np.ndarray | None
     seasons: tuple[int, ...] = ()
+    diffs: int = SEASONAL_DIFFS
 
     def gbdt_matrix(self) -> np.ndarray:
         """(n * horizon, features) float32 rows, window-major: features of (window i, step k).
@@ -165,7 +167,7 @@ class Design:
         # the recent ones.
         sdiffs = []
         for m in self.seasons:
-            r = min(m, SEASONAL_DIFFS)
+            r = max(1, min(m, self.diffs, self.history.shape[1] - m))
             diff = (self.history[:, -r:] - self.history[:, -r - m : -m]) / sc
             sdiffs += [diff[:, -1], diff.mean(axis=1)]
         per_window = np.column_stack(
@@ -217,7 +219,7 @@ def design(
             step = last - st.times[origins - 2]
         times = last[:, None] + step.reshape(-1, 1) * np.arange(1, h + 1)
         cal = calendar_features(times)
-    return Design(base, seasonal, win, level, scale, hist, covs, cal, spec.seasons)
+    return Design(base, seasonal, win, level, scale, hist, covs, cal, spec.seasons, spec.diffs)
 
 
 def calendar_features(times: np.ndarray) -> np.ndarray:

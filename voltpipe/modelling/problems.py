@@ -352,12 +352,19 @@ class ForecastProblem(Problem):
         from voltpipe.modelling import forecast_features as ff
 
         f = self.cfg
+        diffs = ff.SEASONAL_DIFFS
+        if valid.num_rows and self.seasons:
+            # Keep the context within the shortest valid series where it can be: evaluation
+            # takes a test forecast's history from the valid split's tail.
+            shortest = int(np.bincount(self.valid.series_id).min())
+            diffs = max(1, min(diffs, shortest - max(self.seasons)))
         spec = ff.FeatureSpec(
             f.window,
             f.horizon,
             tuple(self.seasons),
             calendar=self.calendar,
             n_covariates=len(f.covariates),
+            diffs=diffs,
         )
         self.series, is_valid = ff.splice(self.train, self.valid if valid.num_rows else None)
         train_o, valid_o = ff.split_origins(
