@@ -244,3 +244,75 @@ def test_container_serves_a_forecaster(forecasting_model: ForecastModel) -> None
         )
         assert short.status_code == 400 and "at least 24" in short.json()["error"]
         assert httpx.get(url + "/").json()["task"] == "forecasting"
+
+
+# -- gbdt, statistical and auto forecasters: served without TensorFlow -----------------------------
+
+_SERVE_WITHOUT_TF = """
+import json, sys
+import pyarrow.parquet as pq
+from voltpipe.deploy.local import smoke_test
+from voltpipe.modelling.predict import load_model
+from voltpipe.serving import load_predictor
+
+model_dir, history_path = sys.argv[1], sys.argv[2]
+history = pq.read_table(history_path)
+predictor = load_predictor(model_dir, warmup_batch_sizes=(1,))
+rows = [{k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in r.items()}
+        for r in history.drop_columns(["site"]).to_pylist()]
+served = predictor.predict([{"history": rows}])
+smoke_test(model_dir, [predictor.example_instance()])
+last = load_model(model_dir).forecast_last(history)
+print(json.dumps({
+    "served": served[0], "last": last.forecast[0].tolist(), "engine": predictor.engine,
+    "context": predictor.describe()["context"], "tensorflow": "tensorflow" in sys.modules,
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gbdt", "statistical", "auto"])
+def test_gbdt_statistical_and_auto_forecasters_serve_without_tensorflow(
+    family: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from tests.modelling.synthetic import demand_series, time_splits
+    from tests.serving.conftest import FORECAST_TASK
+    from voltpipe.modelling.train import train_model
+
+    series = demand_series(days=21, seed=5)
+    train, valid, test = time_splits(series, ("2024-01-15", "2024-01-19"))
+    for split, table in (("train", train), ("valid", valid)):
+        (tmp_path / split).mkdir()
+        pq.write_table(table, tmp_path / split / "part-0.parquet")
+    result = train_model(
+        tmp_path / "train",
+        tmp_path / "valid",
+        tmp_path / "model",
+        label="load_mw",
+        task="forecasting",
+        model_params={"family": family},
+        task_params=FORECAST_TASK,
+    )
+    context = result.meta["forecasting"]["context"]
+    north = test.filter(pa.compute.equal(test.column("site"), "north")).sort_by("ts")
+    pq.write_table(north.slice(0, context + 5), tmp_path / "history.parquet")
+    run = subprocess.run(
+        [sys.executable, "-c", _SERVE_WITHOUT_TF, str(tmp_path / "model"), str(tmp_path / "history.parquet")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["tensorflow"] is False and out["engine"] == "numpy"
+    assert out["context"] == context
+    np.testing.assert_allclose(out["served"]["forecast"], out["last"], rtol=1e-5)
+    expected = north.column("ts").to_numpy()[context + 5 : context + 11]
+    assert out["served"]["times"] == [str(t) for t in expected.astype("datetime64[s]")]
+    predictor = load_predictor(tmp_path / "model", warmup_batch_sizes=(1,))
+    short = {"history": iso_rows(north.slice(0, context - 1).drop_columns(["site"]))}
+    with pytest.raises(Exception, match=f"at least {context}"):
+        predictor.predict([short])

@@ -1,0 +1,79 @@
+"""Family auto: every candidate backtested on the same valid targets, the best one kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from voltpipe.config import ForecastingConfig
+from voltpipe.modelling.predict import load_model
+from voltpipe.modelling.train import META_FILE, train_model
+
+TASK = {
+    "time_column": "ts",
+    "forecasting": {"window": 24, "horizon": 6, "group_column": "site", "covariates": ["temp_c"]},
+}
+
+
+def test_auto_is_the_forecasting_default_and_keeps_the_best_valid_candidate(
+    demand_splits: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "auto"
+    result = train_model(
+        demand_splits["train"],
+        demand_splits["valid"],
+        out,
+        label="load_mw",
+        task="forecasting",
+        task_params=TASK,
+    )
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["family"] == "auto" and result.meta["family"] == "auto"
+    candidates = {c["family"]: c for c in meta["candidates"]}
+    assert set(candidates) == {"gbdt", "statistical", "combination"}
+    for c in candidates.values():
+        assert c["metric"] == "valid_mae" and c["score"] > 0 and c["fit_seconds"] >= 0
+    assert sorted(candidates["combination"]["members"]) == ["gbdt", "statistical"]
+    best = min(meta["candidates"], key=lambda c: c["score"])
+    members = meta["forecasting"]["members"]
+    assert members == (best.get("members") or [best["family"]])
+
+    # The kept model scores the valid split as its backtest did (history from the train tail).
+    loaded = load_model(out)
+    history = pa.concat_tables(
+        [pq.read_table(demand_splits["train"]), pq.read_table(demand_splits["valid"])]
+    )
+    w = loaded.forecast_windows(history)
+    valid_start = pq.read_table(demand_splits["valid"]).column("ts").to_numpy().min()
+    scored = w.first_forecast_times >= valid_start
+    mae = float(np.abs(loaded.predict_raw(history)[scored] - w.y_true[scored]).mean())
+    assert abs(mae - best["score"]) <= 1e-3 * best["score"]
+
+
+def test_auto_without_a_valid_split_keeps_its_first_candidate(
+    demand_splits: dict[str, Path], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pq.write_table(pq.read_table(demand_splits["valid"]).slice(0, 0), empty / "part-0.parquet")
+    task = {**TASK, "forecasting": {**TASK["forecasting"], "candidates": ["statistical", "gbdt"]}}
+    train_model(
+        demand_splits["train"], empty, tmp_path / "m", label="load_mw", task="forecasting",
+        task_params=task,
+    )  # fmt: skip
+    meta = json.loads((tmp_path / "m" / META_FILE).read_text())
+    assert meta["forecasting"]["members"] == ["statistical"]
+    assert [c["score"] for c in meta["candidates"]] == [None, None]
+
+
+def test_candidates_are_checked() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown candidate family"):
+        ForecastingConfig(candidates=["prophet"])
+    assert ForecastingConfig(candidates=["gbdt", "gbdt"]).candidates == ["gbdt"]
