@@ -98,8 +98,6 @@ def test_forecasting_champion_writes_each_series_next_steps(tmp_path: Path) -> N
         time_column: ts
         forecasting: {{window: 24, horizon: 6, group_column: site, covariates: [temp_c], season: 24}}
         split: {{method: time, column: ts, fractions: [0.7, 0.15, 0.15]}}
-        model: {{family: mlp, hidden_units: [8]}}
-        training: {{epochs: 1, batch_size: 128}}
         workdir: work
         prediction:
           query: SELECT ts, site, load_mw, temp_c FROM energy.load WHERE ts >= @start
