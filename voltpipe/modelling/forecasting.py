@@ -256,21 +256,34 @@ def _season_peak(acf: np.ndarray, max_lag: int, min_acf: float) -> int | None:
     return int(lags[np.argmax(heights >= heights.max() - SEASON_TOLERANCE)])
 
 
+def seasonal_acf(
+    y: np.ndarray, max_lag: int, min_acf: float = 0.2
+) -> tuple[np.ndarray, int | None]:
+    """The ACF (lags 0..`max_lag` + 1) season detection reads, and the season it shows.
+
+    The trend is removed by a quadratic fit; when that leaves no clear peak (a stochastic
+    trend, as in a random walk) by differencing. Differencing first would be wrong for the
+    common case: it is a high-pass filter, and on a noisy smooth cycle (half-hourly demand
+    with noise) it leaves no peak at all where the detrended ACF peaks at 0.9.
+    """
+    acf = autocorrelation(y, max_lag + 1)
+    season = _season_peak(acf, max_lag, min_acf)
+    if season is None:
+        acf = autocorrelation(y, max_lag + 1, detrend="difference")
+        season = _season_peak(acf, max_lag, min_acf)
+    return acf, season
+
+
 def detect_season(y: np.ndarray, max_lag: int, min_acf: float = 0.2) -> int | None:
     """The season length (>= 2 steps) of `y` from the ACF of its detrended values, or None.
 
-    The trend is removed by a quadratic fit, or when that leaves no clear peak (a stochastic
-    trend) by differencing; see ``autocorrelation`` and ``_season_peak``. Lags go up to
+    See ``seasonal_acf`` (the detrending) and ``_season_peak`` (the peak). Lags go up to
     `max_lag`, capped at half the series. Vectorised: two FFTs at most.
     """
     max_lag = min(max_lag, len(y) // 2 - 1)
     if max_lag < 3:
         return None
-    for detrend in ("quadratic", "difference"):
-        season = _season_peak(autocorrelation(y, max_lag + 1, detrend=detrend), max_lag, min_acf)
-        if season is not None:
-            return season
-    return None
+    return seasonal_acf(y, max_lag, min_acf)[1]
 
 
 def targets(st: SeriesTable, starts: np.ndarray, window: int, horizon: int) -> np.ndarray:
