@@ -149,4 +149,5 @@ def test_other_families_train_and_predict(
     assert loaded.meta["family"] == family
     assert loaded.meta["forecasting"]["season_source"] == "configured"
     pred = loaded.predict_raw(pq.read_table(demand_splits["test"]))
-    assert pred.shape == (2 * (7 * 24 - 14 + 1), 2) and np.all(np.isfinite(pred))
+    context = loaded.meta["forecasting"]["context"]  # window 12, one day + 24 steps of season
+    assert pred.shape == (2 * (7 * 24 - context - 2 + 1), 2) and np.all(np.isfinite(pred))

@@ -23,6 +23,43 @@ from voltpipe.modelling.forecasting import SeriesTable
 
 FORMAT = "voltpipe-forecast-v1"
 COMBINATION = "combination"
+KERAS_FAMILIES = ("cnn", "lstm", "gru", "transformer", "mlp")
+KERAS_FILE = "model.keras"
+
+
+class KerasForecaster:
+    """A Keras forecaster on the feature path (inputs window, base, seasonal)."""
+
+    engine = "tensorflow"
+
+    def __init__(self, model: Any, spec: FeatureSpec) -> None:
+        self.model = model
+        self.spec = spec
+
+    def forecast(
+        self, st: SeriesTable, origins: np.ndarray, step: np.ndarray | None = None
+    ) -> np.ndarray:
+        from voltpipe.modelling.forecast_features import design, keras_inputs
+
+        d = design(st, origins, self.spec, step=step)
+        if len(origins) == 0:
+            return np.zeros((0, self.spec.horizon), "float32")
+        out = self.model.predict(keras_inputs(d), batch_size=4096, verbose=0)
+        return np.asarray(out, dtype="float32")
+
+    def save(self, model_dir: str | Path) -> None:
+        import os
+
+        tmp = Path(model_dir) / ".tmp-model.keras"
+        self.model.save(tmp)
+        os.replace(tmp, Path(model_dir) / KERAS_FILE)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, spec: FeatureSpec) -> KerasForecaster:
+        import keras
+
+        path = Path(model_dir) / KERAS_FILE
+        return cls(keras.models.load_model(path, safe_mode=True, compile=False), spec)
 
 
 class MeanForecaster:
@@ -30,6 +67,12 @@ class MeanForecaster:
 
     def __init__(self, members: dict[str, Any]) -> None:
         self.members = members
+
+    @property
+    def engine(self) -> str:
+        """``tensorflow`` when a member is a Keras model, else ``numpy`` (no TensorFlow)."""
+        engines = {getattr(m, "engine", "numpy") for m in self.members.values()}
+        return "tensorflow" if "tensorflow" in engines else "numpy"
 
     def forecast(
         self, st: SeriesTable, origins: np.ndarray, step: np.ndarray | None = None
@@ -58,10 +101,12 @@ def member_files(meta: dict[str, Any]) -> list[str]:
     from voltpipe.modelling.forecast_stat import STAT_FILE
 
     names = {"gbdt": GBDT_FILE, "statistical": STAT_FILE}
-    return [names[m] for m in meta["forecasting"].get("members") or []]
+    return [names.get(m, KERAS_FILE) for m in meta["forecasting"].get("members") or []]
 
 
 def _member_class(family: str) -> Any:
+    if family in KERAS_FAMILIES:
+        return KerasForecaster
     if family == "gbdt":
         from voltpipe.modelling.forecast_gbdt import GbdtForecaster
 
@@ -85,10 +130,15 @@ def _fit(family: str, problem: Any, mp: Any, tp: Any) -> tuple[Any, dict[str, An
         from voltpipe.modelling.forecast_stat import fit_statistical
 
         return fit_statistical(st, problem.train_origins, problem.valid_origins, spec)
-    raise DataError(
-        f"forecasting.candidates: family {family!r} cannot be fitted by family auto yet; "
-        "valid: gbdt, statistical"
-    )
+    import copy
+
+    from voltpipe.modelling.train import fit_problem
+
+    neural = copy.copy(problem)
+    neural.family = family
+    fitted = fit_problem(neural, mp, tp, verbose=0)
+    info = {"best_epoch": fitted.best_epoch, "epochs_run": len(fitted.history.get("loss", []))}
+    return KerasForecaster(fitted.model, spec), info
 
 
 def fit_forecaster(problem: Any, mp: Any, tp: Any) -> tuple[MeanForecaster, dict[str, Any]]:

@@ -222,6 +222,14 @@ def design(
     return Design(base, seasonal, win, level, scale, hist, covs, cal, spec.seasons, spec.diffs)
 
 
+def keras_inputs(d: Design) -> dict[str, np.ndarray]:
+    """A Keras forecaster's inputs: the raw window, the base and the seasonal lags."""
+    x = {"window": d.window.astype("float32"), "base": d.base.astype("float32")}
+    if d.seasonal.shape[2]:
+        x["seasonal"] = d.seasonal.astype("float32")
+    return x
+
+
 def calendar_features(times: np.ndarray) -> np.ndarray:
     """(..., 6) sin/cos of hour of day, day of week and day of year of numpy datetimes (UTC)."""
     secs = times.astype("datetime64[s]").astype("int64").astype("float64")

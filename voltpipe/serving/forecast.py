@@ -68,7 +68,7 @@ class ForecastPredictor(BasePredictor):
 
     @property
     def engine(self) -> str:
-        return "tensorflow" if self._forecaster is None else "numpy"
+        return "tensorflow" if self._forecaster is None else self._forecaster.engine
 
     @classmethod
     def from_dir(
