@@ -125,11 +125,16 @@ def test_every_test_row_is_scored_whatever_the_window(
     assert a.metrics["mae_persistence"] == pytest.approx(np.mean(persistence), rel=1e-6)
     assert a.metrics["mae_seasonal"] == pytest.approx(np.mean(seasonal), rel=1e-6)
 
-    # Without the valid split the first `window` test rows of each series are history only:
-    # the number of targets depends on the window, which is what the valid tail fixes.
+    # Without the valid split the first `context` (window, or more with seasonal lags) test
+    # rows of each series are history only: the number of targets depends on the model, which
+    # is what the valid tail fixes.
+    from voltpipe.modelling.predict import load_model
+
+    context = fc.context_length(load_model(short).meta["forecasting"])
+    assert context >= 12
     alone = score_model(short, splits["test"])
     assert alone.details["history"] == "test"
-    assert alone.details["windows"] == 2 * (n_test - 12 - HORIZON + 1)
+    assert alone.details["windows"] == 2 * (n_test - context - HORIZON + 1)
 
     # The gate compares challenger and champion on those same targets.
     result = evaluate_challenger(
