@@ -57,22 +57,10 @@ def validate(
             expected_schema=dict(expected_schema) or None,
         )
         if task == "forecasting":
-            from voltpipe.data.validation import check_forecast_splits, series_lengths
+            from voltpipe.data.validation import validate_forecast_splits
 
-            forecasting = dict(task_params.get("forecasting") or {})
-            splits = (("train", train), ("valid", valid), ("test", test))
-            lengths = {
-                name: series_lengths(art.path, forecasting.get("group_column"))
-                if stats[name]["rows"]
-                else {"series": 0, "longest": 0, "shortest": 0}
-                for name, art in splits
-            }
-            checked = check_forecast_splits(
-                lengths,
-                forecasting=forecasting,
-                columns=list(stats["train"]["columns"]),
-                time_column=task_params.get("time_column"),
-            )
+            paths = {"train": train.path, "valid": valid.path, "test": test.path}
+            checked = validate_forecast_splits(paths, stats, task_params)
             result.errors.extend(checked.errors)
             result.warnings.extend(checked.warnings)
         write_text_atomic(report.path, render_report(stats, result, label))

@@ -409,6 +409,36 @@ def check_forecast_splits(
     return ValidationResult(errors=errors, warnings=warnings)
 
 
+def validate_forecast_splits(
+    paths: dict[str, str | Path],
+    stats_by_split: dict[str, dict[str, Any]],
+    task_params: dict[str, Any],
+) -> ValidationResult:
+    """``check_forecast_splits`` on split folders: each split's series lengths by the
+    configured group column (DuckDB), with the train split's columns.
+
+    Args:
+        paths: the Dataset folder of each split by name.
+        stats_by_split: ``compute_statistics`` of each split (for row counts and columns).
+        task_params: ``time_column`` and ``forecasting`` (the config's section), as train
+            gets them.
+    """
+    forecasting = dict(task_params.get("forecasting") or {})
+    empty = {"series": 0, "longest": 0, "shortest": 0}
+    lengths = {
+        name: series_lengths(path, forecasting.get("group_column"))
+        if stats_by_split[name]["rows"]
+        else empty
+        for name, path in paths.items()
+    }
+    return check_forecast_splits(
+        lengths,
+        forecasting=forecasting,
+        columns=list(stats_by_split["train"]["columns"]),
+        time_column=task_params.get("time_column"),
+    )
+
+
 _BARS = "▁▂▃▄▅▆▇█"
 
 
