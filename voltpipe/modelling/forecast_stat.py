@@ -29,6 +29,7 @@ from voltpipe.modelling.forecasting import SeriesTable
 
 STAT_FILE = "forecast_statistical.json"
 YEAR_SECONDS = 365.25 * 86_400
+GAMMAS = (0.0, 0.1, 0.3, 0.6)  # seasonal adaptation rates tried on the valid split
 MAX_FIT_ROWS = 6_000  # the most recent rows MSTL and ETS are fitted on (fit time)
 
 
@@ -105,9 +106,44 @@ class StatForecaster:
         )
         t_future = t_hist[:, -1:] + stp.reshape(-1, 1) * np.arange(1, h + 1)
         p = self.params
-        level, trend = _smooth(hist - self._seasonal(t_hist), p["alpha"], p["beta"], p["phi"])
+        gamma = float(p.get("gamma", 0.0))
+        if not gamma or not self.profiles:
+            level, trend = _smooth(hist - self._seasonal(t_hist), p["alpha"], p["beta"], p["phi"])
+            seasonal_future = self._seasonal(t_future)
+        else:
+            level, trend, seasonal_future = self._adaptive(hist, t_hist, t_future, gamma)
         damp = np.cumsum(p["phi"] ** np.arange(1, h + 1))
-        return (level[:, None] + trend[:, None] * damp + self._seasonal(t_future)).astype("float32")
+        return (level[:, None] + trend[:, None] * damp + seasonal_future).astype("float32")
+
+    def _adaptive(
+        self, hist: np.ndarray, t_hist: np.ndarray, t_future: np.ndarray, gamma: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Holt-Winters filtering of each history: the longest season's profile starts as
+        stored and moves towards what the history shows (``s += gamma * error``), so a test
+        period far from training follows its recent cycles; the shorter seasons stay fixed."""
+        p, step = self.params, self.params["step"]
+        longest = max(self.profiles)
+        fixed = {m: prof for m, prof in self.profiles.items() if m != longest}
+        state = np.repeat(self.profiles[longest][None, :], len(hist), axis=0)
+        rows = np.arange(len(hist))
+        bins = phase_bins(t_hist, longest, step)
+        base = np.zeros(t_hist.shape)
+        for m, prof in fixed.items():
+            base += prof[phase_bins(t_hist, m, step)]
+        adjusted = hist - base
+        level = adjusted[:, 0] - state[rows, bins[:, 0]]
+        trend = np.zeros(len(hist))
+        alpha, beta, phi = p["alpha"], p["beta"], p["phi"]
+        for j in range(1, hist.shape[1]):
+            season = state[rows, bins[:, j]]
+            error = adjusted[:, j] - (level + phi * trend + season)
+            level = level + phi * trend + alpha * error
+            trend = phi * trend + beta * error
+            state[rows, bins[:, j]] = season + gamma * error
+        future = state[rows[:, None], phase_bins(t_future, longest, step)]
+        for m, prof in fixed.items():
+            future = future + prof[phase_bins(t_future, m, step)]
+        return level, trend, future
 
     def save(self, model_dir: str | Path) -> None:
         params = {**self.params, "profiles": {str(m): p.tolist() for m, p in self.profiles.items()}}
@@ -168,5 +204,14 @@ def fit_statistical(
         "step": step,
         "profiles": profiles,
     }
+    model = StatForecaster(params, spec)
+    if profiles and len(valid_origins):
+        # The seasonal adaptation rate, picked on the valid origins (model selection).
+        truth = st.target[valid_origins[:, None] + np.arange(spec.horizon)]
+        scores = {}
+        for gamma in GAMMAS:
+            model.params["gamma"] = gamma
+            scores[gamma] = float(np.mean(np.abs(model.forecast(st, valid_origins) - truth)))
+        model.params["gamma"] = min(scores, key=scores.__getitem__)
     info = {"fit_rows": len(y), "fit_seconds": round(time.perf_counter() - started, 3)}
-    return StatForecaster(params, spec), info
+    return model, info
