@@ -172,3 +172,26 @@ def test_decision_report_says_what_a_forecaster_was_scored_on() -> None:
     report = decision_report_markdown(result)
     assert "Scored 70 forecasts (420 targets) over 80 test rows" in report
     assert "the last 24 rows of each series in the valid split" in report
+
+
+@pytest.mark.slow
+def test_a_split_not_cut_on_time_is_reported(
+    splits: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voltpipe.data.io import read_table
+
+    model = _train(splits, tmp_path / "m", window=12)
+    score = score_model(model, splits["test"], valid_path=splits["valid"])
+    assert score.details["interleaved_series"] == 0
+    # Valid rows from after the test period (as a random split would give) are flagged.
+    late = read_table(splits["test"])
+    ts = late["ts"].to_numpy()
+    shifted = late.set_column(
+        late.schema.get_field_index("ts"), "ts", pa.array(ts + np.timedelta64(30, "D"))
+    )
+    write_split(tmp_path / "late_valid", shifted)
+    score = score_model(model, splits["test"], valid_path=tmp_path / "late_valid")
+    assert score.details["interleaved_series"] == 2
+    assert "split forecasting data on time (split: {method: time, column: ts})" in (
+        capsys.readouterr().out
+    )

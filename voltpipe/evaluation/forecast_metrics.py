@@ -89,7 +89,9 @@ class ForecastScore:
             or ``test``), ``history_rows`` per series, and ``seasonal_windows`` (windows the
             seasonal-naive baseline could score: all of them unless a series' valid tail is
             shorter than the season), ``short_history_series`` (series whose valid tail is
-            shorter than the model's context: their first test rows are history only).
+            shorter than the model's context: their first test rows are history only) and
+            ``interleaved_series`` (series whose valid rows come after test rows: a split not
+            cut on time).
     """
 
     metrics: dict[str, float]
@@ -159,6 +161,16 @@ def score_forecaster(loaded: Any, table: Any, history: Any = None) -> ForecastSc
         tested = np.bincount(sid[scored], minlength=int(sid.max()) + 1) > 0
         short = int(np.sum(tested & (past < fc.context_length(f))))
         details["short_history_series"] = short
+        # A valid row after a test row of the same series: the splits were not cut on time.
+        after = np.flatnonzero(~scored[1:] & scored[:-1] & (sid[1:] == sid[:-1]))
+        details["interleaved_series"] = len(np.unique(sid[after + 1]))
+        if len(after):
+            print(
+                f"voltpipe: warning: the valid and test splits interleave in time in "
+                f"{details['interleaved_series']} series, so test forecasts see valid rows from "
+                "after them; split forecasting data on time (split: {method: time, column: "
+                f"{f['time_column']}}})"
+            )
         if short:
             print(
                 f"voltpipe: {short} series have fewer than {fc.context_length(f)} rows in the "
