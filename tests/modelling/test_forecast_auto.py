@@ -77,3 +77,19 @@ def test_candidates_are_checked() -> None:
     with pytest.raises(ValidationError, match="unknown candidate family"):
         ForecastingConfig(candidates=["prophet"])
     assert ForecastingConfig(candidates=["gbdt", "gbdt"]).candidates == ["gbdt"]
+
+
+def test_tuning_auto_names_the_keys_to_change(demand_splits: dict[str, Path]) -> None:
+    import pytest
+
+    from voltpipe.errors import DataError
+    from voltpipe.modelling.train import fit_tables
+
+    with pytest.raises(DataError, match="tuning.enabled: false"):
+        fit_tables(
+            pq.read_table(demand_splits["train"]),
+            pq.read_table(demand_splits["valid"]),
+            label="load_mw",
+            task="forecasting",
+            task_params=TASK,
+        )

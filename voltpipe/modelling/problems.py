@@ -423,6 +423,13 @@ class ForecastProblem(Problem):
     def build(self, mp: ModelConfig) -> Any:
         from voltpipe.modelling.families import build_forecaster
 
+        if self.family in FEATURE_PATH_FAMILIES:  # e.g. the tuner, which trains Keras models
+            raise DataError(
+                f"model.family {self.family!r} is not a Keras forecaster, and hyperparameter "
+                "tuning searches Keras forecasters only: set model.family to one of cnn, lstm, "
+                "gru, transformer, mlp, or tuning.enabled: false"
+            )
+
         return build_forecaster(
             mp,
             family=self.family,
