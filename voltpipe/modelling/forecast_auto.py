@@ -181,9 +181,37 @@ def fit_forecaster(problem: Any, mp: Any, tp: Any) -> tuple[MeanForecaster, dict
     # without a valid split: the first candidate, unjudged
     winner = min(scored, key=lambda c: c["score"]) if scored else candidates[0]
     members = winner.get("members") or [winner["family"]]
-    forecaster = MeanForecaster({m: fitted[m] for m in members})
+    kept = {m: fitted[m] for m in members}
+    if len(vo):
+        # The kept members are fitted again on train and valid (their settings as the backtest
+        # chose them): the test period starts right after the valid one.
+        for m in members:
+            started = time.perf_counter()
+            kept[m] = _refit(m, fitted[m], fit_info[m], problem, mp, tp)
+            fit_info[m]["refit_seconds"] = round(time.perf_counter() - started, 3)
     meta = {"members": members, "candidates": candidates, "fit": fit_info}
-    return forecaster, meta
+    return MeanForecaster(kept), meta
+
+
+def _refit(family: str, model: Any, info: dict[str, Any], problem: Any, mp: Any, tp: Any) -> Any:
+    """`model` fitted on every origin (train and valid), or as it is (Keras families)."""
+    every = np.sort(np.r_[problem.train_origins, problem.valid_origins])
+    none = every[:0]
+    if family == "gbdt":
+        from voltpipe.modelling.forecast_gbdt import fit_gbdt
+
+        trees = max(1, round(info["trees"] * 1.1))  # a tenth more rows, a tenth more trees
+        refit, _ = fit_gbdt(
+            problem.series, every, none, problem.spec, mp.gbdt, seed=tp.seed, trees=trees
+        )
+        return refit
+    if family == "statistical":
+        from voltpipe.modelling.forecast_stat import fit_statistical
+
+        refit, _ = fit_statistical(problem.series, every, none, problem.spec)
+        refit.params["gamma"] = model.params.get("gamma", 0.0)
+        return refit
+    return model
 
 
 def _candidate(family: str, score: float | None, seconds: float) -> dict[str, Any]:

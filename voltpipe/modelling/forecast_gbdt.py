@@ -74,8 +74,10 @@ def fit_gbdt(
     cfg: GbdtConfig,
     *,
     seed: int = 42,
+    trees: int | None = None,
 ) -> tuple[GbdtForecaster, dict[str, Any]]:
-    """Fits on the train origins, early-stopping on the valid origins (when there are any).
+    """Fits on the train origins, early-stopping on the valid origins (when there are any), or
+    exactly `trees` trees (a refit on train and valid with the number early stopping chose).
 
     Returns the forecaster and facts for the model meta (trees, rows, seconds).
     """
@@ -118,7 +120,7 @@ def fit_gbdt(
     booster = lgb.train(
         params,
         train_set,
-        num_boost_round=cfg.max_trees if valid_sets else min(cfg.max_trees, 300),
+        num_boost_round=trees or (cfg.max_trees if valid_sets else min(cfg.max_trees, 300)),
         valid_sets=valid_sets,
         callbacks=callbacks,
     )
