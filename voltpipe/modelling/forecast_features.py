@@ -21,6 +21,7 @@ import numpy as np
 from voltpipe.modelling.forecasting import SeriesTable
 
 EPS = 1e-9
+STRONG_ACF = 0.25  # below it, the differenced series shows no season worth trusting
 SEASONAL_DIFFS = 24  # recent steps over which "now vs one season ago" is averaged
 
 
@@ -82,22 +83,36 @@ def detect_seasons(
     """Significant season lengths (steps, ascending) of `y`, or [] when it has none.
 
     The autocorrelation is taken of the differenced series (a trend would otherwise hide or
-    shift its peaks). A candidate is a lag >= 4 whose autocorrelation is the highest within
+    shift its peaks); when that shows no strong season (differencing is a high-pass filter: a
+    noisy smooth cycle loses its peak), of the series minus a quadratic trend
+    (``forecasting.autocorrelation``). A candidate is a lag >= 4 whose autocorrelation is the highest within
     10 % of it, at least `min_acf` and `relative` times the strongest candidate's. Candidates
     are taken from the shortest up; a multiple of an accepted season ``m`` is kept only if it
     clearly beats the multiples of ``m`` beside it (weekly 336 over daily 48's 288 and 384), so that it
     is a season of its own, not an echo of ``m``.
     """
-    d = np.diff(np.asarray(y, dtype="float64"))
-    d = d - d.mean()
-    n = len(d)
-    max_lag = min(max_lag, n // 3)
-    if max_lag < 8 or not np.any(d):
+    from voltpipe.modelling.forecasting import autocorrelation
+
+    y = np.asarray(y, dtype="float64")
+    max_lag = min(max_lag, (len(y) - 1) // 3)
+    if max_lag < 8 or not np.any(np.diff(y)):
         return []
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    f = np.fft.rfft(d, size)
-    acf = np.fft.irfft(f * np.conj(f), size)[: max_lag + 1]
-    acf = acf / acf[0]
+    found, strength = _seasons_in(
+        autocorrelation(y, max_lag, detrend="difference"), max_lag, relative, min_acf, limit
+    )
+    if strength < STRONG_ACF:
+        detrended, strength_d = _seasons_in(
+            autocorrelation(y, max_lag), max_lag, relative, min_acf, limit
+        )
+        if detrended and strength_d >= STRONG_ACF:
+            found = detrended
+    return found
+
+
+def _seasons_in(
+    acf: np.ndarray, max_lag: int, relative: float, min_acf: float, limit: int
+) -> tuple[list[int], float]:
+    """The seasons an ACF shows (see ``detect_seasons``) and the ACF at the strongest."""
 
     def near(lag: int, m: int) -> float:  # a season that is not a whole number of steps blurs
         r = max(2, m // 10)
@@ -109,8 +124,9 @@ def detect_seasons(
         if acf[p] >= acf[max(p - r, 1) : p + r + 1].max() and acf[p] > min_acf:
             candidates.append(p)
     if not candidates:
-        return []
-    floor = relative * max(acf[p] for p in candidates)
+        return [], 0.0
+    strongest = float(max(acf[p] for p in candidates))
+    floor = relative * strongest
     accepted: list[float] = []  # refined lengths (a year of weeks is 52.18)
     for p in (p for p in candidates if acf[p] >= floor):
         echo = False
@@ -126,7 +142,7 @@ def detect_seasons(
             accepted.append(_refine(acf, p, max_lag))
         if len(accepted) >= limit:
             break
-    return sorted({round(m) for m in accepted})
+    return sorted({round(m) for m in accepted}), strongest
 
 
 def _refine(acf: np.ndarray, m: int, max_lag: int) -> float:
