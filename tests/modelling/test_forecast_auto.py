@@ -34,11 +34,15 @@ def test_auto_is_the_forecasting_default_and_keeps_the_best_valid_candidate(
     meta = json.loads((out / META_FILE).read_text())
     assert meta["family"] == "auto" and result.meta["family"] == "auto"
     candidates = {c["family"]: c for c in meta["candidates"]}
-    assert set(candidates) == {"gbdt", "statistical", "combination"}
+    best = min(meta["candidates"], key=lambda c: c["score"])
+    assert set(candidates) == {"gbdt", "statistical", "naive", "combination"}
     for c in candidates.values():
         assert c["metric"] == "valid_mae" and c["score"] > 0 and c["fit_seconds"] >= 0
-    assert sorted(candidates["combination"]["members"]) == ["gbdt", "statistical"]
-    best = min(meta["candidates"], key=lambda c: c["score"])
+    two_best = sorted(
+        (c for c in meta["candidates"] if "members" not in c), key=lambda c: c["score"]
+    )
+    assert candidates["combination"]["members"] == [c["family"] for c in two_best[:2]]
+    assert best["score"] <= candidates["naive"]["score"]  # never worse than its naive base
     members = meta["forecasting"]["members"]
     assert members == (best.get("members") or [best["family"]])
 
@@ -70,7 +74,8 @@ def test_auto_without_a_valid_split_keeps_its_first_candidate(
     )  # fmt: skip
     meta = json.loads((tmp_path / "m" / META_FILE).read_text())
     assert meta["forecasting"]["members"] == ["statistical"]
-    assert [c["score"] for c in meta["candidates"]] == [None, None]
+    assert [c["family"] for c in meta["candidates"]] == ["statistical", "gbdt", "naive"]
+    assert [c["score"] for c in meta["candidates"]] == [None, None, None]
 
 
 def test_candidates_are_checked() -> None:

@@ -2,8 +2,9 @@
 
 ``auto`` fits every candidate of ``forecasting.candidates`` (default gbdt and statistical) on
 the train split and backtests each on the valid split, every candidate on the same targets
-(valid origins take their history from the train tail). The mean of the two best is one more
-candidate (forecast combinations are robust). The best valid MAE wins; every candidate's score
+(valid origins take their history from the train tail), with the naive base itself as one more
+candidate (so auto is never worse than it on the valid split), and the mean of the two best
+(forecast combinations are robust). The kept members are then fitted again on train and valid. The best valid MAE wins; every candidate's score
 and fit time go into the model meta as ``candidates``. The model folder holds the winner's
 files; ``forecasting.members`` names the families whose forecasts are averaged (one or two).
 """
@@ -23,6 +24,7 @@ from voltpipe.modelling.forecasting import SeriesTable
 
 FORMAT = "voltpipe-forecast-v1"
 COMBINATION = "combination"
+NAIVE = "naive"  # auto's floor: the naive base, backtested like every candidate
 KERAS_FAMILIES = ("cnn", "lstm", "gru", "transformer", "mlp")
 KERAS_FILE = "model.keras"
 
@@ -60,6 +62,30 @@ class KerasForecaster:
 
         path = Path(model_dir) / KERAS_FILE
         return cls(keras.models.load_model(path, safe_mode=True, compile=False), spec)
+
+
+class NaiveForecaster:
+    """The naive base itself (``FeatureSpec.base``): auto's floor, nothing saved but the meta."""
+
+    engine = "numpy"
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+
+    def forecast(
+        self, st: SeriesTable, origins: np.ndarray, step: np.ndarray | None = None
+    ) -> np.ndarray:
+        from voltpipe.modelling.forecast_features import base_rows
+
+        rows = base_rows(np.asarray(origins, dtype="int64"), self.spec.horizon, self.spec.base)
+        return st.target[rows].astype("float32")
+
+    def save(self, model_dir: str | Path) -> None:
+        pass
+
+    @classmethod
+    def load(cls, model_dir: str | Path, spec: FeatureSpec) -> NaiveForecaster:
+        return cls(spec)
 
 
 class MeanForecaster:
@@ -101,10 +127,13 @@ def member_files(meta: dict[str, Any]) -> list[str]:
     from voltpipe.modelling.forecast_stat import STAT_FILE
 
     names = {"gbdt": GBDT_FILE, "statistical": STAT_FILE}
-    return [names.get(m, KERAS_FILE) for m in meta["forecasting"].get("members") or []]
+    members = [m for m in meta["forecasting"].get("members") or [] if m != NAIVE]
+    return [names.get(m, KERAS_FILE) for m in members]
 
 
 def _member_class(family: str) -> Any:
+    if family == NAIVE:
+        return NaiveForecaster
     if family in KERAS_FAMILIES:
         return KerasForecaster
     if family == "gbdt":
@@ -130,6 +159,8 @@ def _fit(family: str, problem: Any, mp: Any, tp: Any) -> tuple[Any, dict[str, An
         from voltpipe.modelling.forecast_stat import fit_statistical
 
         return fit_statistical(st, problem.train_origins, problem.valid_origins, spec)
+    if family == NAIVE:
+        return NaiveForecaster(spec), {"base": spec.base}
     import copy
 
     from voltpipe.modelling.train import fit_problem
@@ -149,7 +180,7 @@ def fit_forecaster(problem: Any, mp: Any, tp: Any) -> tuple[MeanForecaster, dict
     split) and ``fit``.
     """
     family = problem.family
-    names = list(problem.cfg.candidates) if family == "auto" else [family]
+    names = [*problem.cfg.candidates, NAIVE] if family == "auto" else [family]
     st = problem.series
     vo = problem.valid_origins
     truth = st.target[vo[:, None] + np.arange(problem.spec.horizon)] if len(vo) else None
