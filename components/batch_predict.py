@@ -20,8 +20,10 @@ def batch_predict(
     warehouse_options: dict = {},  # noqa: B006 (KFP reads the default; never mutated)
 ):
     """Reads the rows of `query`, predicts them with `model_name`@`model` (an alias or a version
-    number) and writes them to `destination_table` (`write_mode`: append or replace). The run's
-    summary (rows, destination, model, seconds) is the `predictions` artifact."""
+    number) and writes them to `destination_table` (`write_mode`: append or replace). A
+    forecasting model forecasts each series of the rows (its recent history) `horizon` steps
+    ahead instead. The run's summary (rows, destination, model, seconds; series and horizon
+    for a forecaster) is the `predictions` artifact."""
     from voltpipe.data.io import write_json_atomic
     from voltpipe.errors import exit_on_user_error
     from voltpipe.serving.batch import predict_batch, resolve_model
@@ -47,6 +49,13 @@ def batch_predict(
             "model_version": version.version,
         }
     )
+    if "horizon" in summary:  # a forecaster: each series' next `horizon` steps
+        print(
+            f"voltpipe: wrote {summary['rows']:,} forecasts of {version.name} v{version.version} "
+            f"({summary['series']:,} series x {summary['horizon']} steps) to {destination_table} "
+            f"in {summary['seconds']:.2f}s"
+        )
+        return
     print(
         f"voltpipe: wrote {summary['rows']:,} predictions of {version.name} v{version.version} "
         f"to {destination_table} in {summary['seconds']:.2f}s ({summary['rows_per_second']:,} rows/s)"

@@ -24,6 +24,7 @@ def evaluate(
     classification_threshold: Optional[float] = None,  # noqa: UP045
     gate: dict = {},  # noqa: B006 - deploy.gate (confidence, bootstrap_samples, slices, ...)
     tracking_uri: str = "",
+    valid_data: Optional[dsl.Input[dsl.Dataset]] = None,  # noqa: UP045
 ) -> NamedTuple("EvaluateOutputs", [("promote", bool)]):
     """Scores the challenger and the current champion on the test split and applies the gate.
 
@@ -31,7 +32,8 @@ def evaluate(
     confusion matrix, ROC, slice metrics per `slice_columns` value, the decision: verdict,
     interval, per-slice comparison, test data hash, champion version);
     `classification_metrics` the confusion matrix and ROC curve (classification only); `plots`
-    the ROC/confusion matrix or the residual plots.
+    the ROC/confusion matrix or the residual plots. Forecasters take the past of their first
+    test forecasts from `valid_data` (the valid split), so every test row is scored.
     """
     from collections import namedtuple
 
@@ -59,6 +61,7 @@ def evaluate(
             slice_columns=slice_columns or [],
             classification_threshold=classification_threshold,
             gate=dict(gate),
+            valid_path=valid_data.path if valid_data is not None else None,
         )
     for key, value in result.metrics.items():
         metrics.log_metric(key, value)

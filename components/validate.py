@@ -19,13 +19,16 @@ def validate(
     expected_schema: dict = {},  # noqa: B006
     registry_uri: str = "",
     model_name: str = "",
+    task_params: dict = {},  # noqa: B006
 ):
     """Computes statistics per split, validates them, and writes a readable report.
 
     Fails (listing every problem) on an empty split, a missing, all-null or constant label,
     a single class, missing or all-null features, NaN/inf values, or schema violations
     against `expected_schema`, or else the schema stored with the champion of `model_name`
-    in `registry_uri` (when both are given).
+    in `registry_uri` (when both are given). For forecasting (`task_params`: `time_column` and
+    `forecasting`, as train gets them), also on a split too short for `forecasting.window` and
+    `horizon` (see ``data.validation.check_forecast_splits``), before any training.
     """
     from voltpipe.data.io import write_json_atomic, write_text_atomic
     from voltpipe.data.validation import compute_statistics, infer_schema, render_report
@@ -53,6 +56,13 @@ def validate(
             features=list(features) or None,
             expected_schema=dict(expected_schema) or None,
         )
+        if task == "forecasting":
+            from voltpipe.data.validation import validate_forecast_splits
+
+            paths = {"train": train.path, "valid": valid.path, "test": test.path}
+            checked = validate_forecast_splits(paths, stats, task_params)
+            result.errors.extend(checked.errors)
+            result.warnings.extend(checked.warnings)
         write_text_atomic(report.path, render_report(stats, result, label))
         write_json_atomic(statistics.path, stats)
         write_json_atomic(schema.path, infer_schema(stats["train"]))

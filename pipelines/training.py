@@ -110,6 +110,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             expected_schema=expected_schema,
             registry_uri=champion_schema_registry,
             model_name=model_name,
+            task_params=task_params,
         ).set_display_name("validate")
         # Tuning is decided when the pipeline is built: its best hyperparameters feed train.
         tuned_params = {}
@@ -158,6 +159,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         evaluated = ops["evaluate"](
             model=trained.outputs["model"],
             test_data=data.outputs["test"],
+            valid_data=data.outputs["valid"],
             registry_uri=registry_uri,
             model_name=model_name,
             gate_metric=gate_metric,

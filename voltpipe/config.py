@@ -186,6 +186,40 @@ class ForecastingConfig(_Strict):
     season: int | None = Field(None, ge=2)  # steps; default: detected from the autocorrelation
     calendar: bool = True  # hour-of-day and day-of-week channels from time_column
     stride: int = Field(1, ge=1)  # training windows start every `stride` steps
+    # Season lengths in steps (e.g. [48, 336]: daily and weekly for half-hourly data); default:
+    # `season` if set, else detected. Seasonal lags y[t+k-m] are model inputs for each season m.
+    seasons: list[int] | None = None
+    # family auto: the families it backtests on the valid split (plus the mean of the best two)
+    candidates: list[str] = Field(default_factory=lambda: ["gbdt", "statistical"])
+
+    @field_validator("seasons")
+    @classmethod
+    def _seasons_at_least_two(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(m < 2 for m in v)):
+            raise ValueError(f"needs one or more season lengths of 2 steps or more, got {v}")
+        return sorted(set(v)) if v else v
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidate_families(cls, v: list[str]) -> list[str]:
+        valid = [f for f in MODEL_FAMILIES["forecasting"] if f != "auto"]
+        bad = [f for f in v if f not in valid]
+        if bad or not v:
+            raise ValueError(f"unknown candidate family {bad or v}; valid: {', '.join(valid)}")
+        return list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _season_agrees(self) -> ForecastingConfig:
+        if self.season and self.seasons and self.season not in self.seasons:
+            raise ValueError(
+                f"season {self.season} is not in seasons {self.seasons}; set one of the two"
+            )
+        return self
+
+    @property
+    def configured_seasons(self) -> list[int]:
+        """`seasons`, else `[season]`, else [] (detect)."""
+        return list(self.seasons or ([self.season] if self.season else []))
 
 
 class AnomalyConfig(_Strict):

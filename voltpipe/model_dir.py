@@ -275,6 +275,13 @@ def check_model_files(
     """
     path = Path(model_dir)
     meta = read_meta(path) if meta is None else meta
+    if (meta.get("forecasting") or {}).get("members"):  # gbdt/statistical/auto forecasters
+        from voltpipe.modelling.forecast_auto import member_files
+
+        missing = [n for n in member_files(meta) if not (path / n).is_file()]
+        if missing:
+            raise DataError(f"{model_dir} lacks the forecaster file(s) {', '.join(missing)}")
+        return
     family = family_of(meta)
     if family not in FILE_FAMILIES:
         _check_keras_archive(path / MODEL_FILE)

@@ -273,13 +273,23 @@ def _hourly(history: list[dict[str, Any]]) -> bool:
     return all(b - a == dt.timedelta(hours=1) for a, b in itertools.pairwise(times))
 
 
+def _context(model_dir: Path) -> int:
+    """The rows a request's history needs: the model's context (its window, or more)."""
+    from voltpipe.modelling.train import read_model_meta
+    from voltpipe.serving.validation import HistorySpec
+
+    return HistorySpec.from_meta(read_model_meta(model_dir)).history_rows
+
+
 def test_forecaster_sample_instances_are_window_histories(forecast_registry) -> None:
     uri = Path(forecast_registry.get("load", "1").uri)
+    need = _context(uri)  # 24 (the window) for a Keras model; more with seasonal lags
+    assert need >= 24
     north, south = sample_instances(uri, 5)  # one per series
     assert (north["site"], south["site"]) == ("north", "south")
     for instance in (north, south):
         history = instance["history"]
-        assert len(history) == 24 and set(history[0]) == {"ts", "load_mw", "temp_c"}
+        assert len(history) == need and set(history[0]) == {"ts", "load_mw", "temp_c"}
         assert _hourly(history)
         assert history[-1]["ts"] == "2024-01-10T23:00:00"  # the latest window
 
@@ -295,13 +305,13 @@ def test_forecaster_sample_instances_are_window_histories(forecast_registry) -> 
     )
     pq.write_table(table.filter(pc.invert(gaps)), reference)
     [north] = sample_instances(uri, 1)
-    # 21:00 on the 9th to 19:00 on the 10th is 23 rows: one short of a window.
+    # 21:00 on the 9th to 19:00 on the 10th is 23 rows: short of a history.
     assert _hourly(north["history"]) and north["history"][-1]["ts"] == "2024-01-09T19:00:00"
 
     # No reference sample: one synthetic history at the training means.
     reference.unlink()
     [synthetic] = sample_instances(uri)
-    assert len(synthetic["history"]) == 24 and _hourly(synthetic["history"])
+    assert len(synthetic["history"]) == need and _hourly(synthetic["history"])
 
 
 def test_deploy_local_smoke_tests_a_forecaster_through_the_predictor(forecast_registry) -> None:
@@ -316,7 +326,8 @@ def test_deploy_local_smoke_tests_a_forecaster_through_the_predictor(forecast_re
     short = [
         {"history": sample_instances(forecast_registry.get("load", "2").uri)[0]["history"][:5]}
     ]
-    with pytest.raises(DataError, match=r"version 2 failed its smoke test.*at least 24"):
+    need = _context(Path(forecast_registry.get("load", "2").uri))
+    with pytest.raises(DataError, match=rf"version 2 failed its smoke test.*at least {need}"):
         deploy_local(str(forecast_registry.root), "load", "2", smoke_instances=short)
     assert forecast_registry.get("load").version == "1"
 

@@ -44,6 +44,36 @@ def test_season_detection_finds_the_cycle() -> None:
     y = np.sin(2 * np.pi * t / 24) + 0.1 * np.random.default_rng(0).normal(size=len(t))
     assert fc.detect_season(y, max_lag=100) == 24
     assert fc.detect_season(np.random.default_rng(1).normal(size=500), max_lag=100) is None
+    assert fc.detect_season(np.full(200, 3.0), max_lag=50) is None
+    assert fc.detect_season(np.arange(200.0), max_lag=50) is None  # a trend is not a season
+
+
+def test_season_detection_sees_through_a_trend() -> None:
+    # Weekly CO2-like: a curving trend that dwarfs a yearly cycle of 52.18 weeks. The ACF of the
+    # raw series peaks early (the trend's slow decay drags the peak); detrended, it is 52.
+    w = np.arange(52 * 30)
+    rng = np.random.default_rng(3)
+    y = (
+        315
+        + 0.02 * w
+        + 1e-5 * w**2
+        + 3 * np.sin(2 * np.pi * w / 52.18)
+        + 0.3 * rng.normal(size=len(w))
+    )
+    assert fc.detect_season(y, max_lag=500) == 52
+    # Half-hourly with daily and weekly cycles on a rising trend: the daily one (shortest).
+    t = np.arange(48 * 7 * 8)
+    y = 1000 + 0.05 * t + 200 * np.sin(2 * np.pi * t / 48) + 80 * np.sin(2 * np.pi * t / 336)
+    assert fc.detect_season(y + rng.normal(0, 30, len(t)), max_lag=2000) == 48
+    # A random walk (stochastic trend) with a daily cycle: found on the differences.
+    walk = np.cumsum(rng.normal(size=3000)) + 4 * np.sin(2 * np.pi * np.arange(3000) / 24)
+    assert fc.detect_season(walk, max_lag=200) in (23, 24, 25)
+
+
+def test_season_detection_on_statsmodels_co2() -> None:
+    co2 = pytest.importorskip("statsmodels.datasets.co2")
+    y = co2.load_pandas().data["co2"].interpolate().bfill().to_numpy()
+    assert fc.detect_season(y, max_lag=1000) == 52  # the raw-ACF peak was 46-49
 
 
 def test_forecast_metrics_and_skill() -> None:
@@ -85,7 +115,7 @@ def test_cnn_forecaster_beats_persistence(demand_splits: dict[str, Path], tmp_pa
     test = pq.read_table(demand_splits["test"])
     pred = loaded.predict_raw(test)  # raw rows in, raw units out
     assert pred.shape == (2 * (7 * 24 - 54 + 1), 6)
-    metrics = score_forecaster(loaded, test)
+    metrics = score_forecaster(loaded, test).metrics
     assert metrics["skill_persistence"] > 0.2, metrics
     assert "skill_seasonal" in metrics and metrics["mae"] < metrics["mae_persistence"]
 
@@ -119,4 +149,5 @@ def test_other_families_train_and_predict(
     assert loaded.meta["family"] == family
     assert loaded.meta["forecasting"]["season_source"] == "configured"
     pred = loaded.predict_raw(pq.read_table(demand_splits["test"]))
-    assert pred.shape == (2 * (7 * 24 - 14 + 1), 2) and np.all(np.isfinite(pred))
+    context = loaded.meta["forecasting"]["context"]  # window 12, one day + 24 steps of season
+    assert pred.shape == (2 * (7 * 24 - context - 2 + 1), 2) and np.all(np.isfinite(pred))

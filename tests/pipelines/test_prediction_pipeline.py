@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -106,3 +107,59 @@ def test_replace_on_the_scored_table_is_refused_before_running(
         cwd=tmp_path,
     )
     build_pipeline("prediction", appending)  # append is allowed
+
+
+def test_forecasting_champion_writes_each_series_next_steps(tmp_path: Path) -> None:
+    """Train a forecaster with the training pipeline (validate checks the window, evaluate takes
+    the test forecasts' past from the valid split), then batch-forecast with the champion."""
+    from tests.conftest import write_config
+    from tests.modelling.synthetic import demand_series
+
+    own = tmp_path / "load.duckdb"
+    con = duckdb.connect(str(own))
+    con.register("rows", demand_series(days=21, seed=2))
+    con.execute("CREATE SCHEMA energy; CREATE TABLE energy.load AS SELECT * FROM rows")
+    con.close()
+    path = write_config(
+        tmp_path,
+        f"""
+        name: load-test
+        warehouse: duckdb:///{own}
+        query: SELECT ts, site, load_mw, temp_c FROM energy.load
+        label: load_mw
+        task: forecasting
+        time_column: ts
+        forecasting: {{window: 24, horizon: 6, group_column: site, covariates: [temp_c], season: 24}}
+        split: {{method: time, column: ts, fractions: [0.7, 0.15, 0.15]}}
+        workdir: work
+        prediction:
+          query: SELECT ts, site, load_mw, temp_c FROM energy.load WHERE ts >= @start
+          query_parameters: {{start: {{type: TIMESTAMP, value: "2024-01-19T00:00:00"}}}}
+          destination_table: forecasts.load
+          write_mode: replace
+        """,
+    )
+    # A window longer than the valid split fails at validate, before any training.
+    with pytest.raises(PipelineError, match=r"step 'validate' failed.*forecasting.window"):
+        run_local("training", load_config(path, ["forecasting.window=80"]), cache=False)
+
+    cfg = load_config(path)
+    trained = run_local("training", cfg, cache=False)
+    test_rows = trained["metrics"]["test"]
+    assert test_rows["mae"] > 0 and "mae_seasonal" in test_rows
+    summary = run_local("prediction", cfg)
+    p = summary["predictions"]
+    assert p["rows"] == 2 * 6 and p["model"] == trained["model"]
+    con = duckdb.connect(str(own), read_only=True)
+    try:
+        out = con.execute(
+            "SELECT site, ts, step, prediction, model_version FROM forecasts.load "
+            "ORDER BY site, step"
+        ).fetchall()
+        last = con.execute("SELECT max(ts) FROM energy.load").fetchone()[0]
+    finally:
+        con.close()
+    assert [r[0] for r in out] == ["north"] * 6 + ["south"] * 6
+    assert [r[2] for r in out] == list(range(1, 7)) * 2
+    assert out[0][1] == last + dt.timedelta(hours=1) and out[5][1] == last + dt.timedelta(hours=6)
+    assert all(r[4] == trained["model"]["version"] for r in out)

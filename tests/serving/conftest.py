@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,15 @@ class ForecastModel:
     window: int = 24
     horizon: int = 6
 
+    @property
+    def context(self) -> int:
+        """The rows one forecast needs (the window, and a cycle plus 24 steps of each season)."""
+        meta = json.loads((self.model_dir / "voltpipe_model.json").read_text())
+        return int(meta["forecasting"]["context"])
+
     def history(self, site: str, end: str, rows: int | None = None) -> pa.Table:
-        """`site`'s rows before `end` (the last `rows` of them, default a window), in time order."""
+        """`site`'s rows before `end` (the last `rows` of them, default a context), in time
+        order."""
         import pyarrow.compute as pc
 
         t = self.series.filter(
@@ -100,7 +108,7 @@ class ForecastModel:
                 pc.less(self.series.column("ts"), pa.scalar(np.datetime64(end, "s"))),
             )
         ).sort_by("ts")
-        n = self.window if rows is None else rows
+        n = self.context if rows is None else rows
         return t.slice(max(t.num_rows - n, 0))
 
 
@@ -129,7 +137,7 @@ def train_forecaster(root: Path) -> ForecastModel:
         root / "model",
         label="load_mw",
         task="forecasting",
-        model_params={"hidden_units": [16], "filters": 8},
+        model_params={"family": "cnn", "hidden_units": [16], "filters": 8},
         training_params={"epochs": 2, "batch_size": 64},
         task_params=FORECAST_TASK,
     )

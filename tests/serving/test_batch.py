@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.serving.conftest import TrainedModel, scada_table
+from tests.serving.conftest import AnomalyModel, TrainedModel, scada_table
 from voltpipe.errors import ConfigError, DataError
 from voltpipe.registry.local import LocalRegistry
 from voltpipe.serving.batch import predict_batch, resolve_model
@@ -125,19 +125,13 @@ def test_bad_inputs_each_get_one_clear_error(
         holder.close()
 
 
-@pytest.mark.parametrize(
-    ("fixture", "instead"),
-    [("forecasting_model", "forecast_last"), ("anomaly_model", "predict_raw")],
-)
-def test_other_tasks_get_a_clear_error_before_loading(
-    tmp_path: Path, fixture: str, instead: str, request: pytest.FixtureRequest
+def test_anomaly_models_get_a_clear_error_before_loading(
+    tmp_path: Path, anomaly_model: AnomalyModel
 ) -> None:
-    trained = request.getfixturevalue(fixture)
-    task = fixture.removesuffix("_model")
     wh = _warehouse(tmp_path / "wh.duckdb", scada_table(10, 9))
     with pytest.raises(
         DataError,
-        match=rf"task {task}: batch prediction scores regression and classification models, "
-        rf"not {task} \(use LoadedModel.{instead}",
+        match=r"task anomaly: batch prediction scores regression, classification and "
+        r"forecasting models, not anomaly \(use LoadedModel.predict_raw",
     ):
-        predict_batch(wh, "SELECT * FROM src.rows", {}, str(trained.model_dir), "p.t")
+        predict_batch(wh, "SELECT * FROM src.rows", {}, str(anomaly_model.model_dir), "p.t")

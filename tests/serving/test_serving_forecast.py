@@ -115,8 +115,8 @@ def _raw_last_window(model: Any, history: pa.Table, future: pa.Table) -> np.ndar
 def test_served_forecast_equals_in_process_forecast(
     forecasting_model: ForecastModel, forecast_predictor: ForecastPredictor, asgi_client: Any
 ) -> None:
-    north = forecasting_model.history("north", "2024-01-13T05:00:00")  # exactly one window
-    south = forecasting_model.history("south", "2024-01-14T00:00:00", rows=40)  # more rows
+    north = forecasting_model.history("north", "2024-01-13T05:00:00")  # exactly one context
+    south = forecasting_model.history("south", "2024-01-14T00:00:00", rows=60)  # more rows
     client = asgi_client(create_app(forecast_predictor))
     response = client.post(
         "/predict",
@@ -170,7 +170,8 @@ def test_utc_times_are_answered_in_utc(
 def test_bad_histories_are_400_naming_the_field(
     forecasting_model: ForecastModel, forecast_predictor: ForecastPredictor, asgi_client: Any
 ) -> None:
-    history = forecasting_model.history("north", "2024-01-13T05:00:00", rows=30)
+    context = forecasting_model.context  # 48: the window 24 and the daily season + 24 steps
+    history = forecasting_model.history("north", "2024-01-13T05:00:00", rows=context + 6)
     good = _instance(history)
     rows = good["history"]  # newest first
     gap = [r for r in rows if r["ts"] != "2024-01-13T01:00:00"]
@@ -178,11 +179,14 @@ def test_bad_histories_are_400_naming_the_field(
     nan = [dict(r) for r in rows]
     nan[4]["temp_c"] = float("nan")
     cases = [
-        ([good, {"history": rows[:23]}], ["instances[1].history has 23 row(s)", "at least 24"]),
+        (
+            [good, {"history": rows[: context - 1]}],
+            [f"instances[1].history has {context - 1} row(s)", f"at least {context}"],
+        ),
         (
             [{"history": gap}],
             [
-                "instances[0].history is not evenly spaced over its last 24 rows",
+                f"instances[0].history is not evenly spaced over its last {context} rows",
                 "2024-01-13T00:00:00 is followed by 2024-01-13T02:00:00",
                 "a step of 2h where the others are 1h",
             ],
@@ -198,22 +202,24 @@ def test_bad_histories_are_400_naming_the_field(
         assert response.status_code == 400, response.text
         for name in names:
             assert name in response.json()["error"], response.json()["error"]
-    # A gap before the last window is not an input: still a forecast.
-    old_gap = [r for r in rows if r["ts"] != "2024-01-12T00:00:00"]
+    # A gap before the last context rows is not an input: still a forecast.
+    old_gap = [r for r in rows if r["ts"] != "2024-01-11T01:00:00"]
     assert client.post("/predict", json={"instances": [{"history": old_gap}]}).status_code == 200
 
 
 @pytest.mark.slow
 def test_describe_states_the_forecasting_formats(
-    forecast_predictor: ForecastPredictor, asgi_client: Any
+    forecasting_model: ForecastModel, forecast_predictor: ForecastPredictor, asgi_client: Any
 ) -> None:
     info = asgi_client(create_app(forecast_predictor)).get("/").json()
     assert info["task"] == "forecasting"
     assert (info["window"], info["horizon"], info["time_column"]) == (24, 6, "ts")
+    context = forecasting_model.context
+    assert info["context"] == context > 24
     assert info["group_column"] == "site" and info["covariates"] == ["temp_c"]
     [instance] = info["request"]["instances"]
     assert set(instance["history"][0]) == {"ts", "load_mw", "temp_c"} and "site" in instance
-    assert "at least 24 rows" in info["request"]["notes"]
+    assert f"at least {context} rows" in info["request"]["notes"]
     assert set(info["response"]["predictions"][0]) == {"forecast", "times"}
     # the example the predictor warms up with is a valid request
     [prediction] = forecast_predictor.predict([forecast_predictor.example_instance()])
@@ -226,7 +232,7 @@ def test_container_serves_a_forecaster(forecasting_model: ForecastModel) -> None
     with serving_container(forecasting_model.model_dir, "load") as url:
         histories = [
             forecasting_model.history("north", "2024-01-13T05:00:00"),
-            forecasting_model.history("south", "2024-01-12T17:00:00", rows=48),
+            forecasting_model.history("south", "2024-01-12T17:00:00", rows=60),
         ]
         response = httpx.post(
             url + "/v1/models/load:predict",
@@ -242,5 +248,78 @@ def test_container_serves_a_forecaster(forecasting_model: ForecastModel) -> None
             url + "/v1/models/load:predict",
             json={"instances": [_instance(histories[0].slice(0, 10))]},
         )
-        assert short.status_code == 400 and "at least 24" in short.json()["error"]
+        context = forecasting_model.context
+        assert short.status_code == 400 and f"at least {context}" in short.json()["error"]
         assert httpx.get(url + "/").json()["task"] == "forecasting"
+
+
+# -- gbdt, statistical and auto forecasters: served without TensorFlow -----------------------------
+
+_SERVE_WITHOUT_TF = """
+import json, sys
+import pyarrow.parquet as pq
+from voltpipe.deploy.local import smoke_test
+from voltpipe.modelling.predict import load_model
+from voltpipe.serving import load_predictor
+
+model_dir, history_path = sys.argv[1], sys.argv[2]
+history = pq.read_table(history_path)
+predictor = load_predictor(model_dir, warmup_batch_sizes=(1,))
+rows = [{k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in r.items()}
+        for r in history.drop_columns(["site"]).to_pylist()]
+served = predictor.predict([{"history": rows}])
+smoke_test(model_dir, [predictor.example_instance()])
+last = load_model(model_dir).forecast_last(history)
+print(json.dumps({
+    "served": served[0], "last": last.forecast[0].tolist(), "engine": predictor.engine,
+    "context": predictor.describe()["context"], "tensorflow": "tensorflow" in sys.modules,
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gbdt", "statistical", "auto"])
+def test_gbdt_statistical_and_auto_forecasters_serve_without_tensorflow(
+    family: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from tests.modelling.synthetic import demand_series, time_splits
+    from tests.serving.conftest import FORECAST_TASK
+    from voltpipe.modelling.train import train_model
+
+    series = demand_series(days=21, seed=5)
+    train, valid, test = time_splits(series, ("2024-01-15", "2024-01-19"))
+    for split, table in (("train", train), ("valid", valid)):
+        (tmp_path / split).mkdir()
+        pq.write_table(table, tmp_path / split / "part-0.parquet")
+    result = train_model(
+        tmp_path / "train",
+        tmp_path / "valid",
+        tmp_path / "model",
+        label="load_mw",
+        task="forecasting",
+        model_params={"family": family},
+        task_params=FORECAST_TASK,
+    )
+    context = result.meta["forecasting"]["context"]
+    north = test.filter(pa.compute.equal(test.column("site"), "north")).sort_by("ts")
+    pq.write_table(north.slice(0, context + 5), tmp_path / "history.parquet")
+    run = subprocess.run(
+        [sys.executable, "-c", _SERVE_WITHOUT_TF, str(tmp_path / "model"), str(tmp_path / "history.parquet")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["tensorflow"] is False and out["engine"] == "numpy"
+    assert out["context"] == context
+    np.testing.assert_allclose(out["served"]["forecast"], out["last"], rtol=1e-5)
+    expected = north.column("ts").to_numpy()[context + 5 : context + 11]
+    assert out["served"]["times"] == [str(t) for t in expected.astype("datetime64[s]")]
+    predictor = load_predictor(tmp_path / "model", warmup_batch_sizes=(1,))
+    short = {"history": iso_rows(north.slice(0, context - 1).drop_columns(["site"]))}
+    with pytest.raises(Exception, match=f"at least {context}"):
+        predictor.predict([short])

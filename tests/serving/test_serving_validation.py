@@ -292,3 +292,27 @@ def test_numeric_times_must_not_mix_with_strings() -> None:
     rows[1]["ts"] = "2024-01-01T00:00:00"
     message = _history_error({"history": rows}, plain)
     assert "instances[2].history[1].ts must be a number, as the first time is" in message
+
+
+def test_a_history_needs_the_models_context_not_only_its_window() -> None:
+    meta = {
+        "label": "load_mw",
+        "forecasting": {
+            "time_column": "ts",
+            "covariates": ["temp_c"],
+            "group_column": "site",
+            "window": 2,
+            "context": 3,  # e.g. a season of 3 steps: its seasonal lags need a full cycle
+            "horizon": 2,
+            "calendar": True,
+        },
+    }
+    spec = HistorySpec.from_meta(meta)
+    assert (spec.window, spec.history_rows) == (2, 3)
+    message = _history_error({"history": ROWS[:2]}, spec)
+    assert "has 2 row(s); the model forecasts from the last 3 (the model's context" in message
+    assert "send at least 3" in message
+    assert parse_history({"history": ROWS}, 0, spec).table.num_rows == 3
+    # A model saved before `context` existed needs its window.
+    del meta["forecasting"]["context"]
+    assert HistorySpec.from_meta(meta).history_rows == 2

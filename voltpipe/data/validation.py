@@ -392,6 +392,155 @@ def _compare_schema(
                     )
 
 
+def series_lengths(path: str | Path, group_column: str | None) -> dict[str, int]:
+    """How many series a split holds and the rows of its longest and shortest (DuckDB).
+
+    Without `group_column` (or when the split lacks it) the whole split is one series.
+    """
+    src = _source(path)
+    con = duckdb.connect()
+    try:
+        names = [d[0] for d in con.execute(f"SELECT * FROM {src} LIMIT 0").description]
+        if group_column and group_column in names:
+            series, longest, shortest = con.execute(
+                f"SELECT count(*), coalesce(max(n), 0), coalesce(min(n), 0) "
+                f"FROM (SELECT count(*) AS n FROM {src} GROUP BY {_q(group_column)})"
+            ).fetchone()
+        else:
+            rows = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+            series, longest, shortest = (1 if rows else 0), rows, rows
+        return {"series": int(series), "longest": int(longest), "shortest": int(shortest)}
+    finally:
+        con.close()
+
+
+def forecast_context(forecasting: dict[str, Any]) -> int:
+    """The history rows one forecast needs, as known before training: the larger of
+    ``forecasting.window`` and the configured seasons (``seasons``, or ``season``)."""
+    seasons = list(forecasting.get("seasons") or [])
+    if forecasting.get("season"):
+        seasons.append(int(forecasting["season"]))
+    return max([int(forecasting.get("window", 48)), *seasons])
+
+
+def check_forecast_splits(
+    lengths: dict[str, dict[str, int]],
+    *,
+    forecasting: dict[str, Any],
+    columns: list[str] | None = None,
+    time_column: str | None = None,
+) -> ValidationResult:
+    """Checks that every split is long enough for forecasting, before any training.
+
+    Evaluation forecasts every test row, taking each series' history from the tail of the
+    valid split, so: the train split's longest series needs ``context + horizon`` rows (one
+    training window), the valid split's (when it has rows) ``window + horizon`` and at least
+    ``context`` (the test forecasts' history), and the test split's ``horizon``
+    (``context + horizon`` with an empty valid split). ``context`` is the larger of the window
+    and the configured seasons (``forecast_context``). Series shorter than that are skipped in
+    training: a warning.
+
+    Args:
+        lengths: ``series_lengths`` of each split by name (train, valid, test).
+        forecasting: the config's ``forecasting`` section (window, horizon, season(s),
+            group_column).
+        columns: the train split's columns, to check `time_column` and the group column.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    window = int(forecasting.get("window", 48))
+    horizon = int(forecasting.get("horizon", 1))
+    context = forecast_context(forecasting)
+    group = forecasting.get("group_column")
+    if columns is not None:
+        if time_column and time_column not in columns:
+            errors.append(
+                f"time_column {time_column!r} is not in the data (columns: {', '.join(columns)})"
+            )
+        if group and group not in columns:
+            errors.append(
+                f"forecasting.group_column {group!r} is not in the data "
+                f"(columns: {', '.join(columns)})"
+            )
+    need = (
+        f"forecasting.window + forecasting.horizon = {window} + {horizon}"
+        if context == window
+        else f"the context + forecasting.horizon = {context} + {horizon} (context: the larger "
+        f"of forecasting.window {window} and the seasons)"
+    )
+    fix = (
+        "lower forecasting.window or forecasting.horizon, or give the {split} split more rows "
+        "(split.fractions, or a longer query period)"
+    )
+    of = f"series (by {group})" if group else "series"
+    train = lengths.get("train", {})
+    if train.get("longest", 0) and train["longest"] < context + horizon:
+        errors.append(
+            f"the train split's longest {of} has {train['longest']} rows, fewer than {need}; "
+            + fix.format(split="train")
+        )
+    elif train.get("shortest", 0) and train["shortest"] < context + horizon:
+        warnings.append(
+            f"the train split's shortest {of} has {train['shortest']} rows, fewer than {need}: "
+            "series that short give no training window"
+        )
+    valid = lengths.get("valid", {})
+    test = lengths.get("test", {})
+    if valid.get("longest", 0):
+        valid_need = max(window + horizon, context)
+        if valid["longest"] < valid_need:
+            why = f"forecasting.window + forecasting.horizon = {window} + {horizon}"
+            if context > window + horizon:
+                why = f"the {context} past rows (context) each test forecast takes from it"
+            errors.append(
+                f"the valid split's longest {of} has {valid['longest']} rows, fewer than {why}; "
+                + fix.format(split="valid")
+            )
+        if test.get("longest", 0) and test["longest"] < horizon:
+            errors.append(
+                f"the test split's longest {of} has {test['longest']} rows, fewer than "
+                f"forecasting.horizon = {horizon}; lower forecasting.horizon or give the test "
+                "split more rows (split.fractions, or a longer query period)"
+            )
+    elif test.get("longest", 0) and test["longest"] < context + horizon:
+        errors.append(
+            f"the test split's longest {of} has {test['longest']} rows and the valid split is "
+            f"empty, so its first rows are the forecasts' history: fewer than {need}; "
+            + fix.format(split="test")
+        )
+    return ValidationResult(errors=errors, warnings=warnings)
+
+
+def validate_forecast_splits(
+    paths: dict[str, str | Path],
+    stats_by_split: dict[str, dict[str, Any]],
+    task_params: dict[str, Any],
+) -> ValidationResult:
+    """``check_forecast_splits`` on split folders: each split's series lengths by the
+    configured group column (DuckDB), with the train split's columns.
+
+    Args:
+        paths: the Dataset folder of each split by name.
+        stats_by_split: ``compute_statistics`` of each split (for row counts and columns).
+        task_params: ``time_column`` and ``forecasting`` (the config's section), as train
+            gets them.
+    """
+    forecasting = dict(task_params.get("forecasting") or {})
+    empty = {"series": 0, "longest": 0, "shortest": 0}
+    lengths = {
+        name: series_lengths(path, forecasting.get("group_column"))
+        if stats_by_split[name]["rows"]
+        else empty
+        for name, path in paths.items()
+    }
+    return check_forecast_splits(
+        lengths,
+        forecasting=forecasting,
+        columns=list(stats_by_split["train"]["columns"]),
+        time_column=task_params.get("time_column"),
+    )
+
+
 _BARS = "▁▂▃▄▅▆▇█"
 
 

@@ -37,7 +37,7 @@ def sample_instances(model_dir: str | Path, n: int = SMOKE_ROWS) -> list[dict[st
     Row models (regression, classification, anomaly): complete rows of the version's stored
     reference sample (features only) when present, else one row built from the feature plan
     (numeric means, first category). Forecasting: per series of the reference sample, its
-    latest run of `window` evenly spaced rows as ``{"history": [...], group: name}``, else one
+    latest run of `context` (the model's history length, at least `window`) evenly spaced rows as ``{"history": [...], group: name}``, else one
     synthetic history at the training means.
 
     Raises:
@@ -85,7 +85,7 @@ def _history_instances(meta: dict[str, Any], reference: Path, n: int) -> list[di
 
 
 def _reference_histories(table: pa.Table, spec: HistorySpec, n: int) -> list[dict[str, Any]]:
-    """Up to `n` series' latest runs of `spec.window` evenly spaced, complete rows.
+    """Up to `n` series' latest runs of `spec.history_rows` evenly spaced, complete rows.
 
     The reference sample is a random sample of the training rows when the data was large, so
     a series may have gaps: the run is searched for, not assumed.
@@ -109,10 +109,11 @@ def _reference_histories(table: pa.Table, spec: HistorySpec, n: int) -> list[dic
     instances: list[dict[str, Any]] = []
     for value in values:
         series = table if group is None else table.filter(pc.equal(table.column(group), value))
-        end = _latest_even_run(series.column(spec.time_column).to_numpy(), spec.window)
+        need = spec.history_rows  # the model's context: a shorter history is a 400
+        end = _latest_even_run(series.column(spec.time_column).to_numpy(), need)
         if end is None:
             continue
-        rows = series.slice(end - spec.window + 1, spec.window).select(names).to_pylist()
+        rows = series.slice(end - need + 1, need).select(names).to_pylist()
         instance: dict[str, Any] = {"history": rows}
         if group is not None:
             instance[group] = value

@@ -89,14 +89,20 @@ class EvaluationResult:
 
 
 # ----- scoring by task --------------------------------------------------------------------------
-# One scorer per task: (loaded model, test table, slice columns, classification threshold).
-# Forecasting and anomaly scorers live in their own modules (forecast_metrics, anomaly_metrics).
+# One scorer per task: (loaded model, test table, slice columns, classification threshold,
+# the valid split or None). Only forecasters read the valid split: the past of their first test
+# forecasts. Forecasting and anomaly scorers live in their own modules (forecast_metrics,
+# anomaly_metrics).
 
-Scorer = Callable[[Any, pa.Table, Sequence[str], float | None], ModelScore]
+Scorer = Callable[[Any, pa.Table, Sequence[str], float | None, pa.Table | None], ModelScore]
 
 
 def _score_regression(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.plots import regression_plots_html
     from voltpipe.modelling.train import encode_labels
@@ -121,7 +127,11 @@ def _score_regression(
 
 
 def _score_classification(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.plots import classification_plots_html
     from voltpipe.modelling.train import encode_labels
@@ -149,26 +159,32 @@ def _score_classification(
 
 
 def _score_forecasting(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.forecast_metrics import score_forecaster
 
-    # The per-window targets and forecasts feed the Diebold-Mariano comparison (gate.py).
-    windows = loaded.forecast_windows(table)
-    pred = np.asarray(loaded.predict_raw(table), dtype="float64")
-    y = np.asarray(windows.y_true, dtype="float64").reshape(pred.shape[0], -1)
+    # The kept windows' targets and forecasts feed the Diebold-Mariano comparison (gate.py).
+    score = score_forecaster(loaded, table, valid)
     return ModelScore(
         loaded.task,
-        score_forecaster(loaded, table),
+        score.metrics,
         table.num_rows,
-        details={"horizon": int(windows.horizon)},
-        y_true=y,
-        outputs=pred.reshape(y.shape),
+        details={**score.details, "horizon": int(score.y_true.shape[1])},
+        y_true=score.y_true,
+        outputs=score.pred,
     )
 
 
 def _score_anomaly(
-    loaded: Any, table: pa.Table, slice_columns: Sequence[str], threshold: float | None
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
 ) -> ModelScore:
     from voltpipe.evaluation.anomaly_metrics import score_anomaly_detector
 
@@ -189,10 +205,13 @@ def score_model(
     *,
     slice_columns: Sequence[str] = (),
     classification_threshold: float | None = None,
+    valid_path: str | os.PathLike[str] | None = None,
 ) -> ModelScore:
     """Scores a saved model on the test data by its task (the dispatch point is ``SCORERS``).
 
-    Slice metrics are computed for regression and classification.
+    Slice metrics are computed for regression and classification. A forecaster takes the past
+    of its first test forecasts from the valid split at `valid_path` (see
+    ``forecast_metrics.score_forecaster``), so every test row is scored.
 
     Raises:
         DataError: empty test data, a task without evaluation, or unusable test data.
@@ -207,7 +226,10 @@ def score_model(
     scorer = SCORERS.get(loaded.task)
     if scorer is None:
         raise DataError(f"task {loaded.task}: evaluation not supported")
-    return scorer(loaded, table, list(slice_columns), classification_threshold)
+    valid = None
+    if valid_path is not None and loaded.task == "forecasting":  # only forecasters read it
+        valid = read_table(valid_path)
+    return scorer(loaded, table, list(slice_columns), classification_threshold, valid)
 
 
 def evaluate_challenger(
@@ -221,6 +243,7 @@ def evaluate_challenger(
     slice_columns: Sequence[str] = (),
     classification_threshold: float | None = None,
     gate: GateConfig | Mapping[str, Any] | None = None,
+    valid_path: str | os.PathLike[str] | None = None,
 ) -> EvaluationResult:
     """Scores the challenger and (if any) the champion on the same test split, then decides.
 
@@ -228,6 +251,9 @@ def evaluate_challenger(
     confidence, the bootstrap resamples and the slice check; `metric` and `min_improvement`
     override its own. A champion that can no longer score this data (e.g. a changed schema) is
     reported and the challenger is judged on its own. Slices and plots are the challenger's.
+
+    Forecasters (challenger and champion alike) take their first forecasts' past from the valid
+    split at `valid_path`, so both are scored on every test row.
     """
     options = _gate_options(gate)
     score = score_model(
@@ -235,12 +261,16 @@ def evaluate_challenger(
         test_path,
         slice_columns=slice_columns,
         classification_threshold=classification_threshold,
+        valid_path=valid_path,
     )
     champion: ModelScore | None = None
     if champion_dir is not None:
         try:
             champion = score_model(
-                champion_dir, test_path, classification_threshold=classification_threshold
+                champion_dir,
+                test_path,
+                classification_threshold=classification_threshold,
+                valid_path=valid_path,
             )
         except DataError as exc:
             print(
@@ -410,6 +440,17 @@ def decision_report_markdown(result: EvaluationResult) -> str:
         )
         parts.append(
             f"Precision {d['precision']:.4g}, recall {d['recall']:.4g} (predicted class: {rule}).\n"
+        )
+    if "targets" in d:  # forecasting: what the metrics were computed on
+        where = (
+            f"the last {d['history_rows']} rows of each series in the valid split"
+            if d["history"] == "valid"
+            else "each test series' first rows (no valid split: those rows are not scored)"
+        )
+        parts.append(
+            f"Scored {d['windows']:,} forecasts ({d['targets']:,} targets) over "
+            f"{d['test_rows']:,} test rows; the first forecasts' history is {where}. The "
+            "naive baselines are scored on the same targets.\n"
         )
     if result.slices:
         parts.append("## Slice metrics\n\n" + slices_markdown(result.slices))

@@ -7,9 +7,12 @@ detected, seasonal naive (the value one season earlier).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
+
+from voltpipe.errors import DataError
 
 FORECAST_METRICS = ("mae", "rmse", "mape", "skill_persistence")
 
@@ -75,22 +78,105 @@ def forecast_metrics(
     return out
 
 
-def score_forecaster(loaded: Any, table: Any) -> dict[str, float]:
-    """Scores a loaded forecasting model (``modelling.predict.LoadedModel``) on a table.
+@dataclasses.dataclass
+class ForecastScore:
+    """A forecaster's test metrics and what they were computed on.
+
+    Attributes:
+        metrics: see ``forecast_metrics``.
+        details: ``windows`` (forecasts scored), ``targets`` (windows x horizon),
+            ``test_rows``, ``history`` (where the first forecasts' past came from: ``valid``
+            or ``test``), ``history_rows`` per series, and ``seasonal_windows`` (windows the
+            seasonal-naive baseline could score: all of them unless a series' valid tail is
+            shorter than the season), ``short_history_series`` (series whose valid tail is
+            shorter than the model's context: their first test rows are history only) and
+            ``interleaved_series`` (series whose valid rows come after test rows: a split not
+            cut on time).
+    """
+
+    metrics: dict[str, float]
+    details: dict[str, Any]
+    y_true: np.ndarray | None = None  # (windows, horizon): the scored targets
+    pred: np.ndarray | None = None  # (windows, horizon): the model's forecasts of them
+
+
+def score_forecaster(loaded: Any, table: Any, history: Any = None) -> ForecastScore:
+    """Scores a loaded forecasting model (``modelling.predict.LoadedModel``) on a test table.
+
+    Honest evaluation: each series' last rows of `history` (the valid split) come before the
+    test rows, as many as one forecast needs (``context_length``, or the season when longer,
+    for the seasonal-naive baseline), and exactly the forecasts whose first target is a test
+    row are scored. So every test row is a target, the number of targets does not depend on
+    the window (two configs are scored on the same targets), and the persistence and
+    seasonal-naive baselines are scored on exactly those targets. Without `history` the first
+    rows of each test series are history only (as before).
 
     The season is the one stored with the model (configured or detected on the train split).
     """
-    from voltpipe.modelling.forecasting import naive_forecasts
+    from voltpipe.modelling import forecasting as fc
 
-    windows = loaded.forecast_windows(table)
-    pred = loaded.predict_raw(table)
-    season = loaded.meta["forecasting"].get("season")
-    naive = naive_forecasts(windows.series, windows.starts, windows.window, windows.horizon, season)
-    return forecast_metrics(
-        windows.y_true,
-        pred,
+    f = loaded.meta["forecasting"]
+    season = f.get("season")
+    need = max(fc.context_length(f), int(season or 0))
+    source = "valid" if history is not None and history.num_rows else "test"
+    rows, scored = fc.with_history(
+        history if source == "valid" else None,
+        table,
+        time_column=f["time_column"],
+        group_column=f["group_column"],
+        rows=need,
+    )
+    windows = loaded.forecast_windows(rows)
+    pred = np.asarray(loaded.predict_raw(rows))
+    origins = windows.starts + windows.window
+    keep = scored[origins]
+    if not keep.any():
+        raise DataError(
+            f"no forecast of the test split has its first target in it: every series needs "
+            f"{fc.context_length(f)} past rows (forecasting.window or the model's context) and "
+            f"forecasting.horizon = {windows.horizon} test rows"
+        )
+    origins = origins[keep]
+    naive = fc.naive_forecasts(windows.series, origins, windows.horizon, season)
+    metrics = forecast_metrics(
+        windows.y_true[keep],
+        pred[keep],
         persistence=naive["persistence"],
         seasonal=naive.get("seasonal"),
         seasonal_mask=naive.get("seasonal_mask"),
         season=season,
     )
+    details = {
+        "windows": int(keep.sum()),
+        "targets": int(keep.sum()) * int(windows.horizon),
+        "test_rows": int(table.num_rows),
+        "history": source,
+        "history_rows": int(need) if source == "valid" else 0,
+    }
+    if "seasonal_mask" in naive:
+        details["seasonal_windows"] = int(np.asarray(naive["seasonal_mask"]).sum())
+    if source == "valid":
+        # Series whose valid tail is shorter than the history a forecast needs: their first
+        # test rows are history only (the validate step cannot know a detected season).
+        sid = windows.series.series_id
+        past = np.bincount(sid[~scored], minlength=int(sid.max()) + 1)
+        tested = np.bincount(sid[scored], minlength=int(sid.max()) + 1) > 0
+        short = int(np.sum(tested & (past < fc.context_length(f))))
+        details["short_history_series"] = short
+        # A valid row after a test row of the same series: the splits were not cut on time.
+        after = np.flatnonzero(~scored[1:] & scored[:-1] & (sid[1:] == sid[:-1]))
+        details["interleaved_series"] = len(np.unique(sid[after + 1]))
+        if len(after):
+            print(
+                f"voltpipe: warning: the valid and test splits interleave in time in "
+                f"{details['interleaved_series']} series, so test forecasts see valid rows from "
+                "after them; split forecasting data on time (split: {method: time, column: "
+                f"{f['time_column']}}})"
+            )
+        if short:
+            print(
+                f"voltpipe: {short} series have fewer than {fc.context_length(f)} rows in the "
+                "valid split (the model's context): their first test rows are history only; "
+                "a longer valid split (split.fractions) scores every test row"
+            )
+    return ForecastScore(metrics, details, windows.y_true[keep], pred[keep])

@@ -51,18 +51,31 @@ def _numeric(table: pa.Table, name: str, role: str) -> np.ndarray:
     return values
 
 
-def _calendar(times: pa.ChunkedArray) -> np.ndarray | None:
-    """sin/cos of hour-of-day and day-of-week, or None when the time column is not a time."""
+def epoch_seconds(times: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """Seconds since 1970-01-01 UTC (float64) of a DATE, DATETIME or TIMESTAMP column, else None.
+
+    DATE (date32/date64) counts whole days; a timestamp without a zone (DATETIME) is read as
+    UTC, one with a zone is converted to UTC, so serving (which converts offsets to UTC) and
+    training see the same hours. Sub-second parts are kept as fractions.
+    """
     t = times.type
     if pa.types.is_timestamp(t):
-        secs = pc.cast(pc.cast(times, pa.timestamp("s", tz=t.tz)), pa.int64())
-    elif pa.types.is_date(t):
-        secs = pc.multiply(pc.cast(pc.cast(times, pa.date32()), pa.int64()), 86_400)
-    else:
+        per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[t.unit]
+        raw = pc.cast(times, pa.int64()).to_numpy(zero_copy_only=False)
+        return raw.astype("float64") / per_second
+    if pa.types.is_date(t):
+        days = pc.cast(pc.cast(times, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
+        return days.astype("float64") * 86_400.0
+    return None
+
+
+def _calendar(times: pa.ChunkedArray) -> np.ndarray | None:
+    """sin/cos of hour-of-day and day-of-week (UTC), or None when the column is not a time."""
+    s = epoch_seconds(times)
+    if s is None:
         return None
-    s = secs.to_numpy(zero_copy_only=False).astype("float64")
     hour = (s % 86_400) / 3_600.0
-    dow = ((s // 86_400) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    dow = (np.floor(s / 86_400) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     a, b = 2 * np.pi * hour / 24.0, 2 * np.pi * dow / 7.0
     return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)], axis=1)
 
@@ -129,6 +142,16 @@ def has_calendar(table: pa.Table, time_column: str) -> bool:
     return t is not None and (pa.types.is_timestamp(t) or pa.types.is_date(t))
 
 
+def context_length(forecasting: dict[str, Any]) -> int:
+    """Past rows one forecast needs: a model meta's ``forecasting.context`` (>= ``window``), or
+    its ``window`` for models saved before ``context`` existed.
+
+    Everything that cuts a history uses it: evaluation's context from the valid split,
+    ``forecast_last``, serving's minimum history, batch forecasts and the validate check.
+    """
+    return int(forecasting.get("context") or forecasting["window"])
+
+
 def window_starts(
     series_id: np.ndarray, *, window: int, horizon: int, stride: int = 1
 ) -> np.ndarray:
@@ -182,26 +205,85 @@ def checked_starts(
     return starts
 
 
-def detect_season(y: np.ndarray, max_lag: int, min_acf: float = 0.2) -> int | None:
-    """The lag (>= 2) of the highest autocorrelation peak up to `max_lag`, or None if weak."""
+SEASON_TOLERANCE = 0.1  # a shorter season wins when its peak is this close to the highest
+
+
+def autocorrelation(y: np.ndarray, max_lag: int, *, detrend: str = "quadratic") -> np.ndarray:
+    """ACF at lags 0..`max_lag` (one FFT) of `y` with its trend removed.
+
+    Args:
+        detrend: ``quadratic``: minus a least-squares quadratic in time (a deterministic
+            trend, linear or slowly curving as in CO2); ``difference``: first differences (a
+            stochastic trend, as in a random walk). Either way a trend's own slowly decaying
+            autocorrelation no longer shifts or hides the seasonal peaks.
+    """
     y = np.asarray(y, dtype="float64")
-    y = y - y.mean()
-    n = len(y)
-    max_lag = min(max_lag, n // 2)
-    if max_lag < 3 or not np.any(y):
-        return None
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    f = np.fft.rfft(y, size)
+    if detrend == "difference":
+        r = np.diff(y)
+    else:
+        t = np.linspace(-1.0, 1.0, len(y))
+        r = y - np.polyval(np.polyfit(t, y, min(2, len(y) - 1)), t)
+    r = r - r.mean()
+    out = np.zeros(max_lag + 1)
+    if len(r) < 2 or not np.any(np.abs(r) > 1e-12 * (np.abs(y).max() or 1.0)):
+        return out
+    size = 1 << int(np.ceil(np.log2(2 * len(r))))
+    f = np.fft.rfft(r, size)
     acf = np.fft.irfft(f * np.conj(f), size)[: max_lag + 1]
-    acf = acf / acf[0]
-    peaks = [
-        k
-        for k in range(2, max_lag)
-        if acf[k] >= acf[k - 1] and acf[k] >= acf[k + 1] and acf[k] > min_acf
-    ]
-    if not peaks:
+    out[: len(acf)] = acf / acf[0]
+    return out
+
+
+def _season_peak(acf: np.ndarray, max_lag: int, min_acf: float) -> int | None:
+    """The season from an ACF: the shortest lag among the highest peaks.
+
+    A peak is a local maximum above `min_acf` that rises at least `min_acf` above the lowest
+    ACF before it (a season's ACF dips between its peaks; noise on a decaying trend does not).
+    Peaks at multiples of a season are nearly as high as the season's own: the shortest lag
+    within ``SEASON_TOLERANCE`` of the highest is the season.
+    """
+    k = np.arange(2, max_lag + 1)
+    lowest_before = np.minimum.accumulate(acf[1 : max_lag + 1])[k - 2]
+    peak = (
+        (acf[k] >= acf[k - 1])
+        & (acf[k] >= acf[k + 1])
+        & (acf[k] > min_acf)
+        & (acf[k] - lowest_before >= min_acf)
+    )
+    if not peak.any():
         return None
-    return int(max(peaks, key=lambda k: acf[k]))
+    lags, heights = k[peak], acf[k[peak]]
+    return int(lags[np.argmax(heights >= heights.max() - SEASON_TOLERANCE)])
+
+
+def seasonal_acf(
+    y: np.ndarray, max_lag: int, min_acf: float = 0.2
+) -> tuple[np.ndarray, int | None]:
+    """The ACF (lags 0..`max_lag` + 1) season detection reads, and the season it shows.
+
+    The trend is removed by a quadratic fit; when that leaves no clear peak (a stochastic
+    trend, as in a random walk) by differencing. Differencing first would be wrong for the
+    common case: it is a high-pass filter, and on a noisy smooth cycle (half-hourly demand
+    with noise) it leaves no peak at all where the detrended ACF peaks at 0.9.
+    """
+    acf = autocorrelation(y, max_lag + 1)
+    season = _season_peak(acf, max_lag, min_acf)
+    if season is None:
+        acf = autocorrelation(y, max_lag + 1, detrend="difference")
+        season = _season_peak(acf, max_lag, min_acf)
+    return acf, season
+
+
+def detect_season(y: np.ndarray, max_lag: int, min_acf: float = 0.2) -> int | None:
+    """The season length (>= 2 steps) of `y` from the ACF of its detrended values, or None.
+
+    See ``seasonal_acf`` (the detrending) and ``_season_peak`` (the peak). Lags go up to
+    `max_lag`, capped at half the series. Vectorised: two FFTs at most.
+    """
+    max_lag = min(max_lag, len(y) // 2 - 1)
+    if max_lag < 3:
+        return None
+    return seasonal_acf(y, max_lag, min_acf)[1]
 
 
 def targets(st: SeriesTable, starts: np.ndarray, window: int, horizon: int) -> np.ndarray:
@@ -210,22 +292,87 @@ def targets(st: SeriesTable, starts: np.ndarray, window: int, horizon: int) -> n
 
 
 def naive_forecasts(
-    st: SeriesTable, starts: np.ndarray, window: int, horizon: int, season: int | None
+    st: SeriesTable, origins: np.ndarray, horizon: int, season: int | None
 ) -> dict[str, Any]:
-    """Persistence (the window's last value) and seasonal-naive forecasts for every window.
+    """Persistence and seasonal-naive forecasts from every origin (first forecast row).
 
-    Seasonal naive predicts step ``t + k`` by ``y[t + k - season * ceil((k + 1) / season)]``;
-    windows whose seasonal source row falls before their series' start are masked out.
+    Persistence repeats ``y[o - 1]``; seasonal naive predicts step ``o + k`` by
+    ``y[o + k - season * ceil((k + 1) / season)]``, always a row before the origin. Origins
+    whose seasonal source row falls before their series' start are marked False in
+    ``seasonal_mask`` (give each origin ``season`` rows of history to avoid that: see
+    ``with_history``).
     """
-    persistence = np.repeat(st.target[starts + window - 1][:, None], horizon, axis=1)
+    origins = np.asarray(origins, dtype="int64")
+    persistence = np.repeat(st.target[origins - 1][:, None], horizon, axis=1)
     out: dict[str, Any] = {"persistence": persistence}
     if season:
         k = np.arange(horizon)
         lag = season * np.ceil((k + 1) / season).astype("int64")
-        src = starts[:, None] + window + k - lag
-        series_first = np.searchsorted(st.series_id, st.series_id[starts], side="left")
+        src = origins[:, None] + k - lag
+        series_first = np.searchsorted(st.series_id, st.series_id[origins], side="left")
         ok = np.all(src >= series_first[:, None], axis=1)
         seasonal = st.target[np.clip(src, 0, None)]
         out["seasonal"] = seasonal
         out["seasonal_mask"] = ok
     return out
+
+
+HISTORY_MARK = "__voltpipe_scored__"
+
+
+def with_history(
+    history: pa.Table | None,
+    table: pa.Table,
+    *,
+    time_column: str,
+    group_column: str | None,
+    rows: int,
+) -> tuple[pa.Table, np.ndarray]:
+    """`table` with the last `rows` rows of each of its series in `history` before it.
+
+    This is how a test split gets the past its first forecasts need (from the valid split):
+    every row of `table` can then be a forecast target, whatever the window. The result is
+    sorted by group then time, as ``series_table`` sorts it (a stable sort, so the order is
+    kept there), and comes with a mask of the rows that came from `table`.
+
+    Args:
+        history: the rows just before `table` (same columns), or None.
+        rows: how many past rows each series needs (``context_length``, or more for a
+            seasonal-naive baseline).
+
+    Returns:
+        (the sorted rows, (n,) bool: True for the rows of `table`).
+    """
+    keys = [(time_column, "ascending")]
+    if group_column is not None and group_column in table.column_names:
+        keys.insert(0, (group_column, "ascending"))
+    else:
+        group_column = None
+    parts = [table.append_column(HISTORY_MARK, pa.repeat(pa.scalar(True), table.num_rows))]
+    if history is not None and history.num_rows and rows > 0:
+        missing = [c for c in table.column_names if c not in history.column_names]
+        if missing:
+            raise DataError(
+                f"the history rows lack column(s) {', '.join(missing)} of the scored rows"
+            )
+        past = history.select(table.column_names).cast(table.schema).sort_by(keys)
+        if group_column is not None:
+            g = pc.fill_null(pc.cast(past.column(group_column), pa.string()), "")
+            g = np.asarray(g.to_numpy(zero_copy_only=False), dtype=object)
+            wanted = set(
+                pc.unique(
+                    pc.fill_null(pc.cast(table.column(group_column), pa.string()), "")
+                ).to_pylist()
+            )
+            ends = np.r_[np.flatnonzero(g[1:] != g[:-1]), len(g) - 1]
+            series_end = ends[np.searchsorted(ends, np.arange(len(g)))]
+            keep = (series_end - np.arange(len(g)) < rows) & np.isin(g, list(wanted))
+        else:
+            keep = np.arange(past.num_rows) >= past.num_rows - rows
+        past = past.filter(pa.array(keep))
+        parts.insert(
+            0, past.append_column(HISTORY_MARK, pa.repeat(pa.scalar(False), past.num_rows))
+        )
+    combined = pa.concat_tables(parts).sort_by([*keys, (HISTORY_MARK, "ascending")])
+    scored = combined.column(HISTORY_MARK).to_numpy(zero_copy_only=False).astype(bool)
+    return combined.drop_columns([HISTORY_MARK]), scored

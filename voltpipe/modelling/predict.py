@@ -60,6 +60,7 @@ class LoadedModel:
     meta: dict[str, Any]
     replay: RowScorer | None = None
     model_dir: Path | None = None
+    forecaster: Any = None  # gbdt / statistical / auto forecasting models (no Keras)
 
     @property
     def task(self) -> str:
@@ -96,14 +97,15 @@ class LoadedModel:
             covariates=list(f["covariates"]),
             calendar=bool(f["calendar"]),
         )
+        context = context_rows(f)
         starts = fc.checked_starts(
             st,
-            window=f["window"],
+            window=context,
             horizon=f["horizon"],
             split="scored",
             group_column=f["group_column"],
         )
-        return ForecastWindows(st, starts, f["window"], f["horizon"])
+        return ForecastWindows(st, starts, context, f["horizon"])
 
     def predict_raw(self, table: pa.Table, batch_size: int = 8192) -> np.ndarray:
         """Model outputs, as ``voltpipe_model.json``'s "output" states.
@@ -118,6 +120,8 @@ class LoadedModel:
 
         if self.task == "forecasting":
             w = self.forecast_windows(table)
+            if self.forecaster is not None:
+                return self.forecaster.forecast(w.series, w.starts + w.window)
             ds = window_dataset(
                 w.series.values,
                 None,
@@ -169,6 +173,8 @@ class LoadedModel:
         if self.task != "forecasting":
             raise DataError(f"forecast_last needs a forecasting model; this one is {self.task}")
         w = last_windows(table, self.meta)
+        if self.forecaster is not None:
+            return LastForecast(self.forecaster.forecast(w.series, w.origins, w.steps), w)
         out = self.keras_model.predict(w.values, batch_size=batch_size, verbose=0)
         return LastForecast(np.asarray(out, dtype="float32"), w)
 
@@ -189,6 +195,8 @@ class LastWindows:
     groups: np.ndarray
     last_times: np.ndarray
     steps: np.ndarray | None
+    series: fc.SeriesTable | None = None  # the sorted history, for the feature path
+    origins: np.ndarray | None = None  # (n_series,) the row after each series' last one
 
     def forecast_times(self, horizon: int) -> np.ndarray | None:
         """(n_series, horizon): the times of the forecast steps, or None without a step."""
@@ -258,7 +266,7 @@ def last_windows(table: pa.Table, meta: dict[str, Any]) -> LastWindows:
             series' last window holds a duplicate time or a gap (uneven spacing).
     """
     f = meta["forecasting"]
-    window = int(f["window"])
+    window = context_rows(f)
     group_column = f["group_column"] if f["group_column"] in table.column_names else None
     st = fc.series_table(
         table,
@@ -270,7 +278,7 @@ def last_windows(table: pa.Table, meta: dict[str, Any]) -> LastWindows:
     )
     n = len(st.target)
     if n == 0:
-        raise DataError(f"the history is empty; the model needs {window} rows (forecasting.window)")
+        raise DataError(f"the history is empty; the model needs {window} rows {_rows_key(f)}")
     ends = np.r_[np.flatnonzero(np.diff(st.series_id)), n - 1]
     lengths = np.diff(np.r_[-1, ends])
     short = np.flatnonzero(lengths < window)
@@ -278,7 +286,7 @@ def last_windows(table: pa.Table, meta: dict[str, Any]) -> LastWindows:
         k = short[0]
         raise DataError(
             f"{_series_name(st.groups[ends[k]], group_column)}has {lengths[k]} row(s); the model "
-            f"forecasts from the last {window} (forecasting.window): send at least {window}"
+            f"forecasts from the last {window} {_rows_key(f)}: send at least {window}"
         )
     rows = ends[:, None] - window + 1 + np.arange(window)
     times = st.times[rows]
@@ -290,8 +298,22 @@ def last_windows(table: pa.Table, meta: dict[str, Any]) -> LastWindows:
         bad = np.flatnonzero(uneven.any(axis=1))
         if len(bad):
             k = bad[0]
-            raise DataError(_spacing_error(times[k], st.groups[ends[k]], group_column, window))
-    return LastWindows(st.values[rows], st.groups[ends], st.times[ends], steps)
+            raise DataError(
+                _spacing_error(times[k], st.groups[ends[k]], group_column, window, _rows_key(f))
+            )
+    inputs = rows[:, window - int(f["window"]) :]  # a Keras model's window: the last rows
+    return LastWindows(st.values[inputs], st.groups[ends], st.times[ends], steps, st, ends + 1)
+
+
+def context_rows(forecasting: dict[str, Any]) -> int:
+    """Past rows one forecast needs (``forecasting.context``; ``window`` for older models)."""
+    return int(forecasting.get("context") or forecasting["window"])
+
+
+def _rows_key(forecasting: dict[str, Any]) -> str:
+    if context_rows(forecasting) == int(forecasting["window"]):
+        return "(forecasting.window)"
+    return "(the model's context: forecasting.window and its seasons)"
 
 
 def format_time(value: Any) -> str:
@@ -333,7 +355,13 @@ def _series_name(group: Any, group_column: str | None) -> str:
     return f"series {group_column}={group!r} " if group_column else "the history "
 
 
-def _spacing_error(times: np.ndarray, group: Any, group_column: str | None, window: int) -> str:
+def _spacing_error(
+    times: np.ndarray,
+    group: Any,
+    group_column: str | None,
+    window: int,
+    key: str = "(forecasting.window)",
+) -> str:
     where = _series_name(group, group_column)
     diffs = np.diff(times)
     dup = np.flatnonzero(diffs == np.zeros_like(diffs[:1]))
@@ -343,7 +371,7 @@ def _spacing_error(times: np.ndarray, group: Any, group_column: str | None, wind
     step = values[counts.argmax()]
     j = int(np.flatnonzero(diffs != step)[0])
     return (
-        f"{where}is not evenly spaced over its last {window} rows (forecasting.window): "
+        f"{where}is not evenly spaced over its last {window} rows {key}: "
         f"{format_time(times[j])} is followed by {format_time(times[j + 1])}, a step of "
         f"{format_step(diffs[j])} where the others are {format_step(step)}; fill the gap first"
     )
@@ -359,6 +387,12 @@ def load_model(model_dir: str | os.PathLike[str], *, engine: str = "auto") -> Lo
     """
     path = Path(model_dir)
     meta = read_meta(path)
+    if meta.get("task") == "forecasting" and meta["forecasting"].get("members"):
+        from voltpipe.modelling.forecast_auto import load_forecaster
+
+        return LoadedModel(
+            model=None, meta=meta, model_dir=path, forecaster=load_forecaster(path, meta)
+        )
     if meta.get("task") != "forecasting" and (
         engine == "auto" or meta.get("family") in FILE_FAMILIES
     ):

@@ -24,9 +24,11 @@ from voltpipe.config import (
 from voltpipe.errors import DataError
 from voltpipe.modelling import forecasting as fc
 from voltpipe.modelling.features import FeaturePlan, model_inputs, plan_features, scale_variance
-from voltpipe.modelling.inputs import row_dataset, window_dataset
+from voltpipe.modelling.inputs import row_dataset
 
 VALID_BATCH = 2048
+# Forecasting families fitted and scored through ``forecast_features`` (no Keras).
+FEATURE_PATH_FAMILIES = ("auto", "gbdt", "statistical")
 
 # What `LoadedModel.predict_raw` returns, stored in voltpipe_model.json as "output".
 OUTPUTS = {
@@ -87,10 +89,6 @@ def resolve_family(task: str, mp: ModelConfig) -> str:
         raise DataError(
             f"model.family {family!r} does not fit task {task!r}; valid: {', '.join(MODEL_FAMILIES[task])}"
         )
-    if task == "forecasting" and family == "auto":
-        return "cnn"  # the forecasting default until forecasting has its own auto
-    if task == "forecasting" and family in ("gbdt", "statistical"):
-        raise DataError(f"model.family {family!r} is not available for forecasting yet")
     return family
 
 
@@ -311,70 +309,126 @@ class ForecastProblem(Problem):
             group_column=f.group_column,
             stride=f.stride,
         )
-        self.has_valid = False
         if valid.num_rows:
             self.valid = fc.series_table(valid, **kw)
-            self.valid_starts = fc.window_starts(
-                self.valid.series_id, window=f.window, horizon=f.horizon
-            )
-            self.has_valid = len(self.valid_starts) > 0
-            if not self.has_valid:
-                print(
-                    f"voltpipe: the valid split has no series of window + horizon = "
-                    f"{f.window + f.horizon} rows; early stopping watches the training loss"
-                )
         values = self.train.values.astype("float64")
         self.channel_mean = values.mean(axis=0)
         self.channel_var = scale_variance(values, axis=0)
         self.label_mean = float(self.train.target.mean())
         self.label_std = float(self.train.target.std()) or 1.0
         self.channels = [label, *f.covariates, *(fc.CALENDAR_CHANNELS if self.calendar else [])]
-        if f.season:
-            self.season, self.season_source = f.season, "configured"
-        else:
+        self.seasons = f.configured_seasons
+        self.season_source = "configured" if self.seasons else "none"
+        if not self.seasons:
+            from voltpipe.modelling.forecast_features import detect_seasons
+
             longest = np.bincount(self.train.series_id).argmax()
             y = self.train.target[self.train.series_id == longest]
-            self.season = fc.detect_season(y, max_lag=min(len(y) // 2, 2000))
-            self.season_source = "detected" if self.season else "none"
+            self.seasons = detect_seasons(y, max_lag=min(len(y) // 3, 2000))
+            self.season_source = "detected" if self.seasons else "none"
+        self._prepare_features(valid)
+        self.has_valid = len(self.valid_origins) > 0
+        if valid.num_rows and not self.has_valid:
+            print(
+                f"voltpipe: the valid split has no series of horizon = {f.horizon} rows; early "
+                "stopping watches the training loss"
+            )
         self.loss, self.metrics = "mse", ["mae"]
         self.rows = {
             "train": train.num_rows,
             "valid": valid.num_rows,
-            "train_windows": len(self.starts),
-            "valid_windows": len(self.valid_starts) if self.has_valid else 0,
+            "train_windows": len(self.train_origins),
+            "valid_windows": len(self.valid_origins),
         }
+
+    def _prepare_features(self, valid: pa.Table) -> None:
+        """The feature path's inputs (``forecast_features``): the train rows followed by the
+        valid rows of each series, the origins whose targets are train or valid rows, and the
+        naive base with the lowest MAE on the train origins."""
+        from voltpipe.modelling import forecast_features as ff
+
+        f = self.cfg
+        diffs = ff.SEASONAL_DIFFS
+        if valid.num_rows and self.seasons:
+            # Keep the context within the shortest valid series where it can be: evaluation
+            # takes a test forecast's history from the valid split's tail.
+            shortest = int(np.bincount(self.valid.series_id).min())
+            diffs = max(1, min(diffs, shortest - max(self.seasons)))
+        spec = ff.FeatureSpec(
+            f.window,
+            f.horizon,
+            tuple(self.seasons),
+            calendar=self.calendar,
+            n_covariates=len(f.covariates),
+            diffs=diffs,
+        )
+        self.series, is_valid = ff.splice(self.train, self.valid if valid.num_rows else None)
+        train_o, valid_o = ff.split_origins(
+            self.series, is_valid, context=spec.context, horizon=f.horizon
+        )
+        if len(train_o) == 0:
+            raise DataError(
+                f"no series of the train split has {spec.context + f.horizon} rows: a forecast "
+                f"needs {spec.context} rows of history (forecasting.window, and one cycle plus "
+                f"{spec.diffs} steps of every season {list(spec.seasons)}) and "
+                f"forecasting.horizon = {f.horizon} targets; lower forecasting.window, set "
+                "forecasting.seasons or extract more rows"
+            )
+        if f.stride > 1:
+            first = np.searchsorted(self.series.series_id, self.series.series_id[train_o])
+            train_o = train_o[(train_o - first) % f.stride == 0]
+        base = ff.choose_base(self.series.target, train_o, f.horizon, spec.seasons)
+        self.spec = dataclasses.replace(spec, base=base)
+        self.train_origins, self.valid_origins = train_o, valid_o
+        # A Keras forecaster predicts the correction to the base in units of its spread.
+        truth = self.series.target[train_o[:, None] + np.arange(f.horizon)]
+        resid = truth - self.series.target[ff.base_rows(train_o, f.horizon, base)]
+        self.residual_std = float(resid.std()) or 1.0
+
+    def _keras_inputs(self, origins: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        from voltpipe.modelling.forecast_features import design, keras_inputs
+
+        d = design(self.series, origins, self.spec)
+        truth = self.series.target[origins[:, None] + np.arange(self.spec.horizon)]
+        return keras_inputs(d), ((truth - d.base) / self.residual_std).astype("float32")
+
+    @property
+    def season(self) -> int | None:
+        """The season of the seasonal-naive baseline: the base's, else the shortest."""
+        if self.spec.base.startswith("season:"):
+            return int(self.spec.base.split(":")[1])
+        return self.seasons[0] if self.seasons else None
 
     def _std(self, y: np.ndarray) -> np.ndarray:
         return ((y - self.label_mean) / self.label_std).astype("float32")
 
     def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
-        f = self.cfg
-        train = window_dataset(
-            self.train.values,
-            self._std(self.train.target),
-            self.starts,
-            window=f.window,
-            horizon=f.horizon,
-            batch=tp.batch_size,
-            shuffle=True,
-            seed=tp.seed,
-            buffer=tp.shuffle_buffer,
+        import tensorflow as tf
+
+        x, y = self._keras_inputs(self.train_origins)
+        train = (
+            tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(min(len(y), tp.shuffle_buffer), seed=tp.seed, reshuffle_each_iteration=True)
+            .batch(tp.batch_size)
+            .prefetch(2)
         )
         valid = None
-        if self.has_valid:
-            valid = window_dataset(
-                self.valid.values,
-                self._std(self.valid.target),
-                self.valid_starts,
-                window=f.window,
-                horizon=f.horizon,
-                batch=max(tp.batch_size, VALID_BATCH),
-                shuffle=False,
+        if len(self.valid_origins):
+            xv, yv = self._keras_inputs(self.valid_origins)
+            valid = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(
+                max(tp.batch_size, VALID_BATCH)
             )
         return train, valid
 
     def build(self, mp: ModelConfig) -> Any:
         from voltpipe.modelling.families import build_forecaster
+
+        if self.family in FEATURE_PATH_FAMILIES:  # e.g. the tuner, which trains Keras models
+            raise DataError(
+                f"model.family {self.family!r} is not a Keras forecaster, and hyperparameter "
+                "tuning searches Keras forecasters only: set model.family to one of cnn, lstm, "
+                "gru, transformer, mlp, or tuning.enabled: false"
+            )
 
         return build_forecaster(
             mp,
@@ -383,12 +437,15 @@ class ForecastProblem(Problem):
             horizon=self.cfg.horizon,
             channel_mean=[float(v) for v in self.channel_mean],
             channel_variance=[float(v) for v in self.channel_var],
+            seasons=len(self.spec.seasons),
+            label_mean=self.label_mean,
+            label_variance=self.label_std**2,
         )
 
     def finish(self, core: Any) -> Any:
-        from voltpipe.modelling.families import with_forecast_scale
+        from voltpipe.modelling.families import with_base_correction
 
-        return with_forecast_scale(core, self.label_mean, self.label_std)
+        return with_base_correction(core, self.residual_std)
 
     def meta(self) -> dict[str, Any]:
         f = self.cfg
@@ -413,6 +470,10 @@ class ForecastProblem(Problem):
                 "channels": self.channels,
                 "season": self.season,
                 "season_source": self.season_source,
+                "seasons": list(self.seasons),
+                "context": self.spec.context,
+                "features": self.spec.to_dict(),
+                "members": [self.family],
             },
         }
 

@@ -514,6 +514,18 @@ def train_model(
         )
     train_tbl = read_table(train_path)
     valid_tbl = read_table(valid_path)
+    if task == "forecasting" and _feature_path_family(model_params):
+        from voltpipe.modelling.forecast_auto import train_forecaster
+
+        meta, _ = train_forecaster(
+            train_tbl, valid_tbl, out_dir, label=label, model_params=model_params,
+            training_params=training_params, task_params=task_params,
+        )  # fmt: skip
+        if best_params:
+            meta["best_params"] = best_params
+            write_json_atomic(Path(out_dir) / META_FILE, meta)
+        write_json_atomic(Path(out_dir) / HISTORY_FILE, {})
+        return read_train_result(out_dir, time.perf_counter() - started)
     backup = (
         backup_dir
         or (training_params or {}).get("backup_dir")
@@ -560,6 +572,15 @@ def train_model(
         stopped_by=fitted.stopped_by,
         warnings=list(fitted.warnings),
     )
+
+
+def _feature_path_family(model_params: dict[str, Any] | None) -> bool:
+    """A forecasting family fitted by ``forecast_auto`` (gbdt, statistical, auto), not Keras."""
+    from voltpipe.config import DEFAULT_FAMILY
+    from voltpipe.modelling.problems import FEATURE_PATH_FAMILIES
+
+    family = (model_params or {}).get("family") or DEFAULT_FAMILY["forecasting"]
+    return family in FEATURE_PATH_FAMILIES
 
 
 def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str]) -> bool:

@@ -4,6 +4,9 @@ Rows stream from the warehouse as Arrow record batches (DuckDB: ``fetch_record_b
 BigQuery: the extraction path's parquet shards), are predicted in large batches with the fast
 ``Predictor.predict_table`` and written with one atomic ``Warehouse.write_table`` call. No
 per-row Python anywhere: features, predictions and the constant columns are built in NumPy/Arrow.
+
+A forecasting model's query returns each series' recent history instead; the output is every
+series' next `horizon` steps (``LoadedModel.forecast_last``, as the server forecasts).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from voltpipe.errors import DataError
 DEFAULT_BATCH_ROWS = 262_144
 OUTPUT_COLUMNS = ("prediction", "predicted_class", "model_name", "model_version", "predicted_at")
 PROBABILITY_PREFIX = "probability_"
-BATCH_TASKS = ("regression", "classification")
+BATCH_TASKS = ("regression", "classification", "forecasting")
+FORECAST_COLUMNS = ("step", "prediction", "model_name", "model_version", "predicted_at")
 # What a model of another task offers instead, in process (see voltpipe.modelling.predict).
-_IN_PROCESS = {"forecasting": "forecast_last", "anomaly": "predict_raw"}
+_IN_PROCESS = {"anomaly": "predict_raw"}
 
 
 def resolve_model(registry_uri: str, model_name: str, selector: str = "champion") -> Any:
@@ -169,7 +173,8 @@ def predict_batch(
 ) -> dict[str, Any]:
     """Scores every row of `sql` with the model in `model_dir` and writes them to `destination`.
 
-    The output holds the query's pass-through columns (see ``passthrough_columns``), then
+    A forecasting model forecasts each series of the query's rows instead (see
+    ``forecast_rows``). Otherwise the output holds the query's pass-through columns (see ``passthrough_columns``), then
     ``prediction`` (regression: the value; classification: the probability of
     ``predicted_class``), for classification ``predicted_class`` and ``probability_<class>``
     per class, and ``model_name``, ``model_version`` and ``predicted_at`` (one UTC time per run).
@@ -207,11 +212,25 @@ def predict_batch(
     started = time.perf_counter()
     local_dir = resolve_model_dir(model_dir)
     task = read_model_meta(local_dir)["task"]
-    if task not in BATCH_TASKS:  # before loading: a forecaster would not even load as rows
+    if task not in BATCH_TASKS:  # before loading: the model would not even load as rows
         raise DataError(
-            f"task {task}: batch prediction scores {' and '.join(BATCH_TASKS)} models, "
+            f"task {task}: batch prediction scores {', '.join(BATCH_TASKS[:-1])} and "
+            f"{BATCH_TASKS[-1]} models, "
             f"not {task} (use LoadedModel.{_IN_PROCESS.get(task, 'predict_raw')} in Python, "
             "or the prediction server)"
+        )
+    if task == "forecasting":
+        return _forecast_batch(
+            warehouse,
+            sql,
+            parameters,
+            local_dir,
+            destination,
+            model_uri=str(model_dir),
+            mode=mode,
+            batch_size=batch_size,
+            warehouse_options=warehouse_options,
+            started=started,
         )
     predictor = Predictor.from_dir(local_dir, warmup_batch_sizes=())
     predicted_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -251,6 +270,123 @@ def predict_batch(
             "version": predictor.version,
             "uri": str(model_dir),
         },
+        "predicted_at": predicted_at.isoformat(),
+        "columns": scored.column_names,
+        "seconds": round(seconds, 3),
+        "predict_seconds": round(predict_seconds, 3),
+        "rows_per_second": round(rows / seconds) if seconds > 0 else None,
+    }
+
+
+def _no_rows(parameters: dict[str, dict[str, Any]]) -> DataError:
+    shown = ", ".join(f"@{k}={v['value']!r}" for k, v in parameters.items()) or "none"
+    return DataError(f"the scoring query returned no rows (parameters: {shown})")
+
+
+def _as_column_type(values: pa.Array, type_: pa.DataType) -> pa.Array:
+    """`values` cast to the query column's type where that keeps them (a DATE stays a DATE, a
+    zoned TIMESTAMP keeps its zone, a numeric group key stays a number), else as they are."""
+    if values.type == type_:
+        return values
+    try:
+        return values.cast(type_)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return values
+
+
+def forecast_rows(loaded: Any, history: pa.Table) -> pa.Table:
+    """The next `horizon` steps of every series in `history` as a long table.
+
+    One row per series and step: the group column (when the model has one), the time column
+    (the series' last time plus ``step`` times its spacing; null for a one-row window), ``step``
+    (1..horizon) and ``prediction``, in the label's units. The group and time columns keep
+    the query's types: DATE, DATETIME and TIMESTAMP (with its zone) alike.
+
+    Raises:
+        DataError: a missing or bad column, a series shorter than the model's context, or a
+            gap or duplicate time in a series' last rows (the message names the series).
+    """
+    f = loaded.meta["forecasting"]
+    group, time = f.get("group_column"), str(f["time_column"])
+    try:
+        result = loaded.forecast_last(history)
+    except DataError as exc:
+        raise DataError(f"the scoring query's rows: {exc}") from None
+    n, horizon = result.forecast.shape
+    columns: dict[str, pa.Array] = {}
+    if group and group in history.column_names:
+        keys = pa.array(np.repeat(result.groups, horizon).tolist(), pa.string())
+        columns[group] = _as_column_type(keys, history.schema.field(group).type)
+    time_type = history.schema.field(time).type
+    times = result.times
+    columns[time] = (
+        _as_column_type(pa.array(times.reshape(-1)), time_type)
+        if times is not None
+        else pa.nulls(n * horizon, time_type)
+    )
+    columns["step"] = pa.array(np.tile(np.arange(1, horizon + 1, dtype="int32"), n))
+    columns["prediction"] = pa.array(result.forecast.astype("float64").reshape(-1))
+    return pa.table(columns)
+
+
+def _forecast_batch(
+    warehouse: str,
+    sql: str,
+    parameters: dict[str, dict[str, Any]],
+    local_dir: Path,
+    destination: str,
+    *,
+    model_uri: str,
+    mode: str,
+    batch_size: int,
+    warehouse_options: dict[str, Any] | None,
+    started: float,
+) -> dict[str, Any]:
+    """``predict_batch`` for a forecasting model: every series' next `horizon` steps."""
+    from voltpipe.data.warehouse import open_warehouse
+    from voltpipe.modelling.predict import load_model
+    from voltpipe.serving.predictor import registry_info
+
+    loaded = load_model(local_dir)
+    name, version = registry_info(local_dir)
+    predicted_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    batches = _batches(warehouse, sql, parameters, batch_size, warehouse_options)
+    try:
+        history = pa.Table.from_batches(list(batches))
+    finally:
+        batches.close()  # releases the read connection before the write opens one
+    if history.num_rows == 0:
+        raise _no_rows(parameters)
+    reserved = [c for c in FORECAST_COLUMNS if c in history.column_names]
+    f = loaded.meta["forecasting"]
+    keys = {f["time_column"], f.get("group_column")}
+    clash = [c for c in reserved if c not in keys]
+    if clash:
+        raise DataError(
+            f"the scoring query's column(s) {', '.join(clash)} clash with the forecast output "
+            "columns; rename them in the query"
+        )
+    scored = forecast_rows(loaded, history)
+    rows = scored.num_rows
+    scored = scored.append_column("model_name", _constant(name, pa.string(), rows))
+    scored = scored.append_column("model_version", _constant(str(version or ""), pa.string(), rows))
+    scored = scored.append_column(
+        "predicted_at", _constant(predicted_at, pa.timestamp("us", tz="UTC"), rows)
+    )
+    predict_seconds = time.perf_counter() - started
+    written = open_warehouse(warehouse, warehouse_options).write_table(
+        scored, destination, mode=mode
+    )
+    seconds = time.perf_counter() - started
+    horizon = int(f["horizon"])
+    return {
+        "rows": int(written),
+        "series": rows // horizon,
+        "horizon": horizon,
+        "history_rows": history.num_rows,
+        "destination": destination,
+        "mode": mode,
+        "model": {"name": name, "version": version, "uri": model_uri},
         "predicted_at": predicted_at.isoformat(),
         "columns": scored.column_names,
         "seconds": round(seconds, 3),

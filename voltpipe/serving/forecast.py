@@ -1,10 +1,12 @@
 """Serving a forecasting model: each instance is one series' recent history; the prediction is
 the forecast of the `horizon` steps after its last row, from its last `window` rows.
 
-The window is prepared by ``modelling.predict.last_windows`` (``forecasting.series_table``
+The history is prepared by ``modelling.predict.last_windows`` (``forecasting.series_table``
 inside, as in training and ``predict_raw``), so a served forecast equals
-``LoadedModel.forecast_last`` on the same rows. The network runs as one concrete TF function
-over the stacked windows of a request.
+``LoadedModel.forecast_last`` on the same rows. A Keras network runs as one concrete TF function
+over the stacked windows of a request; a gbdt, statistical or auto model (``forecasting.members``
+in its meta) forecasts through ``forecast_features`` in NumPy and LightGBM, and TensorFlow is
+never imported.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from voltpipe.errors import DataError
-from voltpipe.modelling.predict import LastWindows, format_times, last_windows
-from voltpipe.serving.predictor import BasePredictor, load_keras_model
+from voltpipe.modelling.predict import LastWindows, context_rows, format_times, last_windows
+from voltpipe.modelling.train import read_model_meta
+from voltpipe.serving.predictor import BasePredictor, load_keras_model, registry_info
 from voltpipe.serving.validation import History, HistorySpec, RequestError, parse_history
 
 FORECAST_WARMUP_BATCH_SIZES = (1, 2, 8)
@@ -33,10 +36,14 @@ class ForecastPredictor(BasePredictor):
     """
 
     def __init__(
-        self, model: Any, meta: dict[str, Any], *, name: str, version: str | None = None
+        self,
+        model: Any,
+        meta: dict[str, Any],
+        *,
+        name: str,
+        version: str | None = None,
+        forecaster: Any = None,
     ) -> None:
-        import tensorflow as tf
-
         self.meta = meta
         self.task = str(meta["task"])
         if self.task != "forecasting":
@@ -45,6 +52,12 @@ class ForecastPredictor(BasePredictor):
         self.channels = list(meta["forecasting"].get("channels") or [])
         self.name = name
         self.version = version
+        self._forecaster = forecaster
+        self.context = context_rows(meta["forecasting"])
+        if forecaster is not None:
+            return
+        import tensorflow as tf
+
         self._tf = tf
         self._model = model
         width = len(self.channels) or int(model.inputs[0].shape[-1])
@@ -55,7 +68,7 @@ class ForecastPredictor(BasePredictor):
 
     @property
     def engine(self) -> str:
-        return "tensorflow"
+        return "tensorflow" if self._forecaster is None else self._forecaster.engine
 
     @classmethod
     def from_dir(
@@ -69,8 +82,18 @@ class ForecastPredictor(BasePredictor):
         Raises:
             DataError: the folder is not a voltpipe forecasting model.
         """
-        model, meta, name, version = load_keras_model(Path(model_dir))
-        predictor = cls(model, meta, name=name, version=version)
+        path = Path(model_dir)
+        meta = read_model_meta(path)
+        if meta.get("forecasting", {}).get("members"):
+            from voltpipe.modelling.forecast_auto import load_forecaster
+
+            name, version = registry_info(path)
+            predictor = cls(
+                None, meta, name=name, version=version, forecaster=load_forecaster(path, meta)
+            )
+        else:
+            model, meta, name, version = load_keras_model(path)
+            predictor = cls(model, meta, name=name, version=version)
         predictor.warm_up(warmup_batch_sizes)
         return predictor
 
@@ -93,8 +116,17 @@ class ForecastPredictor(BasePredictor):
         """
         histories = [parse_history(inst, i, self.spec) for i, inst in enumerate(instances)]
         windows = [self._window(h, i) for i, h in enumerate(histories)]
-        x = np.concatenate([w.values for w in windows]) if len(windows) > 1 else windows[0].values
-        out = self.predict_windows(x).astype(np.float64)
+        if self._forecaster is not None:
+            out = np.concatenate(
+                [self._forecaster.forecast(w.series, w.origins, w.steps) for w in windows]
+            ).astype(np.float64)
+        else:
+            x = (
+                np.concatenate([w.values for w in windows])
+                if len(windows) > 1
+                else windows[0].values
+            )
+            out = self.predict_windows(x).astype(np.float64)
         horizon = self.spec.horizon
         return [
             {"forecast": row, "times": _times(w, h.time_kind, horizon)}
@@ -132,14 +164,15 @@ class ForecastPredictor(BasePredictor):
             "group_column": spec.group_column,
             "covariates": list(spec.covariates),
             "window": spec.window,
+            "context": self.context,
             "horizon": spec.horizon,
             "calendar": spec.calendar,
             "request": {
                 "instances": [instance],
                 "notes": (
-                    f"one series per instance, at least {spec.window} rows (forecasting.window) "
-                    "in any order; the forecast starts after the last row and uses the last "
-                    f"{spec.window}, which must be evenly spaced (no gap, no duplicate time); "
+                    f"one series per instance, at least {self.context} rows in any order; the "
+                    "forecast starts after the last row and uses the last "
+                    f"{self.context}, which must be evenly spaced (no gap, no duplicate time); "
                     "no null or NaN values; history may also be an object of columns "
                     f'{{"{spec.time_column}": [...], "{spec.label}": [...]}}; times with an '
                     "offset are read as UTC"
@@ -159,17 +192,18 @@ class ForecastPredictor(BasePredictor):
 
 
 def example_history(meta: dict[str, Any]) -> dict[str, Any]:
-    """A valid instance for a forecasting model: `window` evenly spaced rows at the training
-    means (hourly from 2024-01-01 for calendar models, steps 0, 1, ... otherwise)."""
+    """A valid instance for a forecasting model: `context` (else `window`) evenly spaced rows at
+    the training means (hourly from 2024-01-01 for calendar models, steps 0, 1, ... otherwise)."""
     spec = HistorySpec.from_meta(meta)
+    rows = context_rows(meta["forecasting"])
     stats = meta["features"]["numeric"]
     row = {spec.label: float((meta.get("label_stats") or {}).get("mean") or 0.0)}
     row |= {c: float(stats[c]["mean"]) if c in stats else 0.0 for c in spec.covariates}
     start = dt.datetime(2024, 1, 1)
     times: list[Any] = (
-        [(start + dt.timedelta(hours=k)).isoformat() for k in range(spec.window)]
+        [(start + dt.timedelta(hours=k)).isoformat() for k in range(rows)]
         if spec.calendar
-        else list(range(spec.window))
+        else list(range(rows))
     )
     return {"history": [{spec.time_column: t, **row} for t in times]}
 

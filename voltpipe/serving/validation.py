@@ -222,9 +222,12 @@ class HistorySpec:
     window: int
     horizon: int
     calendar: bool
+    context: int = 0  # past rows one forecast needs (>= window); 0: the window
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> HistorySpec:
+        from voltpipe.modelling.forecasting import context_length
+
         f = meta["forecasting"]
         return cls(
             time_column=str(f["time_column"]),
@@ -234,7 +237,21 @@ class HistorySpec:
             window=int(f["window"]),
             horizon=int(f["horizon"]),
             calendar=bool(f["calendar"]),
+            context=context_length(f),
         )
+
+    @property
+    def history_rows(self) -> int:
+        """The fewest rows a request's history may have: the model's context (the window, or
+        more for seasonal lags or a statistical model's history)."""
+        return max(self.context, self.window)
+
+    @property
+    def history_setting(self) -> str:
+        """What sets `history_rows`, as the config key a user recognises."""
+        if self.history_rows == self.window:
+            return "forecasting.window"
+        return "the model's context: forecasting.window and its seasons"
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -268,7 +285,7 @@ def parse_history(instance: dict[str, Any], i: int, spec: HistorySpec) -> Histor
     features, numbers. Rows may come in any order; other fields are ignored.
 
     Raises:
-        RequestError: 400 naming the field: no history, fewer than `spec.window` rows, a missing
+        RequestError: 400 naming the field: no history, fewer than `spec.history_rows` rows, a missing
             or non-finite value, a bad time, or rows of more than one series.
     """
     import pyarrow as pa
@@ -281,7 +298,7 @@ def parse_history(instance: dict[str, Any], i: int, spec: HistorySpec) -> Histor
         raise RequestError(
             400,
             f'instances[{i}] has no "history"; expected {{"history": [{{{example}}}, ...]}} '
-            f"with the series' last {spec.window} rows or more",
+            f"with the series' last {spec.history_rows} rows or more",
         )
     if type(history) is list:
         columns, cell, group_values = _history_rows(history, where, needed, spec.group_column)
@@ -294,11 +311,11 @@ def parse_history(instance: dict[str, Any], i: int, spec: HistorySpec) -> Histor
             f"got {_json_type(history)}",
         )
     n = len(columns[spec.time_column])
-    if n < spec.window:
+    if n < spec.history_rows:
         raise RequestError(
             400,
-            f"{where} has {n} row(s); the model forecasts from the last {spec.window} "
-            f"(forecasting.window): send at least {spec.window}",
+            f"{where} has {n} row(s); the model forecasts from the last {spec.history_rows} "
+            f"({spec.history_setting}): send at least {spec.history_rows}",
         )
     group = _history_group(instance, i, spec.group_column, group_values)
     times, time_kind = _history_times(columns[spec.time_column], spec, cell)

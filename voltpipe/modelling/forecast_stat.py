@@ -1,0 +1,217 @@
+"""Family statistical for forecasting: MSTL seasonal profiles + damped-trend exponential smoothing
+(statsmodels), fitted once and stored as JSON; forecasts filter the request's history.
+
+Fit: statsmodels' ``MSTL`` splits the training series into one seasonal component per season;
+each becomes a profile by *phase* (the position of a time in the season's cycle: the time of
+day for a daily season, of the week for a weekly one, of the year for a yearly one, which also
+absorbs 52.18-week years); statsmodels' ``ETSModel`` (additive error, damped additive trend)
+is then fitted to the series minus its profiles. Stored: the profiles, the smoothing
+parameters and the time step.
+
+Forecast: the history minus its profiles is run through the same smoothing recursion with the
+stored parameters (NumPy, vectorised over every origin at once, where statsmodels would rebuild
+a model per history), and the forecast is the smoothed level and damped trend plus the profiles
+at the target times. No refit per request, no numba (statsforecast compiles its models with
+numba on first use, tens of seconds per fresh process), no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voltpipe.modelling.forecast_features import FeatureSpec
+from voltpipe.modelling.forecasting import SeriesTable
+
+STAT_FILE = "forecast_statistical.json"
+YEAR_SECONDS = 365.25 * 86_400
+GAMMAS = (0.0, 0.1, 0.3, 0.6)  # seasonal adaptation rates tried on the valid split
+MAX_FIT_ROWS = 6_000  # the most recent rows MSTL and ETS are fitted on (fit time)
+
+
+def time_numbers(times: np.ndarray) -> np.ndarray:
+    """Times as float seconds since 1970 (datetimes) or as the numbers they are."""
+    if np.issubdtype(times.dtype, np.datetime64):
+        return times.astype("datetime64[ms]").astype("int64") / 1_000.0
+    return np.asarray(times, dtype="float64")
+
+
+def _period(m: int, step: float) -> float:
+    """The length of season `m` in time units; a year when `m` steps are within 3 % of one."""
+    period = m * step
+    return YEAR_SECONDS if abs(period / YEAR_SECONDS - 1) < 0.03 else period
+
+
+def phase_bins(t: np.ndarray, m: int, step: float) -> np.ndarray:
+    """The profile bin (0 .. m-1) of each time for season `m`."""
+    period = _period(m, step)
+    frac = np.mod(t, period) / period
+    return np.minimum((frac * m + 1e-6).astype("int64"), m - 1)
+
+
+def _smooth(
+    adjusted: np.ndarray, alpha: float, beta: float, phi: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """ETS(A,Ad,N) filtering along axis 1 of (n, t) (statsmodels' ``ETSModel`` equations:
+    ``l = l + phi b + alpha e``, ``b = phi b + beta e``) from the first value and the mean slope;
+    returns the final level and trend."""
+    level = adjusted[:, 0].copy()
+    trend = np.mean(np.diff(adjusted, axis=1), axis=1)  # the history's own mean slope
+    for j in range(1, adjusted.shape[1]):
+        error = adjusted[:, j] - (level + phi * trend)
+        level = level + phi * trend + alpha * error
+        trend = phi * trend + beta * error
+    return level, trend
+
+
+def _step_numbers(step: np.ndarray) -> np.ndarray:
+    step = np.asarray(step)
+    if np.issubdtype(step.dtype, np.timedelta64):
+        return step / np.timedelta64(1, "s")
+    return step.astype("float64")
+
+
+class StatForecaster:
+    """Fitted profiles and smoothing parameters: ``forecast(st, origins)`` -> (n, horizon)."""
+
+    def __init__(self, params: dict[str, Any], spec: FeatureSpec) -> None:
+        self.params = params
+        self.spec = spec
+        self.profiles = {int(m): np.asarray(p) for m, p in params["profiles"].items()}
+
+    def _seasonal(self, t: np.ndarray) -> np.ndarray:
+        out = np.zeros(t.shape)
+        for m, prof in self.profiles.items():
+            out += prof[phase_bins(t, m, self.params["step"])]
+        return out
+
+    def forecast(
+        self, st: SeriesTable, origins: np.ndarray, step: np.ndarray | None = None
+    ) -> np.ndarray:
+        h, ctx = self.spec.horizon, self.spec.context
+        origins = np.asarray(origins, dtype="int64")
+        if len(origins) == 0:
+            return np.zeros((0, h), "float32")
+        rows = origins[:, None] - ctx + np.arange(ctx)
+        t_hist = time_numbers(st.times[rows])
+        hist = st.target[rows]
+        stp = (
+            time_numbers(st.times[origins - 1]) - time_numbers(st.times[origins - 2])
+            if step is None
+            else _step_numbers(step)
+        )
+        t_future = t_hist[:, -1:] + stp.reshape(-1, 1) * np.arange(1, h + 1)
+        p = self.params
+        gamma = float(p.get("gamma", 0.0))
+        if not gamma or not self.profiles:
+            level, trend = _smooth(hist - self._seasonal(t_hist), p["alpha"], p["beta"], p["phi"])
+            seasonal_future = self._seasonal(t_future)
+        else:
+            level, trend, seasonal_future = self._adaptive(hist, t_hist, t_future, gamma)
+        damp = np.cumsum(p["phi"] ** np.arange(1, h + 1))
+        return (level[:, None] + trend[:, None] * damp + seasonal_future).astype("float32")
+
+    def _adaptive(
+        self, hist: np.ndarray, t_hist: np.ndarray, t_future: np.ndarray, gamma: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Holt-Winters filtering of each history: the longest season's profile starts as
+        stored and moves towards what the history shows (``s += gamma * error``), so a test
+        period far from training follows its recent cycles; the shorter seasons stay fixed."""
+        p, step = self.params, self.params["step"]
+        longest = max(self.profiles)
+        fixed = {m: prof for m, prof in self.profiles.items() if m != longest}
+        state = np.repeat(self.profiles[longest][None, :], len(hist), axis=0)
+        rows = np.arange(len(hist))
+        bins = phase_bins(t_hist, longest, step)
+        base = np.zeros(t_hist.shape)
+        for m, prof in fixed.items():
+            base += prof[phase_bins(t_hist, m, step)]
+        adjusted = hist - base
+        level = adjusted[:, 0] - state[rows, bins[:, 0]]
+        trend = np.zeros(len(hist))
+        alpha, beta, phi = p["alpha"], p["beta"], p["phi"]
+        for j in range(1, hist.shape[1]):
+            season = state[rows, bins[:, j]]
+            error = adjusted[:, j] - (level + phi * trend + season)
+            level = level + phi * trend + alpha * error
+            trend = phi * trend + beta * error
+            state[rows, bins[:, j]] = season + gamma * error
+        future = state[rows[:, None], phase_bins(t_future, longest, step)]
+        for m, prof in fixed.items():
+            future = future + prof[phase_bins(t_future, m, step)]
+        return level, trend, future
+
+    def save(self, model_dir: str | Path) -> None:
+        params = {**self.params, "profiles": {str(m): p.tolist() for m, p in self.profiles.items()}}
+        path = Path(model_dir) / STAT_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(params))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, spec: FeatureSpec) -> StatForecaster:
+        return cls(json.loads((Path(model_dir) / STAT_FILE).read_text()), spec)
+
+
+def fit_statistical(
+    st: SeriesTable, train_origins: np.ndarray, valid_origins: np.ndarray, spec: FeatureSpec
+) -> tuple[StatForecaster, dict[str, Any]]:
+    """Fits the profiles and smoothing parameters on the longest series' train rows.
+
+    The train rows are those before the first valid origin of each series (all rows when there
+    are no valid origins).
+    """
+    import warnings
+
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+    from statsmodels.tsa.seasonal import MSTL
+
+    started = time.perf_counter()
+    longest = int(np.bincount(st.series_id).argmax())
+    rows = np.flatnonzero(st.series_id == longest)
+    if len(valid_origins):
+        first_valid = valid_origins[st.series_id[valid_origins] == longest]
+        if len(first_valid):
+            rows = rows[rows < first_valid.min()]
+    rows = rows[-MAX_FIT_ROWS:]
+    y = st.target[rows]
+    t = time_numbers(st.times[rows])
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    seasons = [m for m in spec.seasons if 2 * m <= len(y)]
+    profiles: dict[int, np.ndarray] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if seasons:
+            res = MSTL(y, periods=seasons if len(seasons) > 1 else seasons[0]).fit()
+            comps = np.asarray(res.seasonal).reshape(len(y), -1)
+            for j, m in enumerate(seasons):
+                recent = slice(max(0, len(y) - 5 * m), len(y))  # the last five cycles
+                bins = phase_bins(t[recent], m, step)
+                sums = np.bincount(bins, comps[recent, j], minlength=m)
+                counts = np.bincount(bins, minlength=m)
+                prof = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+                profiles[m] = prof - prof.mean()
+        seasonal = sum((p[phase_bins(t, m, step)] for m, p in profiles.items()), np.zeros(len(y)))
+        ets = ETSModel(y - seasonal, error="add", trend="add", damped_trend=True).fit(disp=False)
+    params = {
+        "alpha": float(ets.smoothing_level),
+        "beta": float(ets.smoothing_trend),
+        "phi": float(ets.damping_trend),
+        "step": step,
+        "profiles": profiles,
+    }
+    model = StatForecaster(params, spec)
+    if profiles and len(valid_origins):
+        # The seasonal adaptation rate, picked on the valid origins (model selection).
+        truth = st.target[valid_origins[:, None] + np.arange(spec.horizon)]
+        scores = {}
+        for gamma in GAMMAS:
+            model.params["gamma"] = gamma
+            scores[gamma] = float(np.mean(np.abs(model.forecast(st, valid_origins) - truth)))
+        model.params["gamma"] = min(scores, key=scores.__getitem__)
+    info = {"fit_rows": len(y), "fit_seconds": round(time.perf_counter() - started, 3)}
+    return model, info
