@@ -22,6 +22,7 @@ import numpy as np
 from voltpipe.config import GbdtConfig
 from voltpipe.modelling.forecast_features import FeatureSpec, design
 from voltpipe.modelling.forecasting import SeriesTable
+from voltpipe.modelling.gbdt import lightgbm_params
 
 GBDT_FILE = "forecast_gbdt.txt"
 MAX_TRAIN_ROWS = 40_000  # (origin, step) pairs; a random subset beyond this keeps fits short
@@ -95,21 +96,7 @@ def fit_gbdt(
         return d.gbdt_matrix()[keep], y[keep]
 
     x, y = matrix(train_origins, MAX_TRAIN_ROWS)
-    params = {
-        "objective": "l2",
-        "learning_rate": cfg.learning_rate,
-        "num_leaves": cfg.num_leaves,
-        "min_child_samples": cfg.min_child_samples,
-        "feature_fraction": cfg.feature_fraction,
-        "bagging_fraction": cfg.bagging_fraction,
-        "bagging_freq": 1 if cfg.bagging_fraction < 1 else 0,
-        "lambda_l2": cfg.lambda_l2,
-        "seed": seed,
-        "deterministic": True,
-        "num_threads": 1,  # on a shared 2-core machine, 2 OpenMP threads ran 30x slower
-        "max_bin": 63,
-        "verbose": -1,
-    }
+    params = lightgbm_params(cfg, seed, len(x)) | {"objective": "l2", "max_bin": 63}
     train_set = lgb.Dataset(x, y, free_raw_data=True)
     callbacks = []
     valid_sets = []

@@ -119,8 +119,10 @@ class GbdtModel(FileModel):
         )
 
 
-def _params(cfg: Any, task: str, n_classes: int, seed: int, rows: int) -> dict[str, Any]:
-    params: dict[str, Any] = {
+def lightgbm_params(cfg: Any, seed: int, rows: int) -> dict[str, Any]:
+    """LightGBM's parameters for ``model.gbdt`` (`cfg`), seeded and deterministic, for tables
+    and forecasting alike (each adds its objective)."""
+    return {
         "learning_rate": cfg.learning_rate,
         "num_leaves": cfg.num_leaves,
         "min_child_samples": cfg.min_child_samples,
@@ -130,9 +132,14 @@ def _params(cfg: Any, task: str, n_classes: int, seed: int, rows: int) -> dict[s
         "lambda_l2": cfg.lambda_l2,
         "seed": seed,
         "deterministic": True,
-        "force_row_wise": True,
         "num_threads": gbdt_threads(rows),
         "verbosity": -1,
+    }
+
+
+def _params(cfg: Any, task: str, n_classes: int, seed: int, rows: int) -> dict[str, Any]:
+    params = lightgbm_params(cfg, seed, rows) | {
+        "force_row_wise": True,
         "max_cat_to_onehot": 8,
         "cat_smooth": 10,
     }
