@@ -215,6 +215,7 @@ def two_regressors(tmp_path_factory: pytest.TempPathFactory):
             root / name,
             label="oil_temp_c",
             task="regression",
+            model_params={"family": "mlp"},  # the epochs are what differ (auto would pick alike)
             training_params={"epochs": epochs, "batch_size": 64, "learning_rate": 0.01},
         )
     return root
