@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -109,13 +110,17 @@ def test_cnn_forecaster_beats_persistence(demand_splits: dict[str, Path], tmp_pa
     assert meta["forecasting"]["season_source"] == "detected"
     assert meta["forecasting"]["season"] in (24, 168)
     assert "(n_windows, horizon)" in meta["output"]
-    assert result.rows["train_windows"] == 2 * (28 * 24 - 54 + 1)
+    # A window needs the model's context (the window and its seasonal lags) + the horizon.
+    span = meta["forecasting"]["context"] + 6
+    assert result.rows["train_windows"] == 2 * (28 * 24 - span + 1)
 
     loaded = load_model(out)
     test = pq.read_table(demand_splits["test"])
-    pred = loaded.predict_raw(test)  # raw rows in, raw units out
-    assert pred.shape == (2 * (7 * 24 - 54 + 1), 6)
-    metrics = score_forecaster(loaded, test).metrics
+    valid = pq.read_table(demand_splits["valid"])
+    history = pa.concat_tables([valid, test.select(valid.column_names)])
+    pred = loaded.predict_raw(history)  # raw rows in, raw units out
+    assert pred.shape == (2 * (history.num_rows // 2 - span + 1), 6)
+    metrics = score_forecaster(loaded, test, valid).metrics
     assert metrics["skill_persistence"] > 0.2, metrics
     assert "skill_seasonal" in metrics and metrics["mae"] < metrics["mae_persistence"]
 
