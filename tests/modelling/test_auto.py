@@ -295,3 +295,31 @@ def test_a_damaged_blend_member_is_refused(
     if not damage.startswith("remove"):  # the Keras archive is intact: only scoring needs it
         with pytest.raises(DataError, match=message.replace(".", r"\.")):
             check_model_files(folder)
+
+
+def test_a_blend_is_eligible_only_when_its_gain_beats_the_noise() -> None:
+    from voltpipe.modelling.auto import _blend_candidates
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(0, 1, 400)
+    ys = [y[:200], y[200:]]
+
+    def run(err_a: np.ndarray, err_b: np.ndarray) -> dict[str, object]:
+        outs = {
+            "linear": [(y + err_a)[:200, None], (y + err_a)[200:, None]],
+            "gbdt": [(y + err_b)[:200, None], (y + err_b)[200:, None]],
+        }
+        scored = [
+            {"family": f, "score": float(np.sqrt(np.mean(e**2)))}
+            for f, e in (("linear", err_a), ("gbdt", err_b))
+        ]
+        (blend,) = _blend_candidates("regression", "rmse", scored, outs, ys)
+        return blend
+
+    independent = run(rng.normal(0, 1, 400), rng.normal(0, 1, 400))  # the mean halves the MSE
+    assert sorted(independent["members"]) == ["gbdt", "linear"]
+    assert independent["eligible"] and independent["gain_z"] > 5
+    assert independent["score"] == pytest.approx(1 / np.sqrt(2), rel=0.15)
+    shared = rng.normal(0, 1, 400)  # the same errors but for a little noise: no real gain
+    close = run(shared, shared + rng.normal(0, 0.05, 400))
+    assert not close["eligible"] and close["gain_z"] < BLEND_Z
