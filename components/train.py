@@ -84,7 +84,7 @@ def train(
         {
             "task": task,
             "label": label,
-            "framework": {"gbdt": "lightgbm", "linear": "numpy"}.get(
+            "framework": {"gbdt": "lightgbm", "linear": "numpy", "blend": "blend"}.get(
                 result.meta["family"], "keras"
             ),
             "family": result.meta["family"],

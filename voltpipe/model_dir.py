@@ -10,6 +10,8 @@ registry, deploy and serving. A folder holds::
     voltpipe_replay.npz     the NumPy replay of a Keras row model (modelling.replay)
     voltpipe_gbdt.txt       family gbdt: a LightGBM model in its text format
     voltpipe_linear.json    family linear: the weights of the linear model
+    voltpipe_blend.json     family blend (auto's mean of candidates): its member sub-folders,
+                            ``member-<i>-<family>/``, each a model folder of its own
     metadata.json           written by the registry next to a registered version
 
 No TensorFlow or LightGBM at import time: `load_row_scorer` imports the family's module.
@@ -35,12 +37,13 @@ HISTORY_FILE = "voltpipe_history.json"
 REPLAY_FILE = "voltpipe_replay.npz"
 GBDT_FILE = "voltpipe_gbdt.txt"
 LINEAR_FILE = "voltpipe_linear.json"
+BLEND_FILE = "voltpipe_blend.json"
 REGISTRY_METADATA_FILE = "metadata.json"
 
 KERAS_FORMAT = "voltpipe-keras-v1"
 # Families whose model is one file of their own (no Keras, no TensorFlow), by file name.
-FILE_FAMILIES = {"gbdt": GBDT_FILE, "linear": LINEAR_FILE}
-FORMATS = {"gbdt": "voltpipe-gbdt-v1", "linear": "voltpipe-linear-v1"}
+FILE_FAMILIES = {"gbdt": GBDT_FILE, "linear": LINEAR_FILE, "blend": BLEND_FILE}
+FORMATS = {"gbdt": "voltpipe-gbdt-v1", "linear": "voltpipe-linear-v1", "blend": "voltpipe-blend-v1"}
 
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -256,6 +259,10 @@ def load_row_scorer(
             from voltpipe.modelling.gbdt import GbdtModel
 
             return GbdtModel.from_bytes(data, meta, path / GBDT_FILE)
+        if family == "blend":
+            from voltpipe.modelling.blend import load_blend
+
+            return load_blend(path, data, meta)
         from voltpipe.modelling.linear import LinearModel
 
         return LinearModel.from_bytes(data, meta, path / LINEAR_FILE)
@@ -301,6 +308,23 @@ def check_model_files(
             f"{target} is corrupted or truncated ({len(data)} bytes; its SHA-256 does not match "
             f"{META_FILE}): retrain, or copy the folder again from the registry"
         )
+    if family == "blend":  # and every member, by its own rule
+        from voltpipe.modelling.blend import member_folders
+
+        for sub, digest in member_folders(path, data):
+            member_meta = sub / META_FILE
+            try:
+                ok = hashlib.sha256(member_meta.read_bytes()).hexdigest() == digest
+            except OSError as exc:
+                raise DataError(
+                    f"{member_meta} is missing or unreadable ({exc.strerror}): a blend member"
+                ) from None
+            if not ok:
+                raise DataError(
+                    f"{member_meta} does not match {target} (SHA-256): the blend member is "
+                    "damaged; retrain, or copy the folder again from the registry"
+                )
+            check_model_files(sub)
 
 
 def _check_keras_archive(path: Path) -> None:

@@ -589,25 +589,31 @@ def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str
 
     Evaluation, drift and the deploy smoke test then score the model without TensorFlow.
     """
-    from voltpipe.modelling.replay import (
-        REPLAY_FILE,
-        UnsupportedModel,
-        agrees,
-        export_replay,
-        probe_batch,
-    )
+    from voltpipe.modelling.replay import REPLAY_FILE
 
     stale = Path(out_dir) / REPLAY_FILE
     stale.unlink(missing_ok=True)  # never leave the replay of a model this one replaced
-    if meta.get("task") not in ("regression", "classification", "anomaly"):
+    replay = verified_replay(model, meta)
+    if replay is None:
         return False
+    replay.save(out_dir)
+    return True
+
+
+def verified_replay(model: Any, meta: dict[str, Any]) -> Any:
+    """The NumPy replay of a row model when it supports every layer and agrees with Keras on
+    a probe batch, else None."""
+    from voltpipe.modelling.replay import UnsupportedModel, agrees, export_replay, probe_batch
+
+    if meta.get("task") not in ("regression", "classification", "anomaly"):
+        return None
     plan = feature_plan(meta)
     numeric, categorical = list(plan.numeric), list(plan.categorical)
     try:
         replay = export_replay(model, numeric, categorical)
     except UnsupportedModel as exc:
         log.info("no NumPy replay saved: %s", exc)
-        return False
+        return None
     import tensorflow as tf
 
     xn, xc = probe_batch(plan)
@@ -616,9 +622,8 @@ def save_replay(model: Any, meta: dict[str, Any], out_dir: str | os.PathLike[str
     expected = np.asarray(model(inputs, training=False))
     if not agrees(replay.forward()(xn, xc), expected):
         log.warning("the NumPy replay disagrees with Keras on this model; none saved")
-        return False
-    replay.save(out_dir)
-    return True
+        return None
+    return replay
 
 
 def check_model_file(model_dir: str | os.PathLike[str]) -> None:

@@ -38,7 +38,7 @@ def _candidates_lines(model_meta: dict[str, Any]) -> list[str]:
     auto = model_meta.get("auto") or {}
     rows = [
         [
-            c["family"] + (" (kept)" if c.get("chosen") else ""),
+            (c.get("name") or c["family"]) + (" (kept)" if c.get("chosen") else ""),
             c.get("score") if c.get("score") is not None else c.get("error", "failed"),
             c.get("fit_seconds"),
         ]

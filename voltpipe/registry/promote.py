@@ -169,8 +169,9 @@ def _candidate_metrics(candidates: list[dict[str, Any]] | None) -> dict[str, flo
     out: dict[str, float] = {}
     for c in candidates or []:
         if c.get("score") is not None:
-            out[f"candidate_{c['family']}_valid_{c['metric']}"] = float(c["score"])
-            out[f"candidate_{c['family']}_fit_seconds"] = float(c.get("fit_seconds", 0.0))
+            name = c.get("name") or c["family"]  # a blend: blend_<members>
+            out[f"candidate_{name}_valid_{c['metric']}"] = float(c["score"])
+            out[f"candidate_{name}_fit_seconds"] = float(c.get("fit_seconds", 0.0))
     return out
 
 
