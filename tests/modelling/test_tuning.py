@@ -105,6 +105,7 @@ def test_pruned_search_with_nested_mlflow_runs(splits: dict[str, Path], tmp_path
         label="label",
         task="classification",
         exclude=["target"],
+        model_params={"family": "mlp"},  # Keras epochs are what the pruner watches
         training_params=TRAINING,
         tuning={"max_trials": 7, "algorithm": "bayesian", "space": SPACE, "seed": 3},
         tracking_uri=uri,
@@ -257,6 +258,7 @@ def test_epoch_budget_caps_the_search(
         label="label",
         task="classification",
         exclude=["target"],
+        model_params={"family": "mlp"},  # the budget counts Keras epochs
         training_params={**TRAINING, "epochs": 3 if not folds else 2},
         tuning={
             "max_trials": 10,
