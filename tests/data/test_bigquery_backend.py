@@ -290,6 +290,12 @@ BAD = {
         r"the query returned no rows \(parameters: @cutoff='1999-01-01T00:00:00'\)",
     ),
     "unknown column": ("SELECT nope FROM p.scada.turbine", {}, r"column nope does not exist"),
+    "duplicate names from two stars": (
+        "SELECT t.*, u.* FROM p.scada.turbine AS t JOIN p.scada.turbine AS u USING (ts)",
+        {},
+        r"Duplicate column names in the result are not supported\. Found duplicate\(s\): "
+        r"ts, turbine_id",
+    ),
 }
 
 

@@ -140,6 +140,11 @@ def test_shards_are_zstd_parquet(wind_warehouse: Path, tmp_path: Path) -> None:
             "SELECT wind_speed_ms AS x1, power_kw AS X1 FROM scada.turbine",
             r"column 'X1' appears twice \(also as 'x1'\)",
         ),
+        (  # DuckDB would keep both ids, or rename the second `id_1` once it is a subquery
+            "SELECT t.*, u.* FROM scada.turbine AS t JOIN scada.turbine AS u USING (ts)",
+            r"Duplicate column names in the result are not supported\. Found duplicate\(s\): "
+            r"ts, turbine_id, wind_speed_ms",
+        ),
         (
             "SELECT wind_speed_ms AS __voltpipe_split, power_kw FROM scada.turbine",
             r"column '__voltpipe_split' uses voltpipe's reserved prefix",

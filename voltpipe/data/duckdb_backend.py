@@ -136,6 +136,7 @@ class DuckDBWarehouse:
         translated, values = self._prepare(sql, parameters)
         con = self._connect()
         try:
+            _refuse_duplicate_names(con, translated, values)
             rel = con.execute(f"SELECT * FROM ({translated}) LIMIT 0", values)
             return [{"name": d[0], "type": str(d[1])} for d in rel.description]
         except duckdb.Error as exc:
@@ -153,6 +154,7 @@ class DuckDBWarehouse:
         translated, values = self._prepare(sql, parameters)
         con = self._connect()
         try:
+            _refuse_duplicate_names(con, translated, values)
             columns = self._columns(con, translated, values)
             if split.column and split.column not in columns:
                 raise DataError(
@@ -314,6 +316,20 @@ class DuckDBWarehouse:
     ) -> list[str]:
         rel = con.execute(f"SELECT * FROM ({translated}) LIMIT 0", values)
         return [d[0] for d in rel.description]
+
+
+def _refuse_duplicate_names(
+    con: duckdb.DuckDBPyConnection, translated: str, values: dict[str, Any]
+) -> None:
+    """Refuses a result with two columns of one name, as BigQuery does. DuckDB keeps both of
+    ``SELECT t.*, a.*``'s ``id`` columns and renames the second ``id_1`` once the query is a
+    subquery: the model would then train on, and serving require, a column no table has."""
+    duplicates = sqlmod.duplicate_names(con.sql(translated, params=values).columns)
+    if duplicates:
+        raise DataError(
+            sqlmod.duplicate_names_message(duplicates)
+            + ": select the columns by name or alias one of each pair"
+        )
 
 
 def _escape(path: Path) -> str:

@@ -141,3 +141,24 @@ def one_line(sql: str) -> str:
     default would break that file, so queries travel as one line.
     """
     return _parse(sql).sql(dialect="bigquery")
+
+
+def duplicate_names(columns: list[str]) -> list[str]:
+    """The result column names that appear more than once, compared case-insensitively as
+    BigQuery does (each reported once, in first-seen order)."""
+    seen: dict[str, int] = {}
+    for name in columns:
+        seen[name.lower()] = seen.get(name.lower(), 0) + 1
+    reported: dict[str, None] = {}
+    for name in columns:
+        if seen[name.lower()] > 1:
+            reported.setdefault(name.lower(), None)
+    return list(reported)
+
+
+def duplicate_names_message(duplicates: list[str]) -> str:
+    """BigQuery's words for a result with duplicate column names (e.g. ``SELECT t.*, a.*``)."""
+    return (
+        "Duplicate column names in the result are not supported. Found duplicate(s): "
+        + ", ".join(duplicates)
+    )

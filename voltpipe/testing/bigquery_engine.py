@@ -502,6 +502,42 @@ class Engine:
             return BigQueryError(404, "notFound", f"Not found: {text}")
         return BigQueryError(400, "invalidQuery", f"Query error: {text} at [1:1]")
 
+    @staticmethod
+    def _refuse_duplicate_names(cur: Any, duck_sql: str, values: dict[str, Any]) -> None:
+        """BigQuery refuses a result with two columns of one name (``SELECT t.*, a.*`` of two
+        tables with an ``id``), also when a star expands a derived table that has them
+        (``SELECT r.* FROM (SELECT t.*, a.* ...) AS r``). DuckDB keeps the top level's
+        duplicates and renames a derived table's (``id_1``), so each derived table (subquery
+        or CTE) a star expands is bound on its own to see its names."""
+        tree = sqlglot.parse_one(duck_sql, read="duckdb")
+        ctes = {c.alias_or_name: c.this for c in tree.find_all(exp.CTE)}
+        with_ = tree.args.get("with")
+        prefix = f"{with_.sql('duckdb')} " if with_ is not None else ""
+        pending: list[exp.Expression] = [tree]
+        while pending:
+            query = pending.pop()
+            sql = query.sql("duckdb") if query is tree else prefix + query.sql("duckdb")
+            used = {name: v for name, v in values.items() if f"${name}" in sql}
+            try:
+                names = cur.sql(sql, params=used).columns
+            except duckdb.Error:  # a correlated subquery binds only inside its query
+                names = []
+            duplicates = sqlmod.duplicate_names(names)
+            if duplicates:
+                raise BigQueryError(400, "invalidQuery", sqlmod.duplicate_names_message(duplicates))
+            if not isinstance(query, exp.Select) or not any(
+                isinstance(p, exp.Star) or isinstance(p.this, exp.Star) for p in query.expressions
+            ):
+                continue
+            from_ = query.args.get("from_") or query.args.get("from")  # sqlglot 30 renamed it
+            sources = [from_.this] if from_ is not None else []
+            sources += [j.this for j in query.args.get("joins") or []]
+            for source in sources:
+                if isinstance(source, exp.Subquery):
+                    pending.append(source.this)
+                elif isinstance(source, exp.Table) and not source.db and source.name in ctes:
+                    pending.append(ctes[source.name])
+
     def estimate_bytes(self, tables: list[str]) -> int:
         total = 0
         with self.cursor() as cur:
@@ -525,6 +561,7 @@ class Engine:
         query = f"SELECT * FROM ({duck_sql}) LIMIT 0" if limit0 else duck_sql
         try:
             with self.cursor() as cur:
+                self._refuse_duplicate_names(cur, duck_sql, values)
                 table = cur.sql(query, params=values).to_arrow_table()
         except duckdb.Error as exc:
             raise self.error(exc, sql, parameters) from None
