@@ -8,7 +8,7 @@ PIP_FLAGS := --disable-pip-version-check --quiet
 export VOLTPIPE_INFRA_BIN := $(CURDIR)/$(INFRA_VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test test-fast lint bench clean help
+.PHONY: demo test test-fast lint bench lock clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,6 +52,11 @@ lint: $(VENV)/.installed-test  ## ruff lint and format check
 
 bench: $(VENV)/.installed-test $(BENCH_VENV)/.installed  ## Run the benchmarks; writes bench-results.json
 	$(BIN)/python -m benchmarks --output bench-results.json
+
+lock:  ## Re-pin the image's dependencies with their hashes (images/requirements.lock; needs the index)
+	$(PYTHON) -m pip install --dry-run --ignore-installed --quiet --report .lock-report.json . 'setuptools>=69' wheel
+	$(PYTHON) images/lock.py .lock-report.json
+	rm -f .lock-report.json
 
 clean:  ## Remove the work dir and build leftovers (keeps the venvs)
 	rm -rf .voltpipe build dist *.egg-info .pytest_cache .ruff_cache

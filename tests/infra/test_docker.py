@@ -97,6 +97,54 @@ def test_builder_builds_a_wheel_into_opt_venv() -> None:
     assert "pip wheel" in builder_runs
 
 
+LOCK = REPO_ROOT / "images" / "requirements.lock"
+PIN = re.compile(r"^([a-z0-9._-]+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$", re.M)
+
+
+def _locked() -> dict[str, str]:
+    text = LOCK.read_text(encoding="utf-8")
+    pins = {name: version for name, version, _ in PIN.findall(text)}
+    entries = [ln for ln in text.splitlines() if ln and not ln.startswith(("#", " "))]
+    assert len(pins) == len(entries), "a lock entry without exactly one sha256 hash"
+    return pins
+
+
+def test_dependencies_install_only_against_the_hashes_of_the_lock() -> None:
+    builder_runs = [args for keyword, args in STAGES[0] if keyword == "RUN"]
+    locked = [r for r in builder_runs if "-r /tmp/requirements.lock" in r]
+    assert len(locked) == 1 and "--require-hashes" in locked[0], builder_runs
+    # Everything else pip installs or builds is voltpipe itself, offline, without dependencies.
+    for run in builder_runs:
+        if run is locked[0] or "pip" not in run:
+            continue
+        for command in run.split("&&"):
+            if command.strip().startswith(("pip install", "pip wheel")):
+                assert "--no-deps" in command and "--no-index" in command, command
+    copies = [args for keyword, args in STAGES[0] if keyword == "COPY"]
+    assert copies[0] == "images/requirements.lock /tmp/requirements.lock"
+
+
+def test_the_lock_satisfies_install_requires_and_the_build_system() -> None:
+    import configparser
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_ROOT / "setup.cfg", encoding="utf-8")
+    wanted = [ln.strip() for ln in cfg["options"]["install_requires"].splitlines() if ln.strip()]
+    build = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    wanted += build["build-system"]["requires"]
+    pins = _locked()
+    for line in wanted:
+        req = Requirement(line)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"{line}: not in images/requirements.lock (run `make lock`)"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{line}: the lock pins {name}=={pins[name]} (run `make lock`)"
+        )
+
+
 def test_final_stage_copies_only_the_venv() -> None:
     copies = [args for keyword, args in FINAL if keyword in ("COPY", "ADD")]
     assert copies, "runtime stage copies nothing"
