@@ -32,7 +32,15 @@ PRIMARY_METRIC = {
     "clustering": "silhouette",
     "embedding": "explained_variance",
 }
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "mape", "reconstruction_error"}
+LOWER_IS_BETTER = {
+    "rmse",
+    "mae",
+    "log_loss",
+    "mape",
+    "reconstruction_error",
+    "davies_bouldin",
+    "mean_distance",
+}
 
 
 class _Strict(BaseModel):
