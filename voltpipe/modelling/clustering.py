@@ -23,6 +23,7 @@ FAMILIES = ("kmeans", "gmm")
 KMEANS_N_INIT = 10
 GMM_N_INIT = 3
 GMM_REG_COVAR = 1e-6
+FULL_ROWS_PER_PARAMETER = 2
 # Silhouette is O(n^2): above this many rows it is computed on a seeded sample.
 SILHOUETTE_MAX_ROWS = 4000
 
@@ -34,7 +35,7 @@ class ClusterModel:
     Attributes:
         method: ``kmeans`` or ``gmm``.
         centers: (k, d) cluster centres (mixture: component means).
-        covariances: (k, d, d) full covariances (gmm), else None.
+        covariances: (k, d, d) full or (k, d) diagonal covariances (gmm), else None.
         weights: (k,) mixture weights (gmm), else None.
     """
 
@@ -64,6 +65,14 @@ class ClusterModel:
         z = np.asarray(z, dtype="float64")
         n, d = z.shape
         out = np.empty((n, self.k))
+        if self.covariances.ndim == 2:  # diagonal: (k, d) variances
+            for j in range(self.k):
+                var = self.covariances[j]
+                maha = (((z - self.centers[j]) ** 2) / var).sum(axis=1)
+                out[:, j] = math.log(self.weights[j]) - 0.5 * (
+                    d * math.log(2 * math.pi) + float(np.log(var).sum()) + maha
+                )
+            return out
         for j in range(self.k):
             chol = np.linalg.cholesky(self.covariances[j])
             solved = np.linalg.solve(chol, (z - self.centers[j]).T)
@@ -209,13 +218,20 @@ def fit_kmeans(z: np.ndarray, k: int, seed: int) -> ClusterModel:
     return ClusterModel("kmeans", np.asarray(km.cluster_centers_, dtype="float64"))
 
 
+def covariance_type(n: int, d: int, k: int) -> str:
+    """``full`` when every component has at least `FULL_ROWS_PER_PARAMETER` rows per
+    covariance parameter on average, else ``diag`` (a 48-point profile has 1,176 covariance
+    parameters: full covariances would need tens of thousands of profiles per cluster)."""
+    return "full" if n / max(k, 1) >= FULL_ROWS_PER_PARAMETER * d * (d + 1) / 2 else "diag"
+
+
 def fit_gmm(z: np.ndarray, k: int, seed: int) -> tuple[ClusterModel, float]:
-    """A full-covariance mixture and its BIC on `z`."""
+    """A Gaussian mixture (full or diagonal covariances: `covariance_type`) and its BIC."""
     from sklearn.mixture import GaussianMixture
 
     gm = GaussianMixture(
         n_components=k,
-        covariance_type="full",
+        covariance_type=covariance_type(len(z), z.shape[1], k),
         n_init=GMM_N_INIT,
         reg_covar=GMM_REG_COVAR,
         random_state=seed,
@@ -249,9 +265,9 @@ def fit_clusters(
 ) -> ClusterFit:
     """Fits the family over `k_range` and keeps the best.
 
-    k-means: the k with the highest silhouette on the valid split (train when it is empty);
-    mixture: the k with the lowest BIC on train; ``auto``: both, then the one with the higher
-    valid silhouette. Ids are ordered by `canonical_order`.
+    k-means: the k with the highest silhouette on train and valid; mixture: the k with the
+    lowest BIC on train; ``auto``: both, then the one with the higher silhouette (a tie goes
+    to k-means). Ids are ordered by `canonical_order`.
 
     Raises:
         DataError: too few rows (or distinct rows) for the smallest k, or a constant table.
@@ -259,7 +275,9 @@ def fit_clusters(
     check_clusterable(z_train, k_range, what)
     lo, hi = k_range
     hi = max(lo, min(hi, len(z_train) - 1))  # silhouette needs fewer clusters than rows
-    score_on = z_valid if z_valid is not None and len(z_valid) >= 3 else z_train
+    # Silhouette needs no held-out rows (nothing is fitted to it), and a small valid split
+    # can miss a cluster entirely: k is scored on train and valid together.
+    score_on = z_train if z_valid is None or not len(z_valid) else np.vstack([z_train, z_valid])
     candidates: list[dict[str, Any]] = []
     best: dict[str, tuple[float, ClusterModel, int]] = {}
     for k in range(lo, hi + 1):

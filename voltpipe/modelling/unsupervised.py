@@ -100,7 +100,7 @@ class InputSpec:
                 profile.
         """
         if self.profile is not None:
-            profiles = build(table, self.profile)
+            profiles = build(table, self.profile, self.step_seconds)
             if profiles.matrix.shape[1] != len(self.features):
                 raise DataError(
                     f"the profiles have {profiles.matrix.shape[1]} points per period but the "
@@ -124,9 +124,9 @@ class InputSpec:
         if len(v) != n or not np.all(np.isfinite(v)):
             raise DataError(f"profile: expected {n} finite readings, got {len(v)}")
         mode = self.profile.get("normalise", "none")
-        if mode == "shape":
-            mean = v.mean()
-            v = v / mean if mean != 0 else np.zeros_like(v)
+        if mode == "shape":  # as profiles.build_profiles: by the mean absolute value
+            scale = np.abs(v).mean()
+            v = v / scale if scale > 0 else np.zeros_like(v)
         elif mode == "level":
             v = np.array([v.mean()])
         return self.standardise(v[None, :])
@@ -154,8 +154,9 @@ def numeric_matrix(table: pa.Table, columns: list[str]) -> np.ndarray:
     return out
 
 
-def build(table: pa.Table, profile: dict[str, Any]) -> Any:
-    """``profiles.build_profiles`` with the config's profile settings."""
+def build(table: pa.Table, profile: dict[str, Any], step_seconds: int | None = None) -> Any:
+    """``profiles.build_profiles`` with the config's profile settings (and, for a trained
+    model, its reading interval)."""
     from voltpipe.modelling.profiles import build_profiles
 
     return build_profiles(
@@ -166,7 +167,26 @@ def build(table: pa.Table, profile: dict[str, Any]) -> Any:
         group_column=profile.get("group_column"),
         normalise=profile.get("normalise", "none"),
         max_missing=int(profile.get("max_missing", 0)),
+        step_seconds=step_seconds,
     )
+
+
+def history_vector(spec: InputSpec, history: pa.Table) -> np.ndarray:
+    """The (1, d) model input of one group's recent readings (its latest usable period)."""
+    from voltpipe.modelling.profiles import profile_from_history
+
+    p = spec.profile or {}
+    vector = profile_from_history(
+        history,
+        time_column=p["time_column"],
+        value=p["value"],
+        period=p.get("period", "day"),
+        group_column=p.get("group_column"),
+        normalise=p.get("normalise", "none"),
+        max_missing=int(p.get("max_missing", 0)),
+        step_seconds=spec.step_seconds,
+    )
+    return spec.standardise(np.asarray(vector, dtype="float64")[None, :])
 
 
 def row_inputs(

@@ -94,14 +94,7 @@ class UnsupervisedPredictor(BasePredictor):
             if not isinstance(inst, dict):
                 raise RequestError(400, f"instances[{i}]: expected an object")
             if self.takes_profiles:
-                if "profile" not in inst:
-                    raise RequestError(
-                        400, f"instances[{i}].profile: missing (a list of one period's readings)"
-                    )
-                try:
-                    rows.append(spec.profile_vector(inst["profile"])[0])
-                except DataError as exc:
-                    raise RequestError(400, f"instances[{i}].{exc}") from None
+                rows.append(self._profile_row(inst, i))
                 continue
             values = []
             for name in spec.features:
@@ -113,6 +106,25 @@ class UnsupervisedPredictor(BasePredictor):
                 values.append(float(v))
             rows.append(spec.standardise(np.asarray(values)[None, :])[0])
         return np.vstack(rows)
+
+    def _profile_row(self, inst: dict[str, Any], i: int) -> np.ndarray:
+        """``{"profile": [readings]}`` or ``{"history": [{time, value}, ...]}`` (one group's
+        recent rows: its latest usable period is the profile)."""
+        from voltpipe.modelling.unsupervised import history_vector
+
+        spec = self.model.inputs
+        try:
+            if "profile" in inst:
+                return spec.profile_vector(inst["profile"])[0]
+            if isinstance(inst.get("history"), list) and inst["history"]:
+                return history_vector(spec, pa.Table.from_pylist(inst["history"]))[0]
+        except (DataError, pa.ArrowException) as exc:
+            raise RequestError(400, f"instances[{i}]: {exc}") from None
+        raise RequestError(
+            400,
+            f"instances[{i}]: expected 'profile' (a list of one period's readings) or "
+            "'history' (a non-empty list of rows of one group)",
+        )
 
     # ----- outputs ------------------------------------------------------------------------------
 
@@ -176,7 +188,10 @@ class UnsupervisedPredictor(BasePredictor):
         spec = self.model.inputs
         if self.takes_profiles:
             n = spec.points_per_period or len(spec.features)
-            request: Any = {"profile": f"list of {n} numbers: one period's readings"}
+            request: Any = {
+                "profile": f"list of {n} numbers: one period's readings",
+                "history": "or: a list of one group's recent rows (time and value columns)",
+            }
         else:
             request = {n: "number" for n in spec.features}
         if self.model.clusters is not None:
