@@ -31,6 +31,7 @@ from voltpipe.modelling.clustering import ClusterModel
 from voltpipe.modelling.embedding import EmbeddingModel
 
 TASKS = ("clustering", "embedding")
+REFERENCE_VALUES = 2000  # train residuals stored for monitoring
 PERIOD_SECONDS = {"day": 86_400, "week": 7 * 86_400}
 OUTPUTS = {
     "clustering": (
@@ -285,6 +286,23 @@ class UnsupervisedModel:
         assert self.embedding is not None
         return self.embedding.transform(z)
 
+    def residuals(self, z: np.ndarray) -> np.ndarray:
+        """(n,) how far each row is from the model: the distance to its own centre
+        (clustering) or its mean squared reconstruction error (embedding)."""
+        if self.clusters is not None:
+            ids = self.clusters.assign(z)
+            return np.asarray(self.clusters.distances(z)[np.arange(len(z)), ids])
+        assert self.embedding is not None
+        rebuilt = self.embedding.reconstruct(z)
+        return np.asarray(((z - rebuilt) ** 2).mean(axis=1))
+
+    def reference(self, z_train: np.ndarray, max_values: int = REFERENCE_VALUES) -> list[float]:
+        """`residuals` of up to `max_values` train rows (a seeded sample): what monitoring
+        compares a window's with."""
+        rng = np.random.default_rng(0)
+        idx = np.sort(rng.choice(len(z_train), min(max_values, len(z_train)), replace=False))
+        return [float(v) for v in self.residuals(z_train[idx])]
+
     def predict_raw(self, table: pa.Table) -> np.ndarray:
         """See `OUTPUTS`."""
         z, _ = self.inputs.matrix(table)
@@ -419,6 +437,8 @@ def train_unsupervised(
     }
     if candidates is not None:
         meta["candidates"] = candidates
+    z_ref, _ = model.inputs.matrix(train)
+    meta["reference"] = {"values": model.reference(z_ref), "of": "train"}
     meta["model_file"] = write_unsupervised_file(out, task, model.payload())
     import json
 
