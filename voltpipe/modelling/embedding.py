@@ -68,6 +68,7 @@ class EmbeddingModel:
     explained_variance_ratio: np.ndarray | None = None
     encoder: list[DenseLayer] = dataclasses.field(default_factory=list)
     decoder: list[DenseLayer] = dataclasses.field(default_factory=list)
+    verified_gap: float | None = None  # autoencoder: max |NumPy - Keras| latent at training
 
     @property
     def n_components(self) -> int:

@@ -409,6 +409,8 @@ def train_unsupervised(
             "columns": [f"pc{i + 1}" for i in range(model_e.n_components)],
             "seed": seed,
         }
+        if model_e.verified_gap is not None:
+            task_meta["numpy_vs_keras_max_gap"] = model_e.verified_gap
         if model_e.explained_variance_ratio is not None:
             task_meta["explained_variance_ratio"] = model_e.explained_variance_ratio.tolist()
         chosen = family
@@ -515,4 +517,16 @@ def _fit_autoencoder(
     )
     fitted = fit_problem(problem, mp, tp, verbose=0)
     model = autoencoder_layers(fitted.model, list(mp.hidden_units))
-    return model, dataclasses.replace(spec, clip=CLIP)
+    spec = dataclasses.replace(spec, clip=CLIP)
+    # The NumPy encoder must give the Keras model's latent values (as the replay is checked).
+    import keras
+
+    probe = {k: v[:256] for k, v in problem.x_train.items()}
+    latent = keras.Model(fitted.model.inputs, fitted.model.get_layer("latent").output)
+    expected = np.asarray(latent.predict(probe, verbose=0), dtype="float64")
+    ours = model.transform(spec.standardise(np.hstack([probe[f] for f in spec.features])))
+    gap = float(np.max(np.abs(ours - expected))) if expected.size else 0.0
+    if not gap <= 1e-4 * max(1.0, float(np.max(np.abs(expected)))):
+        raise DataError(f"the autoencoder's NumPy encoder disagrees with Keras (max gap {gap:.3g})")
+    model.verified_gap = gap
+    return model, spec
