@@ -26,7 +26,8 @@ def _splits(tmp_path: Path, x: np.ndarray) -> tuple[Path, Path, Path]:
     t = pa.table({f"s{j}": x[:, j] for j in range(x.shape[1])} | {"id": np.arange(len(x))})
     paths = tmp_path / "train.parquet", tmp_path / "valid.parquet", tmp_path / "test.parquet"
     n = len(x)
-    for path, part in zip(paths, (t.slice(0, n // 2), t.slice(n // 2, n // 4), t.slice(3 * n // 4))):
+    parts = (t.slice(0, n // 2), t.slice(n // 2, n // 4), t.slice(3 * n // 4))
+    for path, part in zip(paths, parts, strict=True):
         pq.write_table(part, path)
     return paths
 
@@ -79,7 +80,9 @@ def test_reconstruction_and_json_round_trip() -> None:
 
 
 def test_bad_embedding_inputs_are_refused() -> None:
-    with pytest.raises(DataError, match=r"embedding.n_components: 9 components asked but at most 4"):
+    with pytest.raises(
+        DataError, match=r"embedding.n_components: 9 components asked but at most 4"
+    ):
         fit_pca(np.random.default_rng(0).normal(size=(50, 4)), n_components=9, variance_target=0.9)
     with pytest.raises(DataError, match="constant"):
         fit_pca(np.ones((30, 3)), n_components=None, variance_target=0.9)
