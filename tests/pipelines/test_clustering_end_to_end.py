@@ -210,3 +210,97 @@ def test_embedding_pca_trains_serves_and_writes_components(
     cols = con.sql("SELECT * FROM emb.rows").to_arrow_table().column_names
     con.close()
     assert {"pc1", "pc2", "row_id"} <= set(cols) and "pc3" not in cols
+
+
+@pytest.fixture
+def meters_warehouse(tmp_path: Path) -> Path:
+    from voltpipe.demo.meters import MeterSpec, generate_meters
+
+    path = tmp_path / "smart.duckdb"
+    con = duckdb.connect(str(path))
+    con.register("readings", generate_meters(MeterSpec(meters=60, days=14, seed=3)))
+    con.execute("CREATE SCHEMA meters")
+    con.execute("CREATE TABLE meters.readings AS SELECT * FROM readings")
+    con.close()
+    return path
+
+
+def test_load_profiles_train_serve_batch_and_drift(tmp_path: Path, meters_warehouse: Path) -> None:
+    from voltpipe.modelling.predict import load_model
+    from voltpipe.monitoring.monitor import detect_drift
+    from voltpipe.serving.batch import predict_batch
+    from voltpipe.serving.predictor import load_predictor
+
+    path = write_config(
+        tmp_path,
+        f"""
+        name: profiles
+        warehouse: duckdb:///{meters_warehouse}
+        query: SELECT meter_id, ts, kwh, customer_type FROM meters.readings
+        label: customer_type
+        task: clustering
+        workdir: work
+        tracking: {{enabled: false}}
+        split: {{method: hash, column: meter_id, seed: 3}}
+        clustering:
+          profile: {{time_column: ts, value: kwh, period: week, group_column: meter_id,
+                     normalise: shape, max_missing: 4}}
+          stability_resamples: 3
+        """,
+    )
+    cfg = load_config(path)
+    summary = run_local("training", cfg, cache=False)
+    test = summary["metrics"]["test"]
+    assert test["k"] == 4 and test["ari"] > 0.9  # the four customer types, from shapes alone
+    champion = open_registry(cfg.registry_uri).get("profiles")
+    assert champion is not None
+    meta = read_meta(champion.uri)
+    assert meta["rows"]["train_profiles"] > 0 and meta["clustering"]["profile"]["period"] == "week"
+
+    # serve one week's readings of a meter (raw kWh: normalised by the model) and its history
+    con = duckdb.connect(str(meters_warehouse), read_only=True)
+    week = con.sql(
+        "SELECT meter_id, ts, kwh FROM meters.readings WHERE meter_id = 'M0001' "
+        "AND ts >= TIMESTAMP '2024-03-11' AND ts < TIMESTAMP '2024-03-18' ORDER BY ts"
+    ).to_arrow_table()
+    con.close()
+    predictor = load_predictor(champion.uri)
+    assert predictor.engine == "numpy"
+    history = [
+        {"meter_id": r["meter_id"], "ts": str(r["ts"]), "kwh": r["kwh"]} for r in week.to_pylist()
+    ]
+    by_history = predictor.predict([{"history": history}])[0]
+    in_process = load_model(champion.uri).predict_raw(week)
+    assert by_history["cluster"] == int(in_process.argmin(axis=1)[0])
+    if week.num_rows == 336:  # a complete week also goes as a plain profile
+        by_profile = predictor.predict([{"profile": week.column("kwh").to_pylist()}])[0]
+        assert by_profile["cluster"] == by_history["cluster"]
+
+    # batch: one row per meter and week, keyed, with its cluster
+    out_wh = tmp_path / "scored.duckdb"
+    shutil.copy(meters_warehouse, out_wh)
+    written = predict_batch(
+        f"duckdb:///{out_wh}",
+        "SELECT meter_id, ts, kwh FROM meters.readings",
+        {},
+        champion.uri,
+        "segments.weekly",
+        mode="replace",
+    )
+    con = duckdb.connect(str(out_wh), read_only=True)
+    scored = con.sql("SELECT * FROM segments.weekly").to_arrow_table()
+    con.close()
+    assert {"meter_id", "period_start", "cluster", "distance"} <= set(scored.column_names)
+    assert written["rows"] == scored.num_rows <= 60 * 2
+
+    # drift of the segment shares: a window of storage heaters only has drifted
+    con = duckdb.connect(str(meters_warehouse), read_only=True)
+    heaters = con.sql(
+        "SELECT meter_id, ts, kwh, customer_type FROM meters.readings "
+        "WHERE customer_type = 'storage_heating'"
+    ).to_arrow_table()
+    con.close()
+    current = tmp_path / "heaters.parquet"
+    pq.write_table(heaters, current)
+    result = detect_drift(current, champion.uri)
+    assert result.clusters is not None and "proportions" in result.clusters.fired

@@ -177,6 +177,18 @@ def history_vector(spec: InputSpec, history: pa.Table) -> np.ndarray:
     from voltpipe.modelling.profiles import profile_from_history
 
     p = spec.profile or {}
+    time_column = p["time_column"]
+    if time_column in history.column_names and pa.types.is_string(
+        history.schema.field(time_column).type
+    ):
+        try:  # JSON requests carry times as ISO text
+            times = history.column(time_column).cast(pa.timestamp("us"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(
+                f"history.{time_column}: expected ISO times such as '2024-03-11 00:30:00'"
+            ) from None
+        index = history.column_names.index(time_column)
+        history = history.set_column(index, time_column, times)
     vector = profile_from_history(
         history,
         time_column=p["time_column"],
