@@ -182,11 +182,17 @@ def test_embedding_pca_trains_serves_and_writes_components(
     from voltpipe.serving.predictor import load_predictor
 
     cfg = load_config(
-        _config(tmp_path, regimes_warehouse, "embedding", "embedding: {n_components: 2}\n")
+        _config(tmp_path, regimes_warehouse, "embedding", "embedding: {n_components: 2}\n"),
+        ["tracking.enabled=true"],
     )
     summary = run_local("training", cfg, cache=False)
     test = summary["metrics"]["test"]
     assert 0.8 < test["explained_variance"] <= 1.0 and test["reconstruction_error"] < 0.2
+    import mlflow  # MLflow gets what it gets for every task: params and test metrics
+
+    run = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri).get_run(summary["mlflow_run_id"])
+    assert run.data.params["task"] == "embedding" and run.data.params["model.family"] == "pca"
+    assert run.data.metrics["test_explained_variance"] == pytest.approx(test["explained_variance"])
     champion = open_registry(cfg.registry_uri).get("regimes")
     assert champion is not None and (Path(champion.uri) / EMBEDDING_FILE).exists()
     assert "## Components" in (Path(champion.uri) / "model_card.md").read_text()
