@@ -85,7 +85,8 @@ def train(
             "task": task,
             "label": label,
             "framework": {"gbdt": "lightgbm", "linear": "numpy", "blend": "blend"}.get(
-                result.meta["family"], "keras"
+                result.meta["family"],
+                "scikit-learn" if task in ("clustering", "embedding") else "keras",
             ),
             "family": result.meta["family"],
             "best_epoch": result.best_epoch,

@@ -198,3 +198,23 @@ def test_a_clustering_config_loads_without_a_label(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.label == "" and cfg.gate_metric == "silhouette"
     assert cfg.clustering.k_range == (2, 6) and cfg.clustering.profile is not None
+
+
+def test_the_vertex_custom_job_entry_point_trains_a_clustering_model(tmp_path: Path) -> None:
+    import json
+
+    from voltpipe.model_dir import read_meta
+    from voltpipe.modelling.trial import main
+
+    x, y = blobs(k=3, seed=10)
+    train, valid = _write_splits(tmp_path, x, y)
+    out = tmp_path / "job-model"
+    params = {"task_params": {"clustering": {"k": 3}}, "exclude": []}
+    env = {"CLOUD_ML_HP_METRIC_FILE": str(tmp_path / "metric.json")}
+    argv = [
+        f"--train={train}", f"--valid={valid}", "--label=", "--task=clustering",
+        f"--params={json.dumps(params)}", f"--output-dir={out}",
+    ]  # fmt: skip
+    assert main(argv, env) == 0
+    meta = read_meta(out)
+    assert meta["task"] == "clustering" and meta["clustering"]["k"] == 3
