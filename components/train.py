@@ -86,7 +86,9 @@ def train(
             "label": label,
             "framework": {"gbdt": "lightgbm", "linear": "numpy", "blend": "blend"}.get(
                 result.meta["family"],
-                "scikit-learn" if task in ("clustering", "embedding") else "keras",
+                "scikit-learn"
+                if task in ("clustering", "embedding") and result.meta["family"] != "autoencoder"
+                else "keras",
             ),
             "family": result.meta["family"],
             "best_epoch": result.best_epoch,
