@@ -218,3 +218,60 @@ def test_the_vertex_custom_job_entry_point_trains_a_clustering_model(tmp_path: P
     assert main(argv, env) == 0
     meta = read_meta(out)
     assert meta["task"] == "clustering" and meta["clustering"]["k"] == 3
+
+
+def test_silhouette_matches_scikit_learn_and_the_gate_prefers_the_true_k(tmp_path: Path) -> None:
+    from sklearn.metrics import silhouette_score
+
+    from voltpipe.evaluation.evaluate import evaluate_challenger
+    from voltpipe.modelling.predict import load_model
+    from voltpipe.modelling.train import train_model
+
+    x, y = blobs(n=700, k=3, seed=10)
+    train, valid = _write_splits(tmp_path, x, y)
+    test = tmp_path / "test.parquet"
+    pq.write_table(pq.read_table(valid), test)
+    good, poor = tmp_path / "k3", tmp_path / "k2"
+    for out, k in ((good, 3), (poor, 2)):
+        train_model(
+            train, valid, out, label="kind", task="clustering",
+            task_params={"clustering": {"k": k, "stability_resamples": 2}},
+        )  # fmt: skip
+    first = evaluate_challenger(
+        good, test, champion_dir=None, champion_version=None, metric="silhouette"
+    )
+    loaded = load_model(good)
+    z, _ = loaded.model.inputs.matrix(pq.read_table(test))
+    expected = silhouette_score(z, loaded.model.clusters.assign(z))
+    assert first.metrics["silhouette"] == pytest.approx(expected, abs=1e-12)
+    assert first.decision.verdict == "promote" and first.metrics["ari"] > 0.95
+    # the 2-cluster challenger is worse on the same rows: the paired bootstrap rejects it
+    second = evaluate_challenger(
+        poor, test, champion_dir=good, champion_version="1", metric="silhouette"
+    )
+    assert second.decision.method == "paired bootstrap"
+    assert second.decision.verdict == "reject" and second.decision.rows == 200
+
+
+def test_cluster_drift_fires_on_shifted_shares_not_on_the_same_mix(tmp_path: Path) -> None:
+    from voltpipe.model_dir import read_meta
+    from voltpipe.modelling.predict import load_model
+    from voltpipe.modelling.train import train_model
+    from voltpipe.monitoring.cluster_drift import cluster_drift
+
+    x, y = blobs(n=1500, k=3, seed=12)
+    train, valid = _write_splits(tmp_path, x, y)
+    out = tmp_path / "model"
+    train_model(
+        train, valid, out, label="", task="clustering", task_params={"clustering": {"k": 3}}
+    )
+    model, meta = load_model(out).model, read_meta(out)
+    same = pa.table({"a": x[600:, 0], "b": x[600:, 1], "c": x[600:, 2]})
+    one = x[y == 0][:300]
+    shifted = pa.table({"a": one[:, 0], "b": one[:, 1], "c": one[:, 2]})
+    calm, moved = cluster_drift(model, meta, same), cluster_drift(model, meta, shifted)
+    assert not calm.drifted and calm.js_distance is not None and calm.js_distance < 0.05
+    assert moved.drifted and moved.fired[0] == "proportions"
+    assert max(moved.current_shares or []) == pytest.approx(1.0)
+    far = pa.table({"a": same.column("a").to_numpy() + 30.0, "b": same["b"], "c": same["c"]})
+    assert "distances" in cluster_drift(model, meta, far).fired
