@@ -674,6 +674,11 @@ class VoltpipeConfig(_Strict):
                     f"{section}: these keys configure task {section!r}, but task is "
                     f"{self.task!r}; remove the section or set task: {section}"
                 )
+        if self.tuning.enabled and self.task in UNSUPERVISED_TASKS:
+            raise ValueError(
+                f"tuning.enabled: task {self.task!r} has no hyperparameter search (clustering "
+                "chooses k over clustering.k's range; embedding by embedding.variance_target)"
+            )
         profile = self.clustering.profile
         if profile is not None:
             # A row split would cut every period into pieces: split whole groups (or times).

@@ -173,6 +173,7 @@ def test_a_damaged_model_file_is_refused(tmp_path: Path) -> None:
             r"split: clustering.profile needs whole periods.*method: hash, column: meter_id",
         ),
         ("task: embedding\nembedding: {variance_target: 1.5}\n", "embedding.variance_target"),
+        ("task: clustering\ntuning: {enabled: true}\n", "tuning.enabled: task 'clustering'"),
     ],
 )
 def test_bad_configs_are_refused_naming_the_key(
