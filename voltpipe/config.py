@@ -674,6 +674,22 @@ class VoltpipeConfig(_Strict):
                     f"{section}: these keys configure task {section!r}, but task is "
                     f"{self.task!r}; remove the section or set task: {section}"
                 )
+        profile = self.clustering.profile
+        if profile is not None:
+            # A row split would cut every period into pieces: split whole groups (or times).
+            group = profile.group_column
+            by_group = self.split.method == "hash" and group and self.split.column == group
+            by_time = self.split.method == "time" and self.split.column == profile.time_column
+            if not (by_group or by_time):
+                want = (
+                    f"{{method: hash, column: {group}}}"
+                    if group
+                    else (f"{{method: time, column: {profile.time_column}}}")
+                )
+                raise ValueError(
+                    f"split: clustering.profile needs whole periods in each split; set split: "
+                    f"{want} (got method {self.split.method!r}, column {self.split.column!r})"
+                )
         return self
 
     @model_validator(mode="after")

@@ -68,6 +68,7 @@ class EmbeddingModel:
     explained_variance_ratio: np.ndarray | None = None
     encoder: list[DenseLayer] = dataclasses.field(default_factory=list)
     decoder: list[DenseLayer] = dataclasses.field(default_factory=list)
+    verified_gap: float | None = None  # autoencoder: max |NumPy - Keras| latent at training
 
     @property
     def n_components(self) -> int:
@@ -137,7 +138,7 @@ class EmbeddingModel:
 def components_for(ratios: np.ndarray, target: float) -> int:
     """The fewest leading components whose variance ratios sum to `target` or more."""
     cum = np.cumsum(np.asarray(ratios, dtype="float64"))
-    return int(min(len(cum), np.searchsorted(cum, target - 1e-12) + 1))
+    return min(len(cum), int(np.searchsorted(cum, target - 1e-12)) + 1)
 
 
 def fit_pca(z: np.ndarray, *, n_components: int | None, variance_target: float) -> EmbeddingModel:

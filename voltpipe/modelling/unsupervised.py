@@ -31,6 +31,7 @@ from voltpipe.modelling.clustering import ClusterModel
 from voltpipe.modelling.embedding import EmbeddingModel
 
 TASKS = ("clustering", "embedding")
+REFERENCE_VALUES = 2000  # train residuals stored for monitoring
 PERIOD_SECONDS = {"day": 86_400, "week": 7 * 86_400}
 OUTPUTS = {
     "clustering": (
@@ -176,6 +177,18 @@ def history_vector(spec: InputSpec, history: pa.Table) -> np.ndarray:
     from voltpipe.modelling.profiles import profile_from_history
 
     p = spec.profile or {}
+    time_column = p["time_column"]
+    if time_column in history.column_names and pa.types.is_string(
+        history.schema.field(time_column).type
+    ):
+        try:  # JSON requests carry times as ISO text
+            times = history.column(time_column).cast(pa.timestamp("us"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(
+                f"history.{time_column}: expected ISO times such as '2024-03-11 00:30:00'"
+            ) from None
+        index = history.column_names.index(time_column)
+        history = history.set_column(index, time_column, times)
     vector = profile_from_history(
         history,
         time_column=p["time_column"],
@@ -285,6 +298,23 @@ class UnsupervisedModel:
         assert self.embedding is not None
         return self.embedding.transform(z)
 
+    def residuals(self, z: np.ndarray) -> np.ndarray:
+        """(n,) how far each row is from the model: the distance to its own centre
+        (clustering) or its mean squared reconstruction error (embedding)."""
+        if self.clusters is not None:
+            ids = self.clusters.assign(z)
+            return np.asarray(self.clusters.distances(z)[np.arange(len(z)), ids])
+        assert self.embedding is not None
+        rebuilt = self.embedding.reconstruct(z)
+        return np.asarray(((z - rebuilt) ** 2).mean(axis=1))
+
+    def reference(self, z_train: np.ndarray, max_values: int = REFERENCE_VALUES) -> list[float]:
+        """`residuals` of up to `max_values` train rows (a seeded sample): what monitoring
+        compares a window's with."""
+        rng = np.random.default_rng(0)
+        idx = np.sort(rng.choice(len(z_train), min(max_values, len(z_train)), replace=False))
+        return [float(v) for v in self.residuals(z_train[idx])]
+
     def predict_raw(self, table: pa.Table) -> np.ndarray:
         """See `OUTPUTS`."""
         z, _ = self.inputs.matrix(table)
@@ -391,6 +421,8 @@ def train_unsupervised(
             "columns": [f"pc{i + 1}" for i in range(model_e.n_components)],
             "seed": seed,
         }
+        if model_e.verified_gap is not None:
+            task_meta["numpy_vs_keras_max_gap"] = model_e.verified_gap
         if model_e.explained_variance_ratio is not None:
             task_meta["explained_variance_ratio"] = model_e.explained_variance_ratio.tolist()
         chosen = family
@@ -419,6 +451,8 @@ def train_unsupervised(
     }
     if candidates is not None:
         meta["candidates"] = candidates
+    z_ref, _ = model.inputs.matrix(train)
+    meta["reference"] = {"values": model.reference(z_ref), "of": "train"}
     meta["model_file"] = write_unsupervised_file(out, task, model.payload())
     import json
 
@@ -495,4 +529,16 @@ def _fit_autoencoder(
     )
     fitted = fit_problem(problem, mp, tp, verbose=0)
     model = autoencoder_layers(fitted.model, list(mp.hidden_units))
-    return model, dataclasses.replace(spec, clip=CLIP)
+    spec = dataclasses.replace(spec, clip=CLIP)
+    # The NumPy encoder must give the Keras model's latent values (as the replay is checked).
+    import keras
+
+    probe = {k: v[:256] for k, v in problem.x_train.items()}
+    latent = keras.Model(fitted.model.inputs, fitted.model.get_layer("latent").output)
+    expected = np.asarray(latent.predict(probe, verbose=0), dtype="float64")
+    ours = model.transform(spec.standardise(np.hstack([probe[f] for f in spec.features])))
+    gap = float(np.max(np.abs(ours - expected))) if expected.size else 0.0
+    if not gap <= 1e-4 * max(1.0, float(np.max(np.abs(expected)))):
+        raise DataError(f"the autoencoder's NumPy encoder disagrees with Keras (max gap {gap:.3g})")
+    model.verified_gap = gap
+    return model, spec
