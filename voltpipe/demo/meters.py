@@ -11,14 +11,14 @@ daylight-saving change in the default period), ordered by ``(meter_id, ts)``; ``
 energy imported in the interval, at the meters' 1 Wh resolution. ``customer_type`` is the
 generator's type of the meter: the ground truth a clustering is scored against (adjusted Rand
 index), never a model input. The default spec (300 meters, 8 weeks from Monday 2024-03-04) has
-806,400 slots, of which about 0.3 % are missing.
+806,400 slots, of which about 0.2 % are missing.
 
 Customer types (:data:`CUSTOMER_TYPES`; shares of the meters 35/20/20/25 %)
 ==========================================================================
 ``household``
     A low night base, a morning peak around 07:30 (breakfast, showers) and a larger, broader
     evening peak around 18:30 (cooking, lighting, television). At weekends the morning peak
-    comes about 1.5 h later and daytime use is higher.
+    comes about an hour later and daytime use is higher.
 ``pv_household``
     The same household behaviour minus a rooftop solar system's output (a bell from about
     07:00 to 18:00, peaking near 13:00, scaled by the day's sunshine), so the imported energy
@@ -30,17 +30,18 @@ Customer types (:data:`CUSTOMER_TYPES`; shares of the meters 35/20/20/25 %)
 ``commercial``
     A small office or shop: a flat plateau during opening hours (from 07:30-09:00 to
     17:00-18:30 on weekdays, a ramp at either end, a small lunchtime dip), a standby base of
-    about a fifth of it outside; closed at weekends except a short Saturday morning for one
-    business in three.
+    about an eighth of it outside. Closed at weekends, when the building services run on
+    their timer (half the plateau, 07:00-18:30), except for one business in three, open on
+    Saturday 09:00-16:00.
 
 Variation and noise
 ===================
 * Size: each meter's consumption is scaled by a log-normal factor (sigma 0.45), so two
   meters of one type differ in level more than the types' mean levels do.
-* Per meter: its own peak times (about +-40 min), peak heights (+-25 %) and, for solar
+* Per meter: its own peak times (a standard deviation of 30 min), peak heights (+-25 %) and, for solar
   owners, system size; per day: a shared weather factor (colder days use more, notably
-  storage heaters) and, for solar, the day's sunshine (0.35-1).
-* Per half-hour: multiplicative log-normal noise (sigma 0.12) plus random appliance spikes
+  storage heaters) and, for solar, the day's sunshine (0.6-1).
+* Per half-hour: multiplicative log-normal noise (sigma 0.08) plus random appliance spikes
   (kettle, oven, washing) in households, drawn as Poisson events.
 * Missing data: about 0.2 % of the readings are absent at random, and a few meters have an
   outage of 2-12 hours (no rows), so some days miss points and ``max_missing`` matters.
@@ -129,12 +130,14 @@ class MeterSpec:
         return [f"M{i + 1:04d}" for i in range(self.meters)]
 
 
-def _bump(hours: np.ndarray, centre: np.ndarray, width: np.ndarray) -> np.ndarray:
+def _bump(hours: np.ndarray, centre: np.ndarray | float, width: np.ndarray | float) -> np.ndarray:
     """Gaussian bumps on the 24-hour clock; arguments broadcast, hours on the last axis."""
     return np.exp(-0.5 * ((hours - centre) / width) ** 2)
 
 
-def _ramp(hours: np.ndarray, on: np.ndarray, off: np.ndarray, edge: float = 0.35) -> np.ndarray:
+def _ramp(
+    hours: np.ndarray, on: np.ndarray | float, off: np.ndarray | float, edge: float = 0.35
+) -> np.ndarray:
     """A smooth plateau from `on` to `off` hours (logistic edges `edge` hours wide)."""
     return 1.0 / (1.0 + np.exp(-(hours - on) / edge)) - 1.0 / (1.0 + np.exp(-(hours - off) / edge))
 
@@ -173,7 +176,7 @@ def generate_meters(spec: MeterSpec = MeterSpec()) -> pa.Table:
     is_saturday = (weekday == 5)[None, :, None]
     cold = np.clip(1.0 + 0.12 * np.cumsum(rng.normal(0.0, 0.35, days)) / np.sqrt(days), 0.7, 1.3)
     cold = cold - 0.15 * np.arange(days) / max(days, 1)  # spring: getting warmer
-    sun = rng.uniform(0.45, 1.0, days)
+    sun = rng.uniform(0.6, 1.0, days)
 
     s = shift[:, None, None]
     # Households (every type but commercial behaves like one at home).
@@ -208,17 +211,17 @@ def generate_meters(spec: MeterSpec = MeterSpec()) -> pa.Table:
             hours = _ramp(h, opening[m, None, None], closing[m, None, None])
             lunch = 1.0 - 0.12 * _bump(h, 12.75, 0.5)
             # Closed days: building services on their timer (heating, ventilation, lights).
-            services = 0.35 * _ramp(h, 6.5, 19.0)
+            services = 0.5 * _ramp(h, 7.0, 18.5)
             sat = saturday[m, None, None] & is_saturday
             open_now = np.where(weekend, np.where(sat, 0.8 * _ramp(h, 9.0, 16.0), services), hours)
-            load[m] = 0.18 + (0.82 + 0.08 * cold[None, :, None]) * open_now * lunch
+            load[m] = 0.12 + (0.88 + 0.08 * cold[None, :, None]) * open_now * lunch
     load *= size[:, None, None]
 
     # --- noise: appliance spikes, multiplicative noise, metering resolution -----------------------
-    spikes = rng.poisson(0.05, (n, days, _SLOTS)) * rng.uniform(0.15, 0.6, (n, days, _SLOTS))
+    spikes = rng.poisson(0.04, (n, days, _SLOTS)) * rng.uniform(0.15, 0.6, (n, days, _SLOTS))
     at_home = kind != CUSTOMER_TYPES.index("commercial")
     load += spikes * at_home[:, None, None] * size[:, None, None]
-    load *= np.exp(rng.normal(0.0, 0.10, load.shape))
+    load *= np.exp(rng.normal(0.0, 0.08, load.shape))
     kwh = np.round(load * 0.5, 3) + 0.0  # kW over half an hour; + 0.0: no negative zeros
 
     # --- missing data -----------------------------------------------------------------------------
