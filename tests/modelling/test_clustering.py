@@ -276,3 +276,30 @@ def test_cluster_drift_fires_on_shifted_shares_not_on_the_same_mix(tmp_path: Pat
     assert max(moved.current_shares or []) == pytest.approx(1.0)
     far = pa.table({"a": same.column("a").to_numpy() + 30.0, "b": same["b"], "c": same["c"]})
     assert "distances" in cluster_drift(model, meta, far).fired
+
+
+def test_serving_a_clustering_model_imports_neither_tensorflow_nor_scikit_learn(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from voltpipe.modelling.train import train_model
+
+    x, y = blobs(k=2, seed=13)
+    train, valid = _write_splits(tmp_path, x, y)
+    out = tmp_path / "model"
+    train_model(
+        train, valid, out, label="", task="clustering", task_params={"clustering": {"k": 2}}
+    )
+    code = (
+        "import sys\n"
+        "from voltpipe.serving.predictor import load_predictor\n"
+        f"p = load_predictor({str(out)!r})\n"
+        "print(p.predict([p.example_instance()])[0]['cluster'])\n"
+        "heavy = {m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'sklearn', 'scipy'}\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("0", "1")
