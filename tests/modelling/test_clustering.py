@@ -303,3 +303,19 @@ def test_serving_a_clustering_model_imports_neither_tensorflow_nor_scikit_learn(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in ("0", "1")
+
+
+def test_large_tables_choose_k_on_a_sample_and_refit_on_every_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.cluster import KMeans
+
+    from voltpipe.modelling import clustering
+
+    monkeypatch.setattr(clustering, "SELECTION_MAX_ROWS", 200)
+    x, _ = blobs(n=900, k=3, seed=10)
+    fit = fit_clusters(x, None, family="kmeans", k_range=(2, 5), seed=3)
+    assert fit.model.k == 3
+    full = KMeans(n_clusters=3, n_init=clustering.KMEANS_N_INIT, random_state=3).fit(x)
+    ours = np.sort(fit.model.centers, axis=0)
+    np.testing.assert_allclose(ours, np.sort(full.cluster_centers_, axis=0), atol=1e-9)

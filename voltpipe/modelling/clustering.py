@@ -24,6 +24,7 @@ KMEANS_N_INIT = 10
 GMM_N_INIT = 3
 GMM_REG_COVAR = 1e-6
 FULL_ROWS_PER_PARAMETER = 2
+SELECTION_MAX_ROWS = 5000  # rows k is chosen on (a seeded sample of larger train splits)
 # Silhouette is O(n^2): above this many rows it is computed on a seeded sample.
 SILHOUETTE_MAX_ROWS = 4000
 
@@ -267,7 +268,8 @@ def fit_clusters(
 
     k-means: the k with the highest silhouette on train and valid; mixture: the k with the
     lowest BIC on train; ``auto``: both, then the one with the higher silhouette (a tie goes
-    to k-means). Ids are ordered by `canonical_order`.
+    to k-means). Above `SELECTION_MAX_ROWS` train rows, k is chosen on a seeded sample and the
+    chosen model refitted on every row. Ids are ordered by `canonical_order`.
 
     Raises:
         DataError: too few rows (or distinct rows) for the smallest k, or a constant table.
@@ -278,6 +280,11 @@ def fit_clusters(
     # Silhouette needs no held-out rows (nothing is fitted to it), and a small valid split
     # can miss a cluster entirely: k is scored on train and valid together.
     score_on = z_train if z_valid is None or not len(z_valid) else np.vstack([z_train, z_valid])
+    # k is chosen on a seeded sample of large tables; the chosen model is refitted on all rows.
+    full = z_train
+    if len(z_train) > SELECTION_MAX_ROWS:
+        rng = np.random.default_rng(seed)
+        z_train = z_train[np.sort(rng.choice(len(z_train), SELECTION_MAX_ROWS, replace=False))]
     candidates: list[dict[str, Any]] = []
     best: dict[str, tuple[float, ClusterModel, int]] = {}
     for k in range(lo, hi + 1):
@@ -315,7 +322,12 @@ def fit_clusters(
         )
     else:
         chosen = family
-    model = canonical_order(best[chosen][1], z_train)
+    model = best[chosen][1]
+    if len(full) > len(z_train):
+        model = (
+            fit_gmm(full, model.k, seed)[0] if chosen == "gmm" else fit_kmeans(full, model.k, seed)
+        )
+    model = canonical_order(model, full)
     for c in candidates:
         c["chosen"] = c["family"] == chosen and c["k"] == model.k
     return ClusterFit(model, chosen, candidates)
