@@ -85,7 +85,10 @@ def train(
             "task": task,
             "label": label,
             "framework": {"gbdt": "lightgbm", "linear": "numpy", "blend": "blend"}.get(
-                result.meta["family"], "keras"
+                result.meta["family"],
+                "scikit-learn"
+                if task in ("clustering", "embedding") and result.meta["family"] != "autoencoder"
+                else "keras",
             ),
             "family": result.meta["family"],
             "best_epoch": result.best_epoch,

@@ -38,6 +38,8 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         "time_column": cfg.time_column,
         "forecasting": cfg.forecasting.model_dump(exclude_none=True),
         "anomaly": cfg.anomaly.model_dump(exclude_none=True),
+        "clustering": cfg.clustering.model_dump(mode="json", exclude_none=True),
+        "embedding": cfg.embedding.model_dump(exclude_none=True),
     }
     task_params = {k: v for k, v in task_params.items() if v is not None}
     # Evaluation options are compiled in as constants (KFP constants cannot be None).

@@ -64,8 +64,8 @@ def test_top_level_misspelt_key(tmp_path: Path) -> None:
 
 
 def test_unknown_task_is_rejected(tmp_path: Path) -> None:
-    path = write_config(tmp_path, BASE.replace("task: regression", "task: clustering"))
-    with pytest.raises(ConfigError, match="task: unknown task 'clustering'"):
+    path = write_config(tmp_path, BASE.replace("task: regression", "task: ranking"))
+    with pytest.raises(ConfigError, match="task: unknown task 'ranking'"):
         load_config(path)
 
 

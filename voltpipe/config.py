@@ -20,7 +20,8 @@ from voltpipe.data.params import normalize_parameters
 from voltpipe.errors import ConfigError
 from voltpipe.modelling.search_space import TUNABLE, section_of, space_problems
 
-TASKS = ("classification", "regression", "forecasting", "anomaly")
+TASKS = ("classification", "regression", "forecasting", "anomaly", "clustering", "embedding")
+UNSUPERVISED_TASKS = ("clustering", "embedding")  # `label` optional: never a feature
 DEFAULT_IMAGE = "europe-west1-docker.pkg.dev/PROJECT/voltpipe/voltpipe:0.1.0"
 EMBEDDED_WAREHOUSE_FILE = "warehouse.duckdb"
 PRIMARY_METRIC = {
@@ -28,8 +29,18 @@ PRIMARY_METRIC = {
     "regression": "rmse",
     "forecasting": "mae",
     "anomaly": "f1",
+    "clustering": "silhouette",
+    "embedding": "explained_variance",
 }
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "mape", "reconstruction_error"}
+LOWER_IS_BETTER = {
+    "rmse",
+    "mae",
+    "log_loss",
+    "mape",
+    "reconstruction_error",
+    "davies_bouldin",
+    "mean_distance",
+}
 
 
 class _Strict(BaseModel):
@@ -65,12 +76,16 @@ MODEL_FAMILIES = {
     "regression": ("auto", "linear", "mlp", "gbdt"),
     "forecasting": ("auto", "cnn", "lstm", "gru", "transformer", "mlp", "gbdt", "statistical"),
     "anomaly": ("autoencoder",),
+    "clustering": ("auto", "kmeans", "gmm"),
+    "embedding": ("pca", "autoencoder"),
 }
 DEFAULT_FAMILY = {
     "classification": "auto",
     "regression": "auto",
     "forecasting": "auto",
     "anomaly": "autoencoder",
+    "clustering": "auto",
+    "embedding": "pca",
 }
 ALL_FAMILIES = (
     "auto",
@@ -83,6 +98,9 @@ ALL_FAMILIES = (
     "transformer",
     "statistical",
     "autoencoder",
+    "kmeans",
+    "gmm",
+    "pca",
 )
 
 
@@ -226,6 +244,71 @@ class AnomalyConfig(_Strict):
     """Autoencoder anomaly detection (task: anomaly)."""
 
     threshold_quantile: float = Field(0.99, gt=0.0, lt=1.0)
+
+
+class ProfileConfig(_Strict):
+    """Profiles for clustering: one vector per group and period from a long series table.
+
+    Each period (a calendar day or an ISO week, Monday first, in the time column's own clock)
+    of each `group_column` value becomes one row of `points` values (e.g. 48 half-hourly
+    readings of `value`). `normalise`:
+
+    - ``none``: the readings as they are;
+    - ``shape``: each profile divided by its own mean (a curve averaging 1, so customers of
+      different size but the same daily shape fall together; an all-zero profile stays zero);
+    - ``level``: the profile's mean only (one number per period: how much, not when).
+
+    A period missing at most `max_missing` points is kept (the gaps linearly interpolated) with
+    a warning; one missing more is dropped and counted in the report.
+    """
+
+    time_column: str
+    value: str
+    period: Literal["day", "week"] = "day"
+    group_column: str | None = None
+    normalise: Literal["none", "shape", "level"] = "none"
+    max_missing: int = Field(0, ge=0)
+
+
+class ClusteringConfig(_Strict):
+    """Clustering (task: clustering): k-means or a Gaussian mixture on rows or profiles.
+
+    `k`: a number of clusters, a ``[min, max]`` range to choose from (silhouette for k-means,
+    BIC for the mixture), or None for the range 2..10. The seed is `training.seed`.
+    """
+
+    k: int | tuple[int, int] | None = None
+    profile: ProfileConfig | None = None
+    stability_resamples: int = Field(10, ge=0)  # bootstrap refits scored by ARI; 0: skip
+
+    @field_validator("k")
+    @classmethod
+    def _k_at_least_two(cls, v: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        if isinstance(v, int) and v < 2:
+            raise ValueError(f"needs 2 or more clusters, got {v}")
+        if isinstance(v, tuple) and not 2 <= v[0] <= v[1]:
+            raise ValueError(f"a range [min, max] with 2 <= min <= max, got {list(v)}")
+        return v
+
+    @property
+    def k_range(self) -> tuple[int, int]:
+        """The k values to try, as an inclusive (min, max)."""
+        if self.k is None:
+            return (2, 10)
+        if isinstance(self.k, int):
+            return (self.k, self.k)
+        return self.k
+
+
+class EmbeddingConfig(_Strict):
+    """Dimension reduction (task: embedding): PCA or the autoencoder's latent space.
+
+    `n_components` fixed, else the fewest PCA components explaining `variance_target` of the
+    variance (the autoencoder's width is `model.latent_dim` unless `n_components` is set).
+    """
+
+    n_components: int | None = Field(None, ge=1)
+    variance_target: float = Field(0.95, gt=0.0, le=1.0)
 
 
 # Tunable keys and their config sections live with the search space (TUNABLE: re-exported).
@@ -515,7 +598,7 @@ class VoltpipeConfig(_Strict):
     query: str | None = None
     query_file: Path | None = None
     query_parameters: dict[str, Any] = Field(default_factory=dict)
-    label: str
+    label: str = ""  # required, except for clustering and embedding (never a feature there)
     task: str
     features: list[str] | None = None
     exclude: list[str] = Field(default_factory=list)
@@ -527,6 +610,8 @@ class VoltpipeConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     forecasting: ForecastingConfig = ForecastingConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
+    clustering: ClusteringConfig = ClusteringConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
     tuning: TuningConfig = TuningConfig()
     deploy: DeployConfig = DeployConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -577,6 +662,39 @@ class VoltpipeConfig(_Strict):
             raise ValueError("give exactly one of `query` and `query_file`")
         if self.label in self.exclude or (self.features and self.label in self.features):
             raise ValueError(f"label {self.label!r} cannot also be a feature or excluded")
+        return self
+
+    @model_validator(mode="after")
+    def _unsupervised_keys(self) -> VoltpipeConfig:
+        if not self.label and self.task not in UNSUPERVISED_TASKS:
+            raise ValueError(f"label: required key is missing (task {self.task!r} predicts it)")
+        for section in UNSUPERVISED_TASKS:
+            if section in self.model_fields_set and self.task != section:
+                raise ValueError(
+                    f"{section}: these keys configure task {section!r}, but task is "
+                    f"{self.task!r}; remove the section or set task: {section}"
+                )
+        if self.tuning.enabled and self.task in UNSUPERVISED_TASKS:
+            raise ValueError(
+                f"tuning.enabled: task {self.task!r} has no hyperparameter search (clustering "
+                "chooses k over clustering.k's range; embedding by embedding.variance_target)"
+            )
+        profile = self.clustering.profile
+        if profile is not None:
+            # A row split would cut every period into pieces: split whole groups (or times).
+            group = profile.group_column
+            by_group = self.split.method == "hash" and group and self.split.column == group
+            by_time = self.split.method == "time" and self.split.column == profile.time_column
+            if not (by_group or by_time):
+                want = (
+                    f"{{method: hash, column: {group}}}"
+                    if group
+                    else (f"{{method: time, column: {profile.time_column}}}")
+                )
+                raise ValueError(
+                    f"split: clustering.profile needs whole periods in each split; set split: "
+                    f"{want} (got method {self.split.method!r}, column {self.split.column!r})"
+                )
         return self
 
     @model_validator(mode="after")

@@ -12,6 +12,8 @@ registry, deploy and serving. A folder holds::
     voltpipe_linear.json    family linear: the weights of the linear model
     voltpipe_blend.json     family blend (auto's mean of candidates): its member sub-folders,
                             ``member-<i>-<family>/``, each a model folder of its own
+    voltpipe_clusters.json  task clustering (kmeans, gmm): inputs spec and centres, as JSON
+    voltpipe_embedding.json task embedding (pca, autoencoder): inputs spec and weights, as JSON
     metadata.json           written by the registry next to a registered version
 
 No TensorFlow or LightGBM at import time: `load_row_scorer` imports the family's module.
@@ -39,6 +41,14 @@ GBDT_FILE = "voltpipe_gbdt.txt"
 LINEAR_FILE = "voltpipe_linear.json"
 BLEND_FILE = "voltpipe_blend.json"
 REGISTRY_METADATA_FILE = "metadata.json"
+CLUSTER_FILE = "voltpipe_clusters.json"
+EMBEDDING_FILE = "voltpipe_embedding.json"
+# Tasks whose model is one JSON file (no pickle, no Keras): scored with NumPy alone.
+UNSUPERVISED_FILES = {"clustering": CLUSTER_FILE, "embedding": EMBEDDING_FILE}
+UNSUPERVISED_FORMATS = {
+    "clustering": "voltpipe-clustering-v1",
+    "embedding": "voltpipe-embedding-v1",
+}
 
 KERAS_FORMAT = "voltpipe-keras-v1"
 # Families whose model is one file of their own (no Keras, no TensorFlow), by file name.
@@ -282,6 +292,9 @@ def check_model_files(
     """
     path = Path(model_dir)
     meta = read_meta(path) if meta is None else meta
+    if meta.get("task") in UNSUPERVISED_FILES:
+        read_unsupervised_file(path, meta)
+        return
     if (meta.get("forecasting") or {}).get("members"):  # gbdt/statistical/auto forecasters
         from voltpipe.modelling.forecast_auto import member_files
 
@@ -325,6 +338,53 @@ def check_model_files(
                     "damaged; retrain, or copy the folder again from the registry"
                 )
             check_model_files(sub)
+
+
+def write_unsupervised_file(
+    model_dir: str | os.PathLike[str], task: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """Writes a clustering or embedding model's JSON file atomically (removing another
+    family's model files); returns its ``model_file`` entry (name, SHA-256, bytes)."""
+    folder = Path(model_dir)
+    name = UNSUPERVISED_FILES[task]
+    data = json.dumps(payload, default=_json_default).encode()
+    stale = {MODEL_FILE, REPLAY_FILE, *FILE_FAMILIES.values(), *UNSUPERVISED_FILES.values()}
+    for other in stale - {name}:
+        (folder / other).unlink(missing_ok=True)
+    write_bytes_atomic(folder / name, data)
+    return {"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def read_unsupervised_file(
+    model_dir: str | os.PathLike[str], meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON payload of a clustering or embedding model, checked against its SHA-256.
+
+    Raises:
+        DataError: the file is missing, corrupted, truncated or not a JSON object.
+    """
+    path = Path(model_dir)
+    meta = read_meta(path) if meta is None else meta
+    task = str(meta.get("task"))
+    if task not in UNSUPERVISED_FILES:
+        raise DataError(f"{path} holds a {task} model, not a clustering or embedding model")
+    target = path / UNSUPERVISED_FILES[task]
+    try:
+        data = target.read_bytes()
+    except OSError as exc:
+        raise DataError(
+            f"{target} is missing or unreadable ({exc.strerror}): the {task} model file"
+        ) from None
+    expected = (meta.get("model_file") or {}).get("sha256")
+    if not expected or hashlib.sha256(data).hexdigest() != expected:
+        raise DataError(
+            f"{target} is corrupted or truncated (its SHA-256 does not match {META_FILE}): "
+            "retrain, or copy the folder again from the registry"
+        )
+    payload = json.loads(data)
+    if not isinstance(payload, dict):
+        raise DataError(f"{target} holds a {type(payload).__name__}, not a model object")
+    return payload
 
 
 def _check_keras_archive(path: Path) -> None:

@@ -255,7 +255,7 @@ def validate(
     for split in required_splits:
         if stats_by_split.get(split, {}).get("rows", 0) == 0:
             errors.append(f"the {split} split is empty")
-    if label is not None:
+    if label:  # "" or None: no label (clustering, embedding)
         if label not in cols:
             errors.append(f"label column {label!r} is missing (columns: {', '.join(cols)})")
         else:

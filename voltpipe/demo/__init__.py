@@ -1,8 +1,17 @@
-"""Embedded demo data: a generated, deterministic wind-farm SCADA table.
+"""Embedded demo data: a generated wind-farm SCADA table and a generated smart-meter table.
 
-See :mod:`voltpipe.demo.windfarm` for the physical model behind the numbers.
+See :mod:`voltpipe.demo.windfarm` and :mod:`voltpipe.demo.meters` for the models behind the
+numbers.
 """
 
+from voltpipe.demo.meters import (
+    CUSTOMER_TYPES,
+    METERS_SCHEMA,
+    MeterSpec,
+    generate_meters,
+    seed_demo_warehouse,
+    seed_meters,
+)
 from voltpipe.demo.windfarm import (
     SCADA_SCHEMA,
     STATUSES,
@@ -10,13 +19,21 @@ from voltpipe.demo.windfarm import (
     generate_scada,
     power_curve,
     seed_duckdb,
+    seed_tables,
 )
 
 __all__ = [
+    "CUSTOMER_TYPES",
+    "METERS_SCHEMA",
     "SCADA_SCHEMA",
     "STATUSES",
+    "MeterSpec",
     "WindFarmSpec",
+    "generate_meters",
     "generate_scada",
     "power_curve",
+    "seed_demo_warehouse",
     "seed_duckdb",
+    "seed_meters",
+    "seed_tables",
 ]

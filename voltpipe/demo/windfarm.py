@@ -85,6 +85,7 @@ import math
 import os
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +103,7 @@ __all__ = [
     "generate_scada",
     "power_curve",
     "seed_duckdb",
+    "seed_tables",
 ]
 
 #: The values of the ``status`` column.
@@ -490,14 +492,44 @@ def seed_duckdb(
     Raises:
         ConfigError: ``schema`` or ``table`` is not a plain identifier.
     """
-    for what, name in (("schema", schema), ("table", table)):
-        if not _IDENTIFIER.match(name):
-            raise ConfigError(
-                f"seed_duckdb: {what} name {name!r} must be a plain SQL identifier "
-                "(letters, digits, underscores; not starting with a digit)"
-            )
+    seeded = seed_tables(path, {(schema, table): lambda: generate_scada(spec)}, replace=replace)
+    return seeded[(schema, table)][0]
+
+
+def seed_tables(
+    path: str | os.PathLike[str],
+    tables: Mapping[tuple[str, str], Callable[[], pa.Table]],
+    *,
+    replace: bool = False,
+) -> dict[tuple[str, str], tuple[int, bool]]:
+    """Writes generated tables into a DuckDB database file, each once (the rules of
+    :func:`seed_duckdb`, for several tables at a time).
+
+    A new file gets every table before it is moved into place, so it is never seen with only
+    some of them; an existing file gains the tables it lacks (all or none, one transaction)
+    and is only opened read-only when it has them all. A table's generator runs only when
+    the table is written.
+
+    Args:
+        path: The DuckDB database file.
+        tables: ``(schema, table)`` -> a function generating the table's rows.
+        replace: Regenerate and replace tables that exist.
+
+    Returns:
+        ``(schema, table)`` -> (rows in the table, whether this call wrote it).
+
+    Raises:
+        ConfigError: a schema or table name is not a plain identifier.
+    """
+    for schema, table in tables:
+        for what, name in (("schema", schema), ("table", table)):
+            if not _IDENTIFIER.match(name):
+                raise ConfigError(
+                    f"seed_duckdb: {what} name {name!r} must be a plain SQL identifier "
+                    "(letters, digits, underscores; not starting with a digit)"
+                )
     target = Path(path)
-    qualified = f'"{schema}"."{table}"'
+    out: dict[tuple[str, str], tuple[int, bool]] = {}
 
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -505,7 +537,9 @@ def seed_duckdb(
         try:
             con = duckdb.connect(str(tmp))
             try:
-                rows = _create_table(con, spec, schema, qualified, replace=False)
+                for (schema, table), generate in tables.items():
+                    rows = _create_table(con, generate, schema, table, replace=False)
+                    out[(schema, table)] = (rows, True)
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
@@ -513,20 +547,31 @@ def seed_duckdb(
         finally:
             for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                 leftover.unlink(missing_ok=True)
-        return rows
+        return out
 
     with duckdb.connect(str(target), read_only=True) as con:
-        exists = _table_exists(con, schema, table)
-        if exists and not replace:
-            return _count(con, qualified)
+        for schema, table in tables:
+            if _table_exists(con, schema, table) and not replace:
+                out[(schema, table)] = (_count(con, f'"{schema}"."{table}"'), False)
+    missing = {key: generate for key, generate in tables.items() if key not in out}
+    if not missing:
+        return out
 
     con = duckdb.connect(str(target))
     try:
-        rows = _create_table(con, spec, schema, qualified, replace=True)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for (schema, table), generate in missing.items():
+                rows = _create_table(con, generate, schema, table, replace=True)
+                out[(schema, table)] = (rows, True)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    return rows
+    return {key: out[key] for key in tables}
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -576,27 +621,21 @@ def _count(con: duckdb.DuckDBPyConnection, qualified: str) -> int:
 
 def _create_table(
     con: duckdb.DuckDBPyConnection,
-    spec: WindFarmSpec,
+    generate: Callable[[], pa.Table],
     schema: str,
-    qualified: str,
+    table: str,
     *,
     replace: bool,
 ) -> int:
-    """Creates (or replaces) the table from a generated Arrow table in one transaction."""
-    data = generate_scada(spec)
-    view = f"_voltpipe_scada_{uuid.uuid4().hex}"
+    """Creates (or replaces) a table from a generated Arrow table, in the caller's transaction."""
+    data = generate()
+    qualified = f'"{schema}"."{table}"'
+    view = f"_voltpipe_seed_{uuid.uuid4().hex}"
     con.register(view, data)
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            create = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
-            con.execute(f'{create} {qualified} AS SELECT * FROM "{view}"')
-            rows = _count(con, qualified)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        create = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
+        con.execute(f'{create} {qualified} AS SELECT * FROM "{view}"')
+        return _count(con, qualified)
     finally:
         con.unregister(view)
-    return rows

@@ -50,6 +50,10 @@ def sample_instances(model_dir: str | Path, n: int = SMOKE_ROWS) -> list[dict[st
     reference = path / REFERENCE_FILE
     if meta["task"] == "forecasting":
         return _history_instances(meta, reference, n)
+    if (meta.get("clustering") or {}).get("profile"):  # a profile model takes {"profile": [...]}
+        from voltpipe.serving.unsupervised import UnsupervisedPredictor
+
+        return [UnsupervisedPredictor.from_dir(path, warmup_batch_sizes=()).example_instance()]
     features = meta["features"]
     numeric, categorical = dict(features["numeric"]), dict(features["categorical"])
     names = [*numeric, *categorical]
@@ -184,6 +188,10 @@ def _numbers(prediction: Any) -> list[Any]:
     """The numbers of one prediction, whatever the task's response format."""
     if not isinstance(prediction, dict):
         return [prediction]  # regression
+    if "distances" in prediction:  # clustering
+        return [*prediction["distances"], *prediction.get("probabilities", [])]
+    if "components" in prediction:  # embedding
+        return list(prediction["components"]) or [math.nan]
     if "probabilities" in prediction:
         return list(prediction["probabilities"].values())
     if "forecast" in prediction:

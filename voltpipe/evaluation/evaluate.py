@@ -21,6 +21,7 @@ from voltpipe.evaluation.gate import (
     decide,
     forecast_comparison,
     paired_bootstrap,
+    row_losses,
     slice_comparison,
 )
 from voltpipe.evaluation.metrics import (
@@ -191,11 +192,34 @@ def _score_anomaly(
     return ModelScore(loaded.task, score_anomaly_detector(loaded, table), table.num_rows)
 
 
+def _score_unsupervised(
+    loaded: Any,
+    table: pa.Table,
+    slice_columns: Sequence[str],
+    threshold: float | None,
+    valid: pa.Table | None = None,
+) -> ModelScore:
+    from voltpipe.evaluation.cluster_metrics import score_clustering, score_embedding
+
+    # Per-row values (silhouette / explained-variance share, on the same sampled rows for both
+    # models) feed the paired bootstrap; `y_true` holds the scored row indices.
+    s = (
+        score_clustering(loaded, table)
+        if loaded.task == "clustering"
+        else score_embedding(loaded, table)
+    )
+    return ModelScore(
+        loaded.task, s.metrics, table.num_rows, s.details, {}, s.plots_html, s.rows, s.per_row
+    )
+
+
 SCORERS: dict[str, Scorer] = {
     "regression": _score_regression,
     "classification": _score_classification,
     "forecasting": _score_forecasting,
     "anomaly": _score_anomaly,
+    "clustering": _score_unsupervised,
+    "embedding": _score_unsupervised,
 }
 
 
@@ -256,6 +280,8 @@ def evaluate_challenger(
     split at `valid_path`, so both are scored on every test row.
     """
     options = _gate_options(gate)
+    if champion_dir is not None:
+        match_cluster_ids(model_dir, champion_dir, test_path)
     score = score_model(
         model_dir,
         test_path,
@@ -387,9 +413,54 @@ def _interval(
             confidence=options.confidence,
             persistence_mae=score.metrics.get("mae_persistence"),
         )
+    if (
+        paired.task in ("clustering", "embedding")
+        and row_losses(metric, paired.task, paired.y_true, paired.challenger) is None
+    ):
+        print(
+            f"voltpipe: {paired.task} metric {metric!r} has no per-row value; comparing aggregates"
+        )
+        return None
     return paired_bootstrap(
         paired, metric, samples=options.bootstrap_samples, confidence=options.confidence
     )
+
+
+def match_cluster_ids(
+    model_dir: str | os.PathLike[str],
+    champion_dir: str | os.PathLike[str],
+    test_path: str | os.PathLike[str],
+) -> list[int] | None:
+    """Renumbers a clustering challenger's ids to agree best with the champion's on the test
+    rows (Hungarian assignment), rewriting its model folder; returns the order applied (new id
+    i = old id ``order[i]``), or None when not both are clustering models or they cannot
+    score the same rows. Running it again changes nothing."""
+    from voltpipe.model_dir import read_meta
+    from voltpipe.modelling.clustering import matching_permutation
+    from voltpipe.modelling.predict import load_model
+    from voltpipe.modelling.unsupervised import save_relabelled
+
+    if read_meta(model_dir).get("task") != "clustering":
+        return None
+    try:
+        if read_meta(champion_dir).get("task") != "clustering":
+            return None
+        challenger, champion = load_model(model_dir), load_model(champion_dir)
+        table = read_table(test_path)
+        z_new, _ = challenger.model.inputs.matrix(table)
+        z_old, _ = champion.model.inputs.matrix(table)
+    except DataError as exc:
+        print(f"voltpipe: cluster ids not matched to the champion's ({exc})")
+        return None
+    if len(z_new) != len(z_old) or len(z_new) == 0:
+        return None
+    new_ids = challenger.model.clusters.assign(z_new)
+    old_ids = champion.model.clusters.assign(z_old)
+    order = matching_permutation(old_ids, new_ids, challenger.model.clusters.k)
+    if order != list(range(len(order))):
+        save_relabelled(model_dir, order)
+        print(f"voltpipe: cluster ids renumbered to match the champion's: new id i = old {order}")
+    return order
 
 
 def table_hash(table: pa.Table) -> str:

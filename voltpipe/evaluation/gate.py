@@ -123,7 +123,19 @@ def row_losses(
     metric: str, task: str, y_true: np.ndarray, out: np.ndarray, threshold: float | None = None
 ) -> np.ndarray | None:
     """Per-row losses whose mean (rmse: whose mean's square root) is `metric`, or None when the
-    metric does not decompose over rows (auc, f1, r2, ...)."""
+    metric does not decompose over rows (auc, f1, r2, ...).
+
+    Clustering and embedding models' outputs are their per-row values (see
+    ``cluster_metrics.UnsupervisedScore``): silhouette and own-centre distance, or the
+    explained-variance share and reconstruction error; their mean is the metric."""
+    if task in ("clustering", "embedding"):
+        column = {
+            ("clustering", "silhouette"): 0,
+            ("clustering", "mean_distance"): 1,
+            ("embedding", "explained_variance"): 0,
+            ("embedding", "reconstruction_error"): 1,
+        }.get((task, metric))
+        return None if column is None else np.asarray(out, "float64")[:, column]
     if task == "regression" and metric in ("rmse", "mae"):
         err = np.asarray(out, "float64").reshape(-1) - np.asarray(y_true, "float64").reshape(-1)
         return err * err if metric == "rmse" else np.abs(err)

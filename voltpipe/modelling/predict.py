@@ -118,6 +118,8 @@ class LoadedModel:
         """
         from voltpipe.modelling.inputs import row_dataset, window_dataset
 
+        if self.task in ("clustering", "embedding"):  # (n, k) distances / (n, m) components
+            return np.asarray(self.model.predict_raw(table))
         if self.task == "forecasting":
             w = self.forecast_windows(table)
             if self.forecaster is not None:
@@ -387,6 +389,10 @@ def load_model(model_dir: str | os.PathLike[str], *, engine: str = "auto") -> Lo
     """
     path = Path(model_dir)
     meta = read_meta(path)
+    if meta.get("task") in ("clustering", "embedding"):  # JSON models, NumPy scoring
+        from voltpipe.modelling.unsupervised import UnsupervisedModel
+
+        return LoadedModel(model=UnsupervisedModel.load(path, meta), meta=meta, model_dir=path)
     if meta.get("task") == "forecasting" and meta["forecasting"].get("members"):
         from voltpipe.modelling.forecast_auto import load_forecaster
 

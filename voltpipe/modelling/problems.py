@@ -17,6 +17,8 @@ from voltpipe.config import (
     DEFAULT_FAMILY,
     MODEL_FAMILIES,
     AnomalyConfig,
+    ClusteringConfig,
+    EmbeddingConfig,
     ForecastingConfig,
     ModelConfig,
     TrainingConfig,
@@ -53,19 +55,24 @@ class TaskParams:
     time_column: str | None = None
     forecasting: ForecastingConfig = dataclasses.field(default_factory=ForecastingConfig)
     anomaly: AnomalyConfig = dataclasses.field(default_factory=AnomalyConfig)
+    clustering: ClusteringConfig = dataclasses.field(default_factory=ClusteringConfig)
+    embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TaskParams:
         d = dict(d or {})
-        unknown = set(d) - {"time_column", "forecasting", "anomaly"}
+        keys = {"time_column", "forecasting", "anomaly", "clustering", "embedding"}
+        unknown = set(d) - keys
         if unknown:
             raise DataError(
-                f"task_params: unknown key(s) {sorted(unknown)}; valid: time_column, forecasting, anomaly"
+                f"task_params: unknown key(s) {sorted(unknown)}; valid: {', '.join(sorted(keys))}"
             )
         return cls(
             time_column=d.get("time_column") or None,
             forecasting=ForecastingConfig(**(d.get("forecasting") or {})),
             anomaly=AnomalyConfig(**(d.get("anomaly") or {})),
+            clustering=ClusteringConfig(**(d.get("clustering") or {})),
+            embedding=EmbeddingConfig(**(d.get("embedding") or {})),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +80,8 @@ class TaskParams:
             "time_column": self.time_column,
             "forecasting": self.forecasting.model_dump(),
             "anomaly": self.anomaly.model_dump(),
+            "clustering": self.clustering.model_dump(mode="json"),
+            "embedding": self.embedding.model_dump(),
         }
 
 

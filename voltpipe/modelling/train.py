@@ -181,6 +181,9 @@ def _settings(
             "TrainingConfig": "training",
             "ForecastingConfig": "forecasting",
             "AnomalyConfig": "anomaly",
+            "ClusteringConfig": "clustering",
+            "EmbeddingConfig": "embedding",
+            "ProfileConfig": "clustering.profile",
         }.get(exc.title, exc.title)
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
@@ -514,6 +517,18 @@ def train_model(
         )
     train_tbl = read_table(train_path)
     valid_tbl = read_table(valid_path)
+    if task in ("clustering", "embedding"):  # scikit-learn / NumPy models, saved as JSON
+        from voltpipe.modelling.unsupervised import train_unsupervised
+
+        mp, tp, params = _settings(model_params, training_params, task_params)
+        meta = train_unsupervised(
+            train_tbl, valid_tbl, out_dir, label=label, task=task, features=features,
+            exclude=list(exclude or []), mp=mp, tp=tp, params=params,
+        )  # fmt: skip
+        if best_params:
+            meta["best_params"] = best_params
+            write_json_atomic(Path(out_dir) / META_FILE, meta)
+        return read_train_result(out_dir, time.perf_counter() - started)
     if task == "forecasting" and _feature_path_family(model_params):
         from voltpipe.modelling.forecast_auto import train_forecaster
 

@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         import tensorflow as tf
 
         n_gpus = len(tf.config.list_physical_devices("GPU"))
-    strategy = make_strategy(strategy_name(tf_config, n_gpus))
+    # Clustering and embedding fit with scikit-learn/NumPy: no TensorFlow strategy to build.
+    unsupervised = args.task in ("clustering", "embedding")
+    strategy = None if unsupervised else make_strategy(strategy_name(tf_config, n_gpus))
     out = args.output_dir or env.get("AIP_MODEL_DIR", "")
     scratch = tempfile.mkdtemp(prefix="voltpipe-trial-")
     out_dir = gcs_fuse_path(out) if out and is_chief(tf_config) else str(Path(scratch, "model"))
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
             strategy=strategy,
         )
     monitor = "val_loss" if "val_loss" in result.history else "loss"
-    best = min(result.history[monitor])
+    best = min(result.history[monitor]) if result.history.get(monitor) else 0.0  # no epochs
     report_metric(
         env.get("CLOUD_ML_HP_METRIC_FILE", DEFAULT_METRIC_FILE),
         env.get("CLOUD_ML_TRIAL_ID", "0"),

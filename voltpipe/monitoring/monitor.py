@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from voltpipe.config import MultivariateDriftConfig, PerformanceEstimationConfig
 from voltpipe.data.io import read_table
 from voltpipe.errors import ConfigError, DataError
+from voltpipe.monitoring.cluster_drift import ClusterDrift
 from voltpipe.monitoring.drift import DriftResult, compute_drift, performance_decay
 from voltpipe.monitoring.estimation import PerformanceEstimate
 from voltpipe.monitoring.multivariate import MultivariateDrift
@@ -35,6 +36,7 @@ class MonitorResult:
     multivariate: MultivariateDrift | None = None
     estimate: PerformanceEstimate | None = None
     options: MonitoringOptions | None = None
+    clusters: ClusterDrift | None = None  # clustering / embedding champions
 
     @property
     def triggers(self) -> list[str]:
@@ -51,6 +53,8 @@ class MonitorResult:
             out.append("multivariate")
         if self.estimate and self.estimate.degraded and o.performance_estimation.retrain:
             out.append("estimate")
+        if self.clusters and self.clusters.drifted:
+            out.append("clusters")
         return out
 
     @property
@@ -63,6 +67,7 @@ class MonitorResult:
             "performance_decay": self.decay,
             "multivariate": None if self.multivariate is None else self.multivariate.to_dict(),
             "performance_estimate": None if self.estimate is None else self.estimate.to_dict(),
+            "clusters": None if self.clusters is None else self.clusters.to_dict(),
             "triggers": self.triggers,
             "drift_detected": self.drift_detected,
         }
@@ -181,6 +186,14 @@ def detect_drift(
     features = feature_plan(meta).names
     ref_pred = cur_pred = None
     decay = estimate = None
+    clusters = None
+    if meta.get("task") in ("clustering", "embedding") and current.num_rows:
+        from voltpipe.modelling.predict import load_model
+        from voltpipe.monitoring.cluster_drift import cluster_drift
+
+        champion = load_model(champion_dir)
+        clusters = cluster_drift(champion.model, meta, current, thresholds)
+        predictions = False  # its outputs are compared by cluster_drift
     if predictions and current.num_rows:
         from voltpipe.modelling.predict import load_model
 
@@ -251,7 +264,11 @@ def detect_drift(
     html = render_drift_html(
         result, reference, current, multivariate=multivariate, estimate=estimate
     )
-    return MonitorResult(result, html, decay, multivariate, estimate, opts)
+    if clusters is not None:
+        from voltpipe.monitoring.cluster_drift import cluster_drift_html
+
+        html = html.replace("</body>", cluster_drift_html(clusters) + "</body>", 1)
+    return MonitorResult(result, html, decay, multivariate, estimate, opts, clusters)
 
 
 def _estimate(

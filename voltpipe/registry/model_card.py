@@ -35,6 +35,8 @@ def _candidates_lines(model_meta: dict[str, Any]) -> list[str]:
     candidates = model_meta.get("candidates") or []
     if not candidates:
         return []
+    if model_meta.get("task") == "clustering":
+        return _cluster_candidate_lines(candidates)
     auto = model_meta.get("auto") or {}
     rows = [
         [
@@ -51,6 +53,77 @@ def _candidates_lines(model_meta: dict[str, Any]) -> list[str]:
         *_table(["candidate", f"validation {metric}", "fit seconds"], rows),
         "",
     ]
+
+
+def _cluster_candidate_lines(candidates: list[dict[str, Any]]) -> list[str]:
+    """Every (family, k) tried: silhouette on train and valid, and the mixture's BIC."""
+    rows = [
+        [
+            c["family"] + (" (kept)" if c.get("chosen") else ""),
+            c.get("k"),
+            c.get("silhouette"),
+            c.get("bic"),
+            c.get("seconds"),
+        ]
+        for c in candidates
+    ]
+    return [
+        "## Model choice (k by silhouette for k-means, by BIC for the mixture)",
+        "",
+        *_table(["family", "k", "silhouette", "BIC", "fit seconds"], rows),
+        "",
+    ]
+
+
+def _unsupervised_lines(model_meta: dict[str, Any], details: dict[str, Any]) -> list[str]:
+    """Clusters (sizes, profile settings) or components (variance, top loadings)."""
+    task = model_meta.get("task")
+    lines: list[str] = []
+    if task == "clustering":
+        c = model_meta.get("clustering") or {}
+        lines += ["## Clusters", ""]
+        sizes = details.get("sizes") or []
+        shares = details.get("proportions") or []
+        train_sizes = c.get("train_sizes") or []
+        rows = [
+            [j, train_sizes[j] if j < len(train_sizes) else None, n, shares[j]]
+            for j, n in enumerate(sizes)
+        ]
+        lines += _table(["cluster", "train size", "test size", "test share"], rows)
+        profile = c.get("profile")
+        if profile:
+            lines += [
+                "",
+                f"Rows are profiles: one per `{profile.get('group_column') or 'series'}` and "
+                f"{profile.get('period', 'day')} of `{profile.get('value')}` over "
+                f"`{profile.get('time_column')}`, normalised `{profile.get('normalise', 'none')}`"
+                f"; {c.get('profiles_dropped', 0)} train period(s) dropped for missing points.",
+            ]
+        crosstab = details.get("label_crosstab")
+        if crosstab:
+            lines += ["", f"Label `{model_meta.get('label')}` by cluster (test):", ""]
+            lines += _table(
+                ["label", *[f"cluster {j}" for j in range(len(sizes))]],
+                [[k, *v] for k, v in crosstab.items()],
+            )
+        lines += ["", "Plots (projection scatter, profile curves): the evaluate step's HTML.", ""]
+    elif task == "embedding":
+        e = model_meta.get("embedding") or {}
+        ratios = details.get("explained_variance_ratio") or e.get("explained_variance_ratio")
+        lines += ["## Components", ""]
+        if ratios:
+            cum = 0.0
+            rows = []
+            for i, r in enumerate(ratios):
+                cum += r
+                top = (details.get("top_loadings") or [[]] * len(ratios))[i]
+                loads = ", ".join(f"`{t['feature']}` {t['loading']:+.3f}" for t in top)
+                rows.append([f"pc{i + 1}", r, cum, loads])
+            lines += _table(["component", "variance share", "cumulative", "top loadings"], rows)
+        else:
+            lines.append(f"{e.get('n_components')} latent components (autoencoder).")
+        lines.append("")
+    return lines
 
 
 def model_card_markdown(
@@ -179,6 +252,7 @@ def model_card_markdown(
                 [[c, *row] for c, row in zip(cm["categories"], cm["matrix"], strict=True)],
             )
     lines.append("")
+    lines += _unsupervised_lines(model_meta, details)
     slices = evaluation.get("slices") or {}
     if slices:
         lines += ["## Slice metrics", "", slices_markdown(slices).replace("### ", "#### ")]
@@ -186,7 +260,11 @@ def model_card_markdown(
     lines += [
         "## Intended use",
         "",
-        f"Predicts `{label}` ({task}) from "
+        (
+            f"Predicts `{label}` ({task}) from "
+            if task not in ("clustering", "embedding")
+            else f"Assigns clusters (or components) to rows ({task}) from "
+        )
         + ", ".join(f"`{f}`" for f in [*numeric, *categorical])
         + ", for rows drawn like the training query's (same table, filters and units). "
         "It is a statistical model of the training period: check its drift report before "

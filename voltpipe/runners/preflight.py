@@ -10,15 +10,25 @@ from voltpipe.errors import ConfigError, DataError
 
 
 def ensure_embedded_warehouse(cfg: VoltpipeConfig) -> None:
-    """Creates and seeds the embedded DuckDB warehouse with the demo data on first use."""
+    """Creates and seeds the embedded DuckDB warehouse with the demo data on first use.
+
+    A warehouse seeded by an older voltpipe (wind-farm table only) gains the smart-meter
+    table once.
+    """
     if not cfg.uses_embedded_warehouse:
         return
-    from voltpipe.demo import seed_duckdb
+    from voltpipe.demo import seed_demo_warehouse
 
     path = Path(cfg.warehouse_uri[len("duckdb:///") :])
     if not path.exists():
-        print(f"voltpipe: seeding the embedded warehouse {path} with the demo wind-farm data")
-    seed_duckdb(path)
+        print(
+            f"voltpipe: seeding the embedded warehouse {path} with the demo wind-farm and "
+            "smart-meter data"
+        )
+    seeded = seed_demo_warehouse(path)
+    added = [name for name, (_, written) in seeded.items() if written]
+    if added and len(added) < len(seeded):
+        print(f"voltpipe: adding the demo table(s) {', '.join(added)} to {path}")
 
 
 def check_query(cfg: VoltpipeConfig) -> list[dict[str, str]]:

@@ -28,7 +28,7 @@ from voltpipe.errors import DataError
 DEFAULT_BATCH_ROWS = 262_144
 OUTPUT_COLUMNS = ("prediction", "predicted_class", "model_name", "model_version", "predicted_at")
 PROBABILITY_PREFIX = "probability_"
-BATCH_TASKS = ("regression", "classification", "forecasting")
+BATCH_TASKS = ("regression", "classification", "clustering", "embedding", "forecasting")
 FORECAST_COLUMNS = ("step", "prediction", "model_name", "model_version", "predicted_at")
 # What a model of another task offers instead, in process (see voltpipe.modelling.predict).
 _IN_PROCESS = {"anomaly": "predict_raw"}
@@ -122,6 +122,11 @@ def score_batch(
 ) -> pa.Table:
     """The pass-through columns of `batch` with its prediction columns (no constant columns)."""
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    if predictor.task in ("clustering", "embedding"):  # cluster/distance_j or pc1..pcN
+        unsupervised, keys = predictor.output_columns(table)
+        if keys is not None:  # profiles: one row per group and period, keyed
+            return pa.table({**{n: keys.column(n) for n in keys.column_names}, **unsupervised})
+        return pa.table({**{name: table.column(name) for name in keep}, **unsupervised})
     outputs = predictor.predict_table(table, batch_rows=batch_rows)
     columns = {name: table.column(name) for name in keep}
     columns.update(_prediction_columns(predictor, outputs))
@@ -232,18 +237,31 @@ def predict_batch(
             warehouse_options=warehouse_options,
             started=started,
         )
-    predictor = Predictor.from_dir(local_dir, warmup_batch_sizes=())
+    predictor: Any
+    if task in ("clustering", "embedding"):
+        from voltpipe.serving.unsupervised import UnsupervisedPredictor
+
+        predictor = UnsupervisedPredictor.from_dir(local_dir, warmup_batch_sizes=())
+    else:
+        predictor = Predictor.from_dir(local_dir, warmup_batch_sizes=())
+    # Profiles span batches (a period's readings): they are built from the whole result.
+    whole = task == "clustering" and predictor.takes_profiles
     predicted_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     parts: list[pa.Table] = []
+    raw: list[pa.RecordBatch] = []
     batches = _batches(warehouse, sql, parameters, batch_size, warehouse_options)
     try:
         first = next(batches)
-        keep = passthrough_columns(first.schema, predictor)
+        keep = [] if whole else passthrough_columns(first.schema, predictor)
         for batch in batches:
-            if batch.num_rows:
+            if batch.num_rows and whole:
+                raw.append(batch)
+            elif batch.num_rows:
                 parts.append(score_batch(predictor, batch, keep, batch_size))
     finally:
         batches.close()  # releases the read connection before the write opens one
+    if raw:
+        parts.append(score_batch(predictor, pa.Table.from_batches(raw), keep, batch_size))
     rows = sum(p.num_rows for p in parts)
     if rows == 0:
         shown = ", ".join(f"@{k}={v['value']!r}" for k, v in parameters.items()) or "none"

@@ -113,6 +113,10 @@ def load_predictor(
         from voltpipe.serving.forecast import ForecastPredictor
 
         return ForecastPredictor.from_dir(model_dir, **warm)
+    if meta.get("task") in ("clustering", "embedding"):  # NumPy only
+        from voltpipe.serving.unsupervised import UnsupervisedPredictor
+
+        return UnsupervisedPredictor.from_dir(model_dir, **warm)
     return Predictor.from_dir(model_dir, engine=engine, **warm)
 
 
