@@ -12,6 +12,8 @@ import pytest
 
 from voltpipe.errors import ConfigError, DataError
 from voltpipe.modelling.clustering import (
+    GMM_N_INIT,
+    KMEANS_N_INIT,
     ClusterModel,
     canonical_order,
     covariance_type,
@@ -58,7 +60,7 @@ def test_mixture_probabilities_in_numpy_equal_scikit_learn(d: int) -> None:
     kind = covariance_type(len(x), d, 3)
     assert kind == ("full" if d == 3 else "diag")
     reference = GaussianMixture(
-        n_components=3, covariance_type=kind, n_init=3, reg_covar=1e-6, random_state=0
+        n_components=3, covariance_type=kind, n_init=GMM_N_INIT, reg_covar=1e-6, random_state=0
     ).fit(x)
     np.testing.assert_allclose(model.probabilities(x), reference.predict_proba(x), atol=1e-8)
     np.testing.assert_array_equal(model.assign(x), reference.predict(x))
@@ -69,7 +71,7 @@ def test_kmeans_distances_equal_scikit_learn_transform() -> None:
     from sklearn.cluster import KMeans
 
     x, _ = blobs(seed=4)
-    km = KMeans(n_clusters=4, n_init=10, random_state=0).fit(x)
+    km = KMeans(n_clusters=4, n_init=KMEANS_N_INIT, random_state=0).fit(x)
     model = ClusterModel("kmeans", km.cluster_centers_)
     np.testing.assert_allclose(model.distances(x), km.transform(x), rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(model.assign(x), km.predict(x))
