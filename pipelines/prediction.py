@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from voltpipe.components import with_image
 from voltpipe.components.batch_predict import batch_predict
+from voltpipe.pipelines import sized
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
@@ -62,6 +63,7 @@ def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             .set_display_name("batch-predict")
             .set_caching_options(False)
         )
+        sized(scored, cfg, "batch_predict")
         return Outputs(predictions=scored.outputs["predictions"])
 
     return pipeline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import uuid
@@ -15,7 +16,16 @@ import pyarrow.parquet as pq
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import python_value
-from voltpipe.data.warehouse import SPLITS, WRITE_MODES, ExtractResult, SplitSpec, table_parts
+from voltpipe.data.warehouse import (
+    SPLITS,
+    WRITE_MODES,
+    ChunkedWrite,
+    ExtractResult,
+    QueryEstimate,
+    SplitSpec,
+    row_width,
+    table_parts,
+)
 from voltpipe.errors import ConfigError, DataError
 
 _SPLIT_COL = "__voltpipe_split"
@@ -102,8 +112,13 @@ class DuckDBWarehouse:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # While a writer is open, reads go through cursors of its read-write connection (one
+        # process cannot hold a read-only and a read-write connection to the same file).
+        self._writing: duckdb.DuckDBPyConnection | None = None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._writing is not None:
+            return self._writing.cursor()
         if not self.path.exists():
             raise DataError(f"DuckDB warehouse {self.path} does not exist")
         con = duckdb.connect(str(self.path), read_only=True)
@@ -142,6 +157,26 @@ class DuckDBWarehouse:
             raise _translate_error(exc, sql, parameters) from None
         finally:
             con.close()
+
+    def estimate(self, sql: str, parameters: dict[str, dict[str, Any]]) -> QueryEstimate:
+        """The query's row count (DuckDB counts without materialising the rows) times the
+        estimated width of a result row.
+
+        Raises:
+            DataError: the query cannot run.
+        """
+        schema = self.result_schema(sql, parameters)
+        translated, values = self._prepare(sql, parameters)
+        con = self._connect()
+        try:
+            found = con.execute(f"SELECT count(*) FROM ({translated})", values).fetchone()
+        except duckdb.Error as exc:
+            raise _translate_error(exc, sql, parameters) from None
+        finally:
+            con.close()
+        rows = int(found[0]) if found else 0
+        width = row_width(schema)
+        return QueryEstimate(rows, rows * width, width, "duckdb: COUNT x row width")
 
     def extract(
         self,
@@ -247,6 +282,11 @@ class DuckDBWarehouse:
                 yield from reader
             except duckdb.Error as exc:
                 raise _translate_error(exc, sql, parameters) from None
+            except (OSError, pa.ArrowException) as exc:
+                # An error met while streaming (a failing cast, ERROR(...)) reaches us through
+                # the Arrow reader, not as a duckdb.Error.
+                text = str(exc).split("\n")[0]
+                raise DataError(f"query failed while reading its rows: {text}") from None
         finally:
             con.close()
 
@@ -308,12 +348,116 @@ class DuckDBWarehouse:
             con.close()
         return table.num_rows
 
+    @contextlib.contextmanager
+    def open_writer(self, destination: str, *, mode: str = "append") -> Iterator[ChunkedWrite]:
+        """Writes chunks to ``schema.table`` in one transaction (see ``Warehouse.open_writer``).
+
+        Each chunk is inserted as it comes, so only one is held in memory. The database is
+        opened read-write for the block; ``iter_batches`` inside it reads through the same
+        database. The schema and table are created with the first rows; ``replace`` swaps the
+        table's contents, ``append`` adds rows by column name.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: the warehouse cannot be written or the rows do not fit the table.
+        """
+        if mode not in WRITE_MODES:
+            raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
+        parts = table_parts(destination)
+        if len(parts) != 2:
+            raise ConfigError(f"destination {destination!r}: a DuckDB destination is SCHEMA.TABLE")
+        if not self.path.parent.is_dir():
+            raise DataError(
+                f"destination {destination} is not writable: folder {self.path.parent} does not exist"
+            )
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            raise DataError(
+                f"destination {destination} is not writable: cannot open {self.path} for "
+                f"writing ({str(exc).splitlines()[0]})"
+            ) from None
+        writer = _DuckDBChunkWriter(con.cursor(), destination, mode, parts)
+        self._writing = con
+        try:
+            con.execute("SET enable_progress_bar = false")
+            yield writer
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        finally:
+            self._writing = None
+            con.close()
+
     @staticmethod
     def _columns(
         con: duckdb.DuckDBPyConnection, translated: str, values: dict[str, Any]
     ) -> list[str]:
         rel = con.execute(f"SELECT * FROM ({translated}) LIMIT 0", values)
         return [d[0] for d in rel.description]
+
+
+class _DuckDBChunkWriter(ChunkedWrite):
+    """Inserts chunks into one table inside one transaction, opened with the first rows."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, destination: str, mode: str, parts: list[str]
+    ) -> None:
+        super().__init__(destination=destination, mode=mode)
+        self._con = con
+        self._parts = parts
+        schema, name = (_quote(p) for p in parts)
+        self._schema, self._target = schema, f"{schema}.{name}"
+        self._open = False
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        try:
+            self._con.register("__voltpipe_rows", table)
+            if not self._open:
+                self._con.execute("BEGIN TRANSACTION")
+                self._open = True
+                self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")
+                exists = self._con.execute(
+                    "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_schema = ? AND table_name = ?",
+                    self._parts,
+                ).fetchone()
+                if exists and exists[0] and self.mode == "append":
+                    self._insert()
+                else:
+                    self._con.execute(
+                        f"CREATE OR REPLACE TABLE {self._target} AS SELECT * FROM __voltpipe_rows"
+                    )
+            else:
+                self._insert()
+            self._con.unregister("__voltpipe_rows")
+        except duckdb.Error as exc:
+            raise DataError(
+                f"cannot write to {self.destination}: {str(exc).splitlines()[0]}"
+            ) from None
+        self.counted(table.num_rows)
+
+    def _insert(self) -> None:
+        self._con.execute(f"INSERT INTO {self._target} BY NAME SELECT * FROM __voltpipe_rows")
+
+    def commit(self) -> None:
+        if self._open:
+            try:
+                self._con.execute("COMMIT")
+            except duckdb.Error as exc:
+                raise DataError(
+                    f"cannot write to {self.destination}: {str(exc).splitlines()[0]}"
+                ) from None
+            self._open = False
+
+    def rollback(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("ROLLBACK")
 
 
 def _escape(path: Path) -> str:
