@@ -515,6 +515,45 @@ class BigQueryWarehouse:
         finally:
             writer.drop_staging()
 
+    def query_into(self, sql: str, parameters: dict[str, dict[str, Any]], table: str) -> int:
+        """Runs `sql` into ``PROJECT.DATASET.TABLE`` (WRITE_TRUNCATE), after the dry run and
+        its bytes cap; returns the rows written (e.g. a batch prediction job's source table).
+
+        Raises:
+            DataError: the query cannot run or is over ``maximum_bytes_billed``.
+        """
+        from google.api_core import exceptions
+        from google.cloud import bigquery
+
+        query_parameters = self._parameters(sql, parameters)
+        self._dry_run(sql, query_parameters, parameters)
+        config = self._job_config(query_parameters, dry_run=False)
+        config.destination = table
+        config.write_disposition = bigquery.WriteDisposition.WRITE_TRUNCATE
+        try:
+            job = self._client().query(
+                sql, job_config=config, location=self.location, job_id_prefix="voltpipe_source_"
+            )
+            rows = job.result()
+        except exceptions.GoogleAPICallError as exc:
+            raise _translate_error(exc, sql, parameters) from None
+        return int(rows.total_rows or 0)
+
+    def copy_table(self, source: str, destination: str, *, mode: str = "append") -> None:
+        """Copies ``PROJECT.DATASET.TABLE`` `source` into `destination` (``DATASET.TABLE`` or
+        ``PROJECT.DATASET.TABLE``) with one copy job: ``append`` or ``replace``, atomically.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: BigQuery refused the copy (schema mismatch, permissions).
+        """
+        self._copy(source, self._write_ref(destination, mode), _DISPOSITION[mode], destination)
+
+    def drop_table(self, table: str) -> None:
+        """Deletes ``PROJECT.DATASET.TABLE`` if it exists (best effort: never raises)."""
+        with contextlib.suppress(Exception):
+            self._client().delete_table(table, not_found_ok=True)
+
     def _write_ref(self, destination: str, mode: str) -> str:
         from voltpipe.data.warehouse import WRITE_MODES, table_parts
         from voltpipe.errors import ConfigError

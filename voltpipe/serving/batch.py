@@ -2,8 +2,8 @@
 
 Rows stream from the warehouse as Arrow record batches (DuckDB: ``fetch_record_batch``;
 BigQuery: the extraction path's parquet shards), are predicted in large batches with the fast
-``Predictor.predict_table`` and written chunk by chunk through ``Warehouse.open_writer`` (DuckDB:
-one transaction; BigQuery: load jobs into a staging table, then one copy), so the step holds one
+``Predictor.predict_table`` and written chunk by chunk through ``Warehouse.open_writer`` (a
+staging table, then one transaction (DuckDB) or one copy job (BigQuery)), so the step holds one
 batch at a time and the rows still land all or nothing. No per-row Python anywhere: features,
 predictions and the constant columns are built in NumPy/Arrow.
 
@@ -184,8 +184,8 @@ def predict_batch(
     ``prediction`` (regression: the value; classification: the probability of
     ``predicted_class``), for classification ``predicted_class`` and ``probability_<class>``
     per class, and ``model_name``, ``model_version`` and ``predicted_at`` (one UTC time per run).
-    The write streams one scored batch at a time and stays all or nothing: one transaction
-    (DuckDB), or load jobs into a staging table and one copy job (BigQuery).
+    The write streams one scored batch at a time into a staging table and stays all or
+    nothing: one transaction (DuckDB) or one copy job (BigQuery) moves the rows in.
 
     Args:
         warehouse: ``duckdb:///PATH`` or ``bigquery://PROJECT``.
