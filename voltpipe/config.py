@@ -461,6 +461,14 @@ class EvaluationConfig(_Strict):
     classification_threshold: float | None = Field(None, gt=0.0, lt=1.0)  # binary; default argmax
 
 
+class PredictionVertexConfig(_Strict):
+    """The machines of a Vertex AI BatchPredictionJob (``prediction.backend: vertex``)."""
+
+    machine_type: str = "n1-standard-4"
+    starting_replica_count: int = Field(1, ge=1)
+    max_replica_count: int = Field(10, ge=1)
+
+
 class PredictionConfig(_Strict):
     """Batch prediction (`voltpipe run prediction`): score a query's rows into a table."""
 
@@ -471,6 +479,10 @@ class PredictionConfig(_Strict):
     model: str = "champion"  # a registry alias or a version number of the config's model
     write_mode: Literal["append", "replace"] = "append"
     batch_size: int = Field(262_144, ge=1)
+    # local: the step scores in its own process; vertex: a BatchPredictionJob (BigQuery in and
+    # out, the model from the Vertex Model Registry)
+    backend: Literal["local", "vertex"] = "local"
+    vertex: PredictionVertexConfig = PredictionVertexConfig()
 
     @field_validator("query_parameters")
     @classmethod
@@ -662,6 +674,22 @@ class VoltpipeConfig(_Strict):
             raise ValueError("give exactly one of `query` and `query_file`")
         if self.label in self.exclude or (self.features and self.label in self.features):
             raise ValueError(f"label {self.label!r} cannot also be a feature or excluded")
+        return self
+
+    @model_validator(mode="after")
+    def _vertex_prediction_fits(self) -> VoltpipeConfig:
+        if self.prediction.backend != "vertex":
+            return self
+        if not (self.warehouse or "").startswith("bigquery://"):
+            raise ValueError(
+                "prediction.backend: vertex scores BigQuery rows into BigQuery: set warehouse "
+                "to bigquery://PROJECT"
+            )
+        if self.deploy.target != "vertex":
+            raise ValueError(
+                "prediction.backend: vertex needs the model in the Vertex AI Model Registry: "
+                "set deploy.target: vertex"
+            )
         return self
 
     @model_validator(mode="after")

@@ -109,3 +109,24 @@ def test_memory_sizes_use_kubernetes_units() -> None:
     assert memory_bytes("2Gi") == 2 * 2**30
     assert memory_bytes("512Mi") == 512 * 2**20
     assert memory_bytes("1000") == 1000
+
+
+def test_the_prediction_backend_is_a_pipeline_parameter(tmp_path: Path) -> None:
+    spec = _compiled(
+        tmp_path,
+        "prediction",
+        [
+            "warehouse=bigquery://p",
+            "vertex.project=p",
+            "deploy.target=vertex",
+            "prediction.backend=vertex",
+            "prediction.vertex.machine_type=n1-highmem-16",
+            "prediction.vertex.max_replica_count=40",
+        ],
+    )
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["backend"]["defaultValue"] == "vertex"
+    vertex = params["vertex_params"]["defaultValue"]
+    assert vertex["machine_type"] == "n1-highmem-16" and vertex["max_replica_count"] == 40
+    with pytest.raises(ConfigError, match=r"prediction\.backend: vertex scores BigQuery"):
+        load_config(None, ["prediction.backend=vertex"], cwd=tmp_path)
