@@ -92,9 +92,9 @@ def test_step_memory_follows_the_rows_each_step_holds(tmp_path: Path, fleet_db: 
     assert steps["train"].rows == 9_000_000  # train + valid of the default 0.8/0.1/0.1 split
     assert steps["train"].peak_bytes == int(per_row * 9_000_000 + fixed)
     assert steps["evaluate"].rows == 1_000_000
-    assert steps["register"].rows == 400_000  # the sampled row groups, not the split
+    assert steps["register"].rows == cfg.monitoring.reference_sample_rows  # not the split
     (predict,) = estimate_steps("prediction", cfg, 10_000_000)
-    assert predict.rows == cfg.prediction.batch_size  # one batch at a time
+    assert predict.peak_bytes == int(STEP_MEMORY["batch_predict"][0] * 10_000_000 + 425e6)
 
 
 def test_a_step_over_its_vertex_memory_is_named(tmp_path: Path, fleet_db: Path) -> None:

@@ -19,24 +19,24 @@ from voltpipe.data.warehouse import QueryEstimate, open_warehouse
 
 # Peak memory of each step: (bytes per row it holds, fixed bytes: the interpreter, libraries and
 # model), measured by benchmarks/bench_fleet.py on the fleet table (11 numeric + 2 categorical
-# columns) as the growth of the step process's ru_maxrss between 1 M and 5 M rows. Train's
-# figure is issue 14's in-memory measurement (about 600 B per training row plus 0.8 GB).
+# columns; 2026-12, 1 M and 5 M rows) as the growth of the step process's ru_maxrss between the
+# sizes. Train's figure is issue 14's in-memory measurement (about 600 B per training row plus
+# 0.8 GB); drift's is not measured yet (extract's figure stands in).
 STEP_MEMORY: dict[str, tuple[float, float]] = {
-    "extract": (60.0, 250e6),
-    "extract_window": (60.0, 250e6),
-    "validate": (120.0, 250e6),
-    "tune": (600.0, 0.8e9),
+    "extract": (257.0, 247e6),  # rows: the query's
+    "extract_window": (257.0, 247e6),
+    "validate": (51.0, 155e6),  # rows: the query's (statistics per split)
+    "tune": (600.0, 0.8e9),  # rows: train + valid
     "train": (600.0, 0.8e9),
-    "evaluate": (200.0, 400e6),
-    "register": (150.0, 300e6),  # rows: the reference sample only (sampled row groups)
+    "evaluate": (209.0, 269e6),  # rows: the test split's
+    "register": (150.0, 206e6),  # rows: the reference sample's (only sampled row groups read)
     "deploy": (0.0, 400e6),
     "keep_champion": (0.0, 200e6),
-    "batch_predict": (400.0, 400e6),  # rows: one batch (prediction.batch_size)
-    "drift": (150.0, 400e6),
+    "batch_predict": (91.0, 425e6),  # rows: the query's (DuckDB's Arrow reader grows ~60 B/row)
+    "drift": (257.0, 400e6),
 }
 # What a Vertex AI pipeline step gets when the config sets no resources (e2-standard-4).
 VERTEX_DEFAULT_MEMORY = 16 * 10**9
-_ROW_GROUP_OVERSAMPLE = 4  # data.io.sample_rows reads about 4x the sample's rows, a group at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,14 +100,14 @@ def step_rows(name: str, cfg: VoltpipeConfig, rows: int) -> dict[str, int]:
             "validate": rows,
             "train": train + valid,
             "evaluate": test,
-            "register": min(train, cfg.monitoring.reference_sample_rows * _ROW_GROUP_OVERSAMPLE),
+            "register": min(train, cfg.monitoring.reference_sample_rows),
             "deploy": 0,
         }
         if cfg.tuning.enabled:
             out["tune"] = train + valid
         return out
     if name == "prediction":
-        return {"batch_predict": min(rows, cfg.prediction.batch_size)}
+        return {"batch_predict": rows}
     return {"extract_window": rows, "drift": rows}
 
 
