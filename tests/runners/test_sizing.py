@@ -174,3 +174,19 @@ def test_a_step_killed_by_a_signal_is_seen_by_its_exit_code(tmp_path: Path) -> N
     with _recording_exit_codes() as codes, pytest.raises(RuntimeError):
         pipeline()
     assert codes and signal_name(codes[-1]) == "SIGKILL"
+
+
+def test_a_killed_step_is_named_with_its_signal_and_the_data_size(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from voltpipe.runners.local import _killed_step_message
+
+    root = tmp_path / "pipeline-root"
+    (root / "run-1" / "extract" / "train").mkdir(parents=True)
+    pq.write_table(pa.table({"x": list(range(1234))}), root / "run-1/extract/train/p.parquet")
+    message = _killed_step_message("train", root, set(), "SIGKILL")
+    assert message.startswith("step 'train' was killed by SIGKILL (out of memory?)")
+    assert "1,234 rows" in message and "resources.train.memory" in message
+    plain = _killed_step_message("train", root, set(), None)
+    assert "killed from outside" in plain and "1,234 rows" in plain
