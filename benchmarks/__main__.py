@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import json
 import pkgutil
 import platform
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", default=[], help="run only bench_<NAME> (repeatable)"
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    parser.add_argument(
+        "--full", action="store_true", help="the largest sizes too (bench_fleet: 20 M rows)"
+    )
     args = parser.parse_args(argv)
     names = sorted(
         m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")
@@ -35,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")
         started = time.perf_counter()
-        for row in module.run(quick=args.quick):
+        takes_full = "full" in inspect.signature(module.run).parameters
+        extra = {"full": args.full} if takes_full else {}
+        for row in module.run(quick=args.quick, **extra):
             rows.append(row)
             mark = "ok" if row.met else "MISSED"
             print(

@@ -7,8 +7,11 @@ core. Import them into your own pipelines; ``with_image`` points one at your pro
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 from kfp.dsl.base_component import BaseComponent
+from kfp.dsl.pipeline_task import PipelineTask
 from voltpipe.components.batch_predict import batch_predict
 from voltpipe.components.deploy import deploy
 from voltpipe.components.drift import drift
@@ -35,6 +38,7 @@ __all__ = [
     "tune",
     "validate",
     "with_image",
+    "with_resources",
 ]
 
 CATALOGUE: dict[str, BaseComponent] = {
@@ -60,3 +64,17 @@ def with_image(component: BaseComponent, image: str) -> BaseComponent:
         raise ValueError(f"component {component.name!r} has no container to set an image on")
     container.image = image
     return clone
+
+
+def with_resources(task: PipelineTask, resources: Mapping[str, Any]) -> PipelineTask:
+    """Sets a task's machine (``{cpu, memory, accelerator_type, accelerator_count}``, each
+    optional) in the pipeline spec; Vertex picks the machine that fits. Unset: Vertex's default.
+    """
+    if resources.get("cpu") is not None:
+        task.set_cpu_limit(str(resources["cpu"]))
+    if resources.get("memory") is not None:
+        task.set_memory_limit(str(resources["memory"]))
+    if resources.get("accelerator_type") is not None:
+        task.set_accelerator_type(str(resources["accelerator_type"]))
+        task.set_accelerator_limit(int(resources.get("accelerator_count") or 1))
+    return task

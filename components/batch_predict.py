@@ -18,9 +18,13 @@ def batch_predict(
     write_mode: str = "append",
     batch_size: int = 262144,
     warehouse_options: dict = {},  # noqa: B006 (KFP reads the default; never mutated)
+    backend: str = "local",
+    vertex_params: dict = {},  # noqa: B006 (KFP reads the default; never mutated)
 ):
     """Reads the rows of `query`, predicts them with `model_name`@`model` (an alias or a version
-    number) and writes them to `destination_table` (`write_mode`: append or replace). A
+    number) and writes them to `destination_table` (`write_mode`: append or replace); with
+    `backend` ``vertex``, a Vertex AI BatchPredictionJob does the scoring (`vertex_params`: its
+    machine_type and replica counts). A
     forecasting model forecasts each series of the rows (its recent history) `horizon` steps
     ahead instead. The run's summary (rows, destination, model, seconds; series and horizon
     for a forecaster) is the `predictions` artifact."""
@@ -29,6 +33,30 @@ def batch_predict(
     from voltpipe.serving.batch import predict_batch, resolve_model
 
     with exit_on_user_error():
+        if backend == "vertex":  # a Vertex AI BatchPredictionJob, BigQuery in and out
+            from voltpipe.deploy.vertex_batch import predict_batch_vertex
+
+            summary = predict_batch_vertex(
+                warehouse=warehouse,
+                sql=query,
+                parameters=query_parameters,
+                registry_uri=registry_uri,
+                model_name=model_name,
+                selector=model,
+                destination=destination_table,
+                mode=write_mode,
+                warehouse_options=warehouse_options,
+                vertex=vertex_params,
+            )
+            write_json_atomic(predictions.path, summary)
+            predictions.metadata.update(
+                {"rows": summary["rows"], "destination": destination_table, "backend": "vertex"}
+            )
+            print(
+                f"voltpipe: Vertex AI job {summary['vertex_job']} wrote {summary['rows']:,} "
+                f"predictions to {destination_table} in {summary['seconds']:.0f}s"
+            )
+            return
         version = resolve_model(registry_uri, model_name, model)
         summary = predict_batch(
             warehouse,

@@ -10,6 +10,13 @@ from voltpipe.config import VoltpipeConfig
 PIPELINES = ("training", "monitoring", "prediction")
 
 
+def sized(task: Any, cfg: VoltpipeConfig, step: str) -> Any:
+    """`task` with the machine ``resources.<step>`` asks for (nothing set: Vertex's default)."""
+    from voltpipe.components import with_resources
+
+    return with_resources(task, cfg.resources.for_step(step).model_dump(exclude_none=True))
+
+
 def build_pipeline(name: str, cfg: VoltpipeConfig) -> Callable[..., Any]:
     """Returns the KFP pipeline `name` with its parameter defaults taken from `cfg`."""
     if name == "training":

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from kfp import dsl
 from voltpipe.components import drift, extract_window, keep_champion, with_image
+from voltpipe.pipelines import sized
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
@@ -68,6 +69,7 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             query_parameters=current_query_parameters,
             warehouse_options=warehouse_options,
         ).set_display_name("extract-window")
+        sized(window, cfg, "extract_window")
         # The champion changes under this step; its inputs alone cannot say whether to reuse it.
         checked = (
             drift_op(
@@ -86,6 +88,7 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             .set_display_name("drift")
             .set_caching_options(False)
         )
+        sized(checked, cfg, "drift")
         # The retrained model's registration is read from the registry by the runner:
         # kfp.local 2.17 cannot return a branch's artifact through dsl.OneOf, and it resolves a
         # lone dsl.If's condition only when an Else branch is present.
@@ -93,9 +96,11 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
             if retrain is not None:
                 retrain().set_display_name("retrain")
             else:
-                keep_op(registry_uri=registry_uri, model_name=model_name).set_caching_options(False)
+                kept = keep_op(registry_uri=registry_uri, model_name=model_name)
+                sized(kept.set_caching_options(False), cfg, "keep_champion")
         with dsl.Else(name="no-drift"):
-            keep_op(registry_uri=registry_uri, model_name=model_name).set_caching_options(False)
+            kept = keep_op(registry_uri=registry_uri, model_name=model_name)
+            sized(kept.set_caching_options(False), cfg, "keep_champion")
         return Outputs(details=checked.outputs["details"])
 
     return pipeline

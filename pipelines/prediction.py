@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from voltpipe.components import with_image
 from voltpipe.components.batch_predict import batch_predict
+from voltpipe.pipelines import sized
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
@@ -24,6 +25,7 @@ def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
     predict_op = with_image(batch_predict, cfg.image)
     p = cfg.prediction
     _check_not_overwriting_the_source(cfg)
+    vertex_params = {**p.vertex.model_dump(), "labels": cfg.vertex.labels}
 
     class Outputs(NamedTuple):
         predictions: dsl.Artifact
@@ -43,6 +45,8 @@ def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
         write_mode: str = p.write_mode,
         batch_size: int = p.batch_size,
         warehouse_options: dict = cfg.bigquery.model_dump(exclude_none=True),
+        backend: str = p.backend,
+        vertex_params: dict = vertex_params,
     ) -> Outputs:
         # Never cached: the champion and the source rows change under the same inputs, and the
         # write is the point of the step.
@@ -58,10 +62,13 @@ def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
                 write_mode=write_mode,
                 batch_size=batch_size,
                 warehouse_options=warehouse_options,
+                backend=backend,
+                vertex_params=vertex_params,
             )
             .set_display_name("batch-predict")
             .set_caching_options(False)
         )
+        sized(scored, cfg, "batch_predict")
         return Outputs(predictions=scored.outputs["predictions"])
 
     return pipeline

@@ -18,6 +18,7 @@ from voltpipe.components import (
     validate,
     with_image,
 )
+from voltpipe.pipelines import sized
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.sql import one_line
@@ -102,6 +103,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             split=split,
             warehouse_options=warehouse_options,
         ).set_display_name("extract")
+        sized(data, cfg, "extract")
         checked = ops["validate"](
             train=data.outputs["train"],
             valid=data.outputs["valid"],
@@ -114,6 +116,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             model_name=model_name,
             task_params=task_params,
         ).set_display_name("validate")
+        sized(checked, cfg, "validate")
         # Tuning is decided when the pipeline is built: its best hyperparameters feed train.
         tuned_params = {}
         if cfg.tuning.enabled:
@@ -137,6 +140,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
                 .set_display_name("tune")
                 .after(checked)
             )
+            sized(tuned, cfg, "tune")
             tuned_params["best_params"] = tuned.outputs["best_params"]
         trained = (
             ops["train"](
@@ -156,6 +160,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             .set_display_name("train")
             .after(checked)
         )
+        sized(trained, cfg, "train")
         if retraining:
             trained.set_caching_options(False)
         evaluated = ops["evaluate"](
@@ -170,6 +175,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             tracking_uri=tracking_uri,
             **evaluation_options,
         ).set_display_name("evaluate")
+        sized(evaluated, cfg, "evaluate")
         # Never cached: the gate compares with the champion as it is now, which its inputs
         # do not show (a cached verdict would be against an older champion).
         evaluated.set_caching_options(False)
@@ -186,6 +192,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
             train_data=data.outputs["train"],
             reference_rows=reference_rows,
         ).set_display_name("register")
+        sized(registered, cfg, "register")
         # Steps with side effects are never served from cache (a cached register or deploy
         # would replay an old registration against a registry that has moved on).
         registered.set_caching_options(False)
@@ -193,18 +200,23 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
         # kfp.local 2.17 resolve the condition: a lone dsl.If is skipped there.)
         with dsl.If(evaluated.outputs["promote"] == True, name="promoted"):  # noqa: E712
             # The only place the champion alias moves: after the smoke test, compare-and-swap.
-            ops["deploy"](
-                registration=registered.outputs["registration"],
-                registry_uri=registry_uri,
-                model_name=model_name,
-                target=deploy_target,
-                deploy_params=deploy_params,
-                vertex_params=vertex_params,
-            ).set_display_name("deploy").set_caching_options(False)
+            deployed = (
+                ops["deploy"](
+                    registration=registered.outputs["registration"],
+                    registry_uri=registry_uri,
+                    model_name=model_name,
+                    target=deploy_target,
+                    deploy_params=deploy_params,
+                    vertex_params=vertex_params,
+                )
+                .set_display_name("deploy")
+                .set_caching_options(False)
+            )
+            sized(deployed, cfg, "deploy")
         with dsl.Else(name="not-promoted"):
-            ops["keep-champion"](registry_uri=registry_uri, model_name=model_name).set_display_name(
-                "keep-champion"
-            ).set_caching_options(False)
+            kept = ops["keep-champion"](registry_uri=registry_uri, model_name=model_name)
+            kept.set_display_name("keep-champion").set_caching_options(False)
+            sized(kept, cfg, "keep_champion")
         return Outputs(
             metrics=evaluated.outputs["metrics"],
             evaluation=evaluated.outputs["evaluation"],

@@ -195,6 +195,14 @@ def run(
         ),
     ] = None,
     terraform_output: TerraformOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print each query's rows and bytes (BigQuery: a dry run) and each step's "
+            "estimated peak memory, then exit without running.",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Run a pipeline and print a summary of its results.
@@ -211,7 +219,17 @@ def run(
       voltpipe run training --set training.epochs=3 --set split.seed=7 --no-cache
 
       voltpipe run training --target vertex --config prod.yaml --terraform-output tf.json --wait
+
+      voltpipe run training --config prod.yaml --dry-run
     """
+    if dry_run:
+        plan = _guard(
+            debug, lambda: _dry_run(pipeline, _load(config, set_, terraform_output), target)
+        )
+        if summary_json:
+            _write_summary(summary_json, plan)
+        _print_plan(plan)
+        return
 
     def go() -> dict[str, Any]:
         from voltpipe.runners import run_pipeline
@@ -246,6 +264,48 @@ def run(
 
     summary = _guard(debug, go)
     _print_summary(summary)
+
+
+def _dry_run(pipeline: str, cfg: Any, target: str) -> dict[str, Any]:
+    from voltpipe.errors import ConfigError
+    from voltpipe.pipelines import PIPELINES
+    from voltpipe.runners.sizing import size_run
+
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"unknown pipeline {pipeline!r}; available: {', '.join(PIPELINES)}")
+    if target not in ("local", "vertex", "kfp"):
+        raise ConfigError(f"--target {target!r}: expected local, vertex or kfp")
+    from voltpipe.runners.preflight import ensure_embedded_warehouse
+
+    ensure_embedded_warehouse(cfg)  # the demo's data, generated on first use, is what is sized
+    return size_run(pipeline, cfg, target=target)
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    """The dry run's plan: one table of queries, one of steps, then the warnings."""
+    queries = Table(title=f"voltpipe {plan['pipeline']} dry run: queries")
+    for column in ("query", "rows", "bytes", "row width", "how"):
+        queries.add_column(column, justify="left" if column in ("query", "how") else "right")
+    for label, q in plan["queries"].items():
+        queries.add_row(
+            label, f"{q['rows']:,}", f"{q['bytes']:,}", f"{q['row_bytes']} B", q["method"]
+        )
+    console.print(queries)
+    steps = Table(title=f"estimated peak memory per step ({plan['target']})")
+    for column in ("step", "rows held", "peak memory", "memory it has"):
+        steps.add_column(column, justify="left" if column == "step" else "right")
+    for s in plan["steps"]:
+        limit = f"{s['limit_bytes'] / 1e9:.1f} GB" if s["limit_bytes"] else "unknown"
+        steps.add_row(
+            s["step"] + (" [bold red](too big)[/]" if s["too_big"] else ""),
+            f"{s['rows']:,}",
+            f"{s['peak_bytes'] / 1e9:.2f} GB",
+            f"{limit} ({s['limit_source']})",
+        )
+    console.print(steps)
+    for message in plan["warnings"]:
+        err_console.print(f"[bold yellow]warning:[/] {rich_escape(message)}", soft_wrap=True)
+    console.print("dry run: nothing was run")
 
 
 def _write_summary(path: Path, summary: dict[str, Any]) -> None:

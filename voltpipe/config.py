@@ -544,6 +544,14 @@ class EvaluationConfig(_Strict):
     classification_threshold: float | None = Field(None, gt=0.0, lt=1.0)  # binary; default argmax
 
 
+class PredictionVertexConfig(_Strict):
+    """The machines of a Vertex AI BatchPredictionJob (``prediction.backend: vertex``)."""
+
+    machine_type: str = "n1-standard-4"
+    starting_replica_count: int = Field(1, ge=1)
+    max_replica_count: int = Field(10, ge=1)
+
+
 class PredictionConfig(_Strict):
     """Batch prediction (`voltpipe run prediction`): score a query's rows into a table."""
 
@@ -554,6 +562,10 @@ class PredictionConfig(_Strict):
     model: str = "champion"  # a registry alias or a version number of the config's model
     write_mode: Literal["append", "replace"] = "append"
     batch_size: int = Field(262_144, ge=1)
+    # local: the step scores in its own process; vertex: a BatchPredictionJob (BigQuery in and
+    # out, the model from the Vertex Model Registry)
+    backend: Literal["local", "vertex"] = "local"
+    vertex: PredictionVertexConfig = PredictionVertexConfig()
 
     @field_validator("query_parameters")
     @classmethod
@@ -567,6 +579,90 @@ class PredictionConfig(_Strict):
         if not re.fullmatch(r"([\w-]+\.)?\w+\.\w+", v):
             raise ValueError(f"{v!r}: expected DATASET.TABLE or PROJECT.DATASET.TABLE")
         return v
+
+
+_CPU = re.compile(r"([0-9]*[.])?[0-9]+m?")  # as KFP's set_cpu_limit takes it
+_MEMORY = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")  # as KFP's set_memory_limit
+_MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_MEMORY_UNITS |= {"E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_MEMORY_UNITS |= {"Pi": 2**50, "Ei": 2**60}
+
+
+class StepResources(_Strict):
+    """One pipeline step's machine on Vertex (unset: Vertex's default machine)."""
+
+    cpu: str | None = None  # CPU limit: "4", "0.5" or "500m"
+    memory: str | None = None  # memory limit: "16G", "32Gi", "512M"
+    accelerator_type: str | None = None  # e.g. NVIDIA_TESLA_T4, NVIDIA_L4
+    accelerator_count: int | None = Field(None, ge=1)
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        text = str(v)
+        if isinstance(v, bool) or not _CPU.fullmatch(text) or float(text.rstrip("m")) <= 0:
+            raise ValueError(
+                f"{v!r}: expected a positive number of CPUs (4, 0.5) or millicores (500m)"
+            )
+        return text
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        text = str(v)
+        if isinstance(v, bool) or not _MEMORY.fullmatch(text) or memory_bytes(text) == 0:
+            raise ValueError(f"{v!r}: expected a size such as 16G, 32Gi or 512M")
+        return text
+
+    @field_validator("accelerator_type")
+    @classmethod
+    def _accelerator(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z][A-Z0-9_]*", v):
+            raise ValueError(f"{v!r}: expected a Vertex accelerator type such as NVIDIA_TESLA_T4")
+        return v
+
+    @model_validator(mode="after")
+    def _count_needs_type(self) -> StepResources:
+        if self.accelerator_count is not None and self.accelerator_type is None:
+            raise ValueError("accelerator_count needs accelerator_type (e.g. NVIDIA_TESLA_T4)")
+        return self
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return memory_bytes(self.memory) if self.memory else None
+
+
+def memory_bytes(size: str) -> int:
+    """``"16G"`` -> 16e9, ``"2Gi"`` -> 2 * 2**30 (KFP's and Kubernetes' units)."""
+    m = re.fullmatch(r"([0-9]+)([A-Za-z]*)", size)
+    if not m or m.group(2) not in _MEMORY_UNITS:
+        raise ValueError(f"{size!r}: expected a size such as 16G, 32Gi or 512M")
+    return int(m.group(1)) * _MEMORY_UNITS[m.group(2)]
+
+
+class ResourcesConfig(_Strict):
+    """Per-step machines on Vertex, compiled into the pipeline spec (``resources.<step>``)."""
+
+    extract: StepResources = StepResources()
+    extract_window: StepResources = StepResources()
+    validate_: StepResources = Field(StepResources(), alias="validate")
+    tune: StepResources = StepResources()
+    train: StepResources = StepResources()
+    evaluate: StepResources = StepResources()
+    register_: StepResources = Field(StepResources(), alias="register")
+    deploy: StepResources = StepResources()
+    keep_champion: StepResources = StepResources()
+    batch_predict: StepResources = StepResources()
+    drift: StepResources = StepResources()
+
+    def for_step(self, step: str) -> StepResources:
+        """The resources of `step` (a component name: ``keep-champion`` or ``keep_champion``)."""
+        key = step.replace("-", "_")
+        return getattr(self, f"{key}_" if key in ("validate", "register") else key)
 
 
 class TrackingConfig(_Strict):
@@ -623,6 +719,7 @@ class VoltpipeConfig(_Strict):
     monitoring: MonitoringConfig = MonitoringConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     prediction: PredictionConfig = PredictionConfig()
+    resources: ResourcesConfig = ResourcesConfig()
 
     @field_validator("name")
     @classmethod
@@ -695,6 +792,22 @@ class VoltpipeConfig(_Strict):
                     f"split: clustering.profile needs whole periods in each split; set split: "
                     f"{want} (got method {self.split.method!r}, column {self.split.column!r})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _vertex_prediction_fits(self) -> VoltpipeConfig:
+        if self.prediction.backend != "vertex":
+            return self
+        if not (self.warehouse or "").startswith("bigquery://"):
+            raise ValueError(
+                "prediction.backend: vertex scores BigQuery rows into BigQuery: set warehouse "
+                "to bigquery://PROJECT"
+            )
+        if self.deploy.target != "vertex":
+            raise ValueError(
+                "prediction.backend: vertex needs the model in the Vertex AI Model Registry: "
+                "set deploy.target: vertex"
+            )
         return self
 
     @model_validator(mode="after")
@@ -834,7 +947,9 @@ def _format_validation_error(exc: ValidationError, model: type[BaseModel]) -> st
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             parent = _model_at(model, err["loc"][:-1])
-            valid = ", ".join(parent.model_fields) if parent else ""
+            valid = (
+                ", ".join(f.alias or k for k, f in parent.model_fields.items()) if parent else ""
+            )
             lines.append(f"{loc}: unknown key" + (f" (valid keys here: {valid})" if valid else ""))
         elif err["type"] == "missing":
             lines.append(f"{loc}: required key is missing")

@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from sqlglot import exp
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import _coerce_scalar
-from voltpipe.data.warehouse import SPLITS, ExtractResult, SplitSpec
+from voltpipe.data.warehouse import (
+    SPLITS,
+    ChunkedWrite,
+    ExtractResult,
+    QueryEstimate,
+    SplitSpec,
+    row_width,
+)
 from voltpipe.errors import DataError
 
 SPLIT_COLUMN = "__voltpipe_split"
@@ -29,6 +37,7 @@ _CUTS = "__voltpipe_cuts"
 QUANTILE_STEPS = 1000
 # BigQuery bills at least 10 MB a query (on-demand pricing; MB = 2**20 bytes), rounded up to MB.
 MIN_BILLED_BYTES = 10 * 2**20
+_DISPOSITION = {"append": "WRITE_APPEND", "replace": "WRITE_TRUNCATE"}
 
 
 def billed_bytes(processed: int) -> int:
@@ -43,7 +52,19 @@ def quantile_offsets(split: SplitSpec) -> tuple[int, int]:
 
 
 # Streams per split read session; BigQuery may return fewer (small tables get one).
-MAX_STREAM_COUNT = 4
+MIN_STREAM_COUNT = 4  # read streams asked for a split, at least (BigQuery gives fewer if small)
+MAX_STREAM_COUNT = 64  # read streams (and so output shards) per split, at most
+STREAM_BYTES = 64 * 2**20  # a read stream (one parquet shard) per this much of a split
+
+
+def read_stream_count(table_bytes: int, fraction: float) -> int:
+    """Read streams to ask for one split: one per ``STREAM_BYTES`` of the split's share of the
+    result table, between ``MIN_STREAM_COUNT`` and ``MAX_STREAM_COUNT``. Each stream is written as one parquet
+    shard, so shards, too, stay near ``STREAM_BYTES`` whatever the table's size."""
+    share = max(0, int(table_bytes * fraction))
+    return max(MIN_STREAM_COUNT, min(MAX_STREAM_COUNT, -(-share // STREAM_BYTES)))
+
+
 _PARQUET_OPTIONS = {"compression": "zstd"}
 
 
@@ -382,6 +403,15 @@ class BigQueryWarehouse:
         job = self._dry_run(sql, self._parameters(sql, parameters), parameters)
         return [{"name": f.name, "type": _bigquery_type(f)} for f in job.schema or []]
 
+    def estimate(self, sql: str, parameters: dict[str, dict[str, Any]]) -> QueryEstimate:
+        """The dry run's bytes processed (nothing is scanned or billed); rows estimated as those
+        bytes over the width of a result row."""
+        job = self._dry_run(sql, self._parameters(sql, parameters), parameters)
+        schema = [{"name": f.name, "type": _bigquery_type(f)} for f in job.schema or []]
+        processed = int(job.total_bytes_processed or 0)
+        width = row_width(schema)
+        return QueryEstimate(processed // width, processed, width, "bigquery: dry run")
+
     def extract(
         self,
         sql: str,
@@ -422,7 +452,7 @@ class BigQueryWarehouse:
         columns = [c["name"] for c in schema]
         with _ShardWriter(out_dirs) as writer:
             try:
-                counts = self._read_storage_api(table, columns, writer)
+                counts = self._read_storage_api(table, columns, writer, split.fractions)
             except _StorageUnavailable as exc:
                 print(
                     f"voltpipe: BigQuery Storage Read API unavailable ({exc}); "
@@ -459,28 +489,93 @@ class BigQueryWarehouse:
             ConfigError: a bad destination name or mode.
             DataError: BigQuery refused the load (missing dataset, permissions, schema mismatch).
         """
-        import io
+        ref = self._write_ref(destination, mode)
+        job = self._load(table, ref, _DISPOSITION[mode], destination)
+        return int(job.output_rows if job.output_rows is not None else table.num_rows)
 
+    @contextlib.contextmanager
+    def open_writer(self, destination: str, *, mode: str = "append") -> Iterator[ChunkedWrite]:
+        """Writes chunks to ``[PROJECT.]DATASET.TABLE`` all or nothing (``Warehouse.open_writer``).
+
+        One chunk is one load job (the write of a single chunk goes straight to the table, as
+        ``write_table``); more are loaded into a staging table beside the destination
+        (``_voltpipe_staging_<id>`` in its dataset), then one copy job moves them in
+        (WRITE_APPEND or WRITE_TRUNCATE), so the destination sees all the rows or none. The
+        staging table is deleted whatever happens.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: BigQuery refused a load or the copy.
+        """
+        ref = self._write_ref(destination, mode)
+        writer = _BigQueryChunkWriter(self, destination, mode, ref)
+        try:
+            yield writer
+            writer.commit()
+        finally:
+            writer.drop_staging()
+
+    def query_into(self, sql: str, parameters: dict[str, dict[str, Any]], table: str) -> int:
+        """Runs `sql` into ``PROJECT.DATASET.TABLE`` (WRITE_TRUNCATE), after the dry run and
+        its bytes cap; returns the rows written (e.g. a batch prediction job's source table).
+
+        Raises:
+            DataError: the query cannot run or is over ``maximum_bytes_billed``.
+        """
         from google.api_core import exceptions
         from google.cloud import bigquery
 
+        query_parameters = self._parameters(sql, parameters)
+        self._dry_run(sql, query_parameters, parameters)
+        config = self._job_config(query_parameters, dry_run=False)
+        config.destination = table
+        config.write_disposition = bigquery.WriteDisposition.WRITE_TRUNCATE
+        try:
+            job = self._client().query(
+                sql, job_config=config, location=self.location, job_id_prefix="voltpipe_source_"
+            )
+            rows = job.result()
+        except exceptions.GoogleAPICallError as exc:
+            raise _translate_error(exc, sql, parameters) from None
+        return int(rows.total_rows or 0)
+
+    def copy_table(self, source: str, destination: str, *, mode: str = "append") -> None:
+        """Copies ``PROJECT.DATASET.TABLE`` `source` into `destination` (``DATASET.TABLE`` or
+        ``PROJECT.DATASET.TABLE``) with one copy job: ``append`` or ``replace``, atomically.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: BigQuery refused the copy (schema mismatch, permissions).
+        """
+        self._copy(source, self._write_ref(destination, mode), _DISPOSITION[mode], destination)
+
+    def drop_table(self, table: str) -> None:
+        """Deletes ``PROJECT.DATASET.TABLE`` if it exists (best effort: never raises)."""
+        with contextlib.suppress(Exception):
+            self._client().delete_table(table, not_found_ok=True)
+
+    def _write_ref(self, destination: str, mode: str) -> str:
         from voltpipe.data.warehouse import WRITE_MODES, table_parts
         from voltpipe.errors import ConfigError
 
         if mode not in WRITE_MODES:
             raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
         parts = table_parts(destination)
-        ref = ".".join(parts if len(parts) == 3 else [self.project, *parts])
+        return ".".join(parts if len(parts) == 3 else [self.project, *parts])
+
+    def _load(self, table: pa.Table, ref: str, disposition: str, destination: str) -> Any:
+        """One parquet load job of `table` into `ref` (CREATE_IF_NEEDED), waited for."""
+        import io
+
+        from google.api_core import exceptions
+        from google.cloud import bigquery
+
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         buffer.seek(0)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
-            write_disposition=(
-                bigquery.WriteDisposition.WRITE_TRUNCATE
-                if mode == "replace"
-                else bigquery.WriteDisposition.WRITE_APPEND
-            ),
+            write_disposition=disposition,
             create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
         )
         if self.labels:  # the client refuses labels=None
@@ -497,17 +592,46 @@ class BigQueryWarehouse:
             )
             job.result()
         except exceptions.GoogleAPICallError as exc:
-            message = (getattr(exc, "message", None) or str(exc)).split("\n")[0]
-            message = message.split("; message: ")[0]  # the client repeats the job's errors
-            raise DataError(f"cannot write to {destination}: {message}") from None
-        return int(job.output_rows if job.output_rows is not None else table.num_rows)
+            raise DataError(f"cannot write to {destination}: {_job_message(exc)}") from None
+        return job
+
+    def _copy(self, source: str, ref: str, disposition: str, destination: str) -> Any:
+        from google.api_core import exceptions
+        from google.cloud import bigquery
+
+        config = bigquery.CopyJobConfig(
+            write_disposition=disposition,
+            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+        )
+        if self.labels:
+            config.labels = self.labels
+        try:
+            job = self._client().copy_table(
+                source,
+                ref,
+                job_config=config,
+                location=self.location,
+                job_id_prefix="voltpipe_write_",
+            )
+            job.result()
+        except exceptions.GoogleAPICallError as exc:
+            raise DataError(f"cannot write to {destination}: {_job_message(exc)}") from None
+        return job
 
     # -- reading -----------------------------------------------------------------------------------
 
     def _read_storage_api(
-        self, table: Any, columns: list[str], writer: _ShardWriter
+        self,
+        table: Any,
+        columns: list[str],
+        writer: _ShardWriter,
+        fractions: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ) -> dict[str, int]:
-        """One read session per split (row_restriction on the split column), streams in threads."""
+        """One read session per split (row_restriction on the split column), streams in threads.
+
+        Each split asks for streams by its size (``read_stream_count``: the result table's bytes
+        times the split's fraction), so a big table is read, and written, in many shards.
+        """
         try:
             from google.api_core import exceptions
             from google.cloud.bigquery_storage_v1 import types
@@ -516,6 +640,10 @@ class BigQueryWarehouse:
         except Exception as exc:  # ImportError, missing credentials, no test server
             raise _StorageUnavailable(f"{type(exc).__name__}: {exc}") from None
         table_path = f"projects/{table.project}/datasets/{table.dataset_id}/tables/{table.table_id}"
+        try:
+            table_bytes = int(self._client().get_table(table).num_bytes or 0)
+        except exceptions.GoogleAPICallError:
+            table_bytes = 0  # the fewest streams: slower, never wrong
         sessions = {}
         try:
             for code, name in enumerate(SPLITS):
@@ -530,7 +658,7 @@ class BigQueryWarehouse:
                 sessions[name] = client.create_read_session(
                     parent=f"projects/{self.project}",
                     read_session=requested,
-                    max_stream_count=MAX_STREAM_COUNT,
+                    max_stream_count=read_stream_count(table_bytes, fractions[code]),
                 )
         except (
             exceptions.PermissionDenied,
@@ -547,7 +675,7 @@ class BigQueryWarehouse:
             for stream in session.streams:
                 jobs.append((name, stream.name, schema))
         counts = dict.fromkeys(SPLITS, 0)
-        workers = max(1, min(len(jobs), MAX_STREAM_COUNT * 2))
+        workers = max(1, min(len(jobs), 2 * (os.cpu_count() or 4)))
         with concurrent.futures.ThreadPoolExecutor(
             workers, thread_name_prefix="voltpipe-read"
         ) as pool:
@@ -591,6 +719,55 @@ def _read_stream(client: Any, stream: str, schema: pa.Schema, shard: _Shard) -> 
         shard.write_batch(batch)
         rows += batch.num_rows
     return rows
+
+
+def _job_message(exc: Any) -> str:
+    message = (getattr(exc, "message", None) or str(exc)).split("\n")[0]
+    return message.split("; message: ")[0]  # the client repeats the job's errors
+
+
+class _BigQueryChunkWriter(ChunkedWrite):
+    """Load jobs per chunk into a staging table, then one copy job into the destination."""
+
+    def __init__(self, wh: BigQueryWarehouse, destination: str, mode: str, ref: str) -> None:
+        super().__init__(destination=destination, mode=mode)
+        self._wh, self._ref = wh, ref
+        self._pending: pa.Table | None = None  # the first chunk: one chunk needs no staging
+        project, dataset, _ = ref.split(".")
+        self._staging = f"{project}.{dataset}._voltpipe_staging_{uuid.uuid4().hex[:16]}"
+        self._staged = False
+        self.load_jobs = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self.chunks == 0:
+            self._pending = table
+        else:
+            if self._pending is not None:
+                self._stage(self._pending)
+                self._pending = None
+            self._stage(table)
+        self.counted(table.num_rows)
+
+    def _stage(self, table: pa.Table) -> None:
+        self._wh._load(table, self._staging, "WRITE_APPEND", self.destination)
+        self._staged = True
+        self.load_jobs += 1
+
+    def commit(self) -> None:
+        if self._pending is not None:
+            self._wh._load(self._pending, self._ref, _DISPOSITION[self.mode], self.destination)
+            self._pending = None
+            self.load_jobs += 1
+        elif self._staged:
+            self._wh._copy(self._staging, self._ref, _DISPOSITION[self.mode], self.destination)
+
+    def drop_staging(self) -> None:
+        self._pending = None
+        if self._staged:
+            with contextlib.suppress(Exception):  # best effort: never hide the real outcome
+                self._wh._client().delete_table(self._staging, not_found_ok=True)
 
 
 class _StorageUnavailable(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import uuid
@@ -15,7 +16,16 @@ import pyarrow.parquet as pq
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import python_value
-from voltpipe.data.warehouse import SPLITS, WRITE_MODES, ExtractResult, SplitSpec, table_parts
+from voltpipe.data.warehouse import (
+    SPLITS,
+    WRITE_MODES,
+    ChunkedWrite,
+    ExtractResult,
+    QueryEstimate,
+    SplitSpec,
+    row_width,
+    table_parts,
+)
 from voltpipe.errors import ConfigError, DataError
 
 _SPLIT_COL = "__voltpipe_split"
@@ -102,8 +112,13 @@ class DuckDBWarehouse:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # While a writer is open, reads go through cursors of its read-write connection (one
+        # process cannot hold a read-only and a read-write connection to the same file).
+        self._writing: duckdb.DuckDBPyConnection | None = None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._writing is not None:
+            return self._writing.cursor()
         if not self.path.exists():
             raise DataError(f"DuckDB warehouse {self.path} does not exist")
         con = duckdb.connect(str(self.path), read_only=True)
@@ -143,6 +158,26 @@ class DuckDBWarehouse:
             raise _translate_error(exc, sql, parameters) from None
         finally:
             con.close()
+
+    def estimate(self, sql: str, parameters: dict[str, dict[str, Any]]) -> QueryEstimate:
+        """The query's row count (DuckDB counts without materialising the rows) times the
+        estimated width of a result row.
+
+        Raises:
+            DataError: the query cannot run.
+        """
+        schema = self.result_schema(sql, parameters)
+        translated, values = self._prepare(sql, parameters)
+        con = self._connect()
+        try:
+            found = con.execute(f"SELECT count(*) FROM ({translated})", values).fetchone()
+        except duckdb.Error as exc:
+            raise _translate_error(exc, sql, parameters) from None
+        finally:
+            con.close()
+        rows = int(found[0]) if found else 0
+        width = row_width(schema)
+        return QueryEstimate(rows, rows * width, width, "duckdb: COUNT x row width")
 
     def extract(
         self,
@@ -249,6 +284,11 @@ class DuckDBWarehouse:
                 yield from reader
             except duckdb.Error as exc:
                 raise _translate_error(exc, sql, parameters) from None
+            except (OSError, pa.ArrowException) as exc:
+                # An error met while streaming (a failing cast, ERROR(...)) reaches us through
+                # the Arrow reader, not as a duckdb.Error.
+                text = str(exc).split("\n")[0]
+                raise DataError(f"query failed while reading its rows: {text}") from None
         finally:
             con.close()
 
@@ -310,6 +350,49 @@ class DuckDBWarehouse:
             con.close()
         return table.num_rows
 
+    @contextlib.contextmanager
+    def open_writer(self, destination: str, *, mode: str = "append") -> Iterator[ChunkedWrite]:
+        """Writes chunks to ``schema.table`` all or nothing (see ``Warehouse.open_writer``).
+
+        Each chunk is written to a staging table as it comes, so only one is held in memory; one
+        transaction at the end moves the rows in (see ``_DuckDBChunkWriter``). The database is
+        opened read-write for the block; ``iter_batches`` inside it reads through the same
+        database. The schema and table are created with the first rows; ``replace`` swaps the
+        table's contents, ``append`` adds rows by column name.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: the warehouse cannot be written or the rows do not fit the table.
+        """
+        if mode not in WRITE_MODES:
+            raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
+        parts = table_parts(destination)
+        if len(parts) != 2:
+            raise ConfigError(f"destination {destination!r}: a DuckDB destination is SCHEMA.TABLE")
+        if not self.path.parent.is_dir():
+            raise DataError(
+                f"destination {destination} is not writable: folder {self.path.parent} does not exist"
+            )
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            raise DataError(
+                f"destination {destination} is not writable: cannot open {self.path} for "
+                f"writing ({str(exc).splitlines()[0]})"
+            ) from None
+        writer = _DuckDBChunkWriter(con.cursor(), destination, mode, parts)
+        self._writing = con
+        try:
+            con.execute("SET enable_progress_bar = false")
+            yield writer
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        finally:
+            self._writing = None
+            con.close()
+
     @staticmethod
     def _columns(
         con: duckdb.DuckDBPyConnection, translated: str, values: dict[str, Any]
@@ -330,6 +413,80 @@ def _refuse_duplicate_names(
             sqlmod.duplicate_names_message(duplicates)
             + ": select the columns by name or alias one of each pair"
         )
+
+
+class _DuckDBChunkWriter(ChunkedWrite):
+    """Chunks go into a staging table beside the destination, each committed as it comes (so
+    DuckDB flushes it to the file: holding a whole write in one open transaction costs about
+    200 B per row in memory, measured by benchmarks/bench_fleet.py); one last transaction then
+    swaps the staging table in (``replace``, or a new table: a rename) or inserts it (``append``)
+    and drops it. Readers see the destination before or after, never half of it."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, destination: str, mode: str, parts: list[str]
+    ) -> None:
+        super().__init__(destination=destination, mode=mode)
+        self._con = con
+        self._parts = parts
+        schema, name = (_quote(p) for p in parts)
+        self._schema, self._target = schema, f"{schema}.{name}"
+        self._staging_name = f"__voltpipe_staging_{uuid.uuid4().hex[:12]}"
+        self._staging = f"{schema}.{_quote(self._staging_name)}"
+        self._open = False
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        try:
+            self._con.register("__voltpipe_rows", table)
+            if not self._open:
+                self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")
+                self._con.execute(f"CREATE TABLE {self._staging} AS SELECT * FROM __voltpipe_rows")
+                self._open = True
+            else:
+                self._con.execute(
+                    f"INSERT INTO {self._staging} BY NAME SELECT * FROM __voltpipe_rows"
+                )
+            self._con.unregister("__voltpipe_rows")
+        except duckdb.Error as exc:
+            raise DataError(
+                f"cannot write to {self.destination}: {str(exc).splitlines()[0]}"
+            ) from None
+        self.counted(table.num_rows)
+
+    def commit(self) -> None:
+        if not self._open:
+            return
+        con = self._con
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                found = con.execute(
+                    "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_schema = ? AND table_name = ?",
+                    self._parts,
+                ).fetchone()
+                if found and found[0] and self.mode == "append":
+                    con.execute(f"INSERT INTO {self._target} BY NAME SELECT * FROM {self._staging}")
+                    con.execute(f"DROP TABLE {self._staging}")
+                else:
+                    con.execute(f"DROP TABLE IF EXISTS {self._target}")
+                    con.execute(f"ALTER TABLE {self._staging} RENAME TO {_quote(self._parts[1])}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        except duckdb.Error as exc:
+            raise DataError(
+                f"cannot write to {self.destination}: {str(exc).splitlines()[0]}"
+            ) from None
+        self._open = False
+
+    def rollback(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute(f"DROP TABLE IF EXISTS {self._staging}")
 
 
 def _escape(path: Path) -> str:

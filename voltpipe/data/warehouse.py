@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,6 +51,66 @@ class ExtractResult:
         }
 
 
+# Bytes one value takes in memory (Arrow), by warehouse type; a string counts its offset and an
+# average payload. A row's width is the sum over its columns (``row_width``).
+_VALUE_BYTES = {
+    "BOOL": 1, "BOOLEAN": 1, "DATE": 4, "INTEGER": 4, "INT32": 4, "FLOAT": 4, "REAL": 4,
+    "NUMERIC": 16, "DECIMAL": 16, "BIGNUMERIC": 32, "STRING": 20, "VARCHAR": 20, "BYTES": 20,
+    "BLOB": 20,
+}  # fmt: skip
+_DEFAULT_VALUE_BYTES = 8  # INT64, FLOAT64, DOUBLE, BIGINT, TIMESTAMP, DATETIME, TIME
+
+
+def row_width(schema: list[dict[str, str]]) -> int:
+    """Estimated in-memory bytes of one result row (``[{"name", "type"}]`` as the backends'
+    ``result_schema`` gives it)."""
+    total = 0
+    for column in schema:
+        base = column["type"].upper().split("(")[0].split("<")[0].strip()
+        total += _VALUE_BYTES.get(base, _DEFAULT_VALUE_BYTES)
+    return max(total, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryEstimate:
+    """What a query will read, found without running it in full (``Warehouse.estimate``).
+
+    ``bytes``: BigQuery's dry-run bytes processed; DuckDB: rows x row width. ``rows``: DuckDB's
+    exact count; BigQuery: bytes / row width. ``method`` says which.
+    """
+
+    rows: int
+    bytes: int
+    row_bytes: int
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ChunkedWrite:
+    """A table write in chunks, all or nothing (``Warehouse.open_writer``): what it held.
+
+    ``largest_chunk`` is the most rows held at once, so memory is bounded by the chunk size,
+    not the table.
+    """
+
+    destination: str
+    mode: str
+    rows: int = 0
+    chunks: int = 0
+    largest_chunk: int = 0
+
+    def counted(self, rows: int) -> None:
+        self.rows += rows
+        self.chunks += 1
+        self.largest_chunk = max(self.largest_chunk, rows)
+
+    def write(self, table: Any) -> None:  # pragma: no cover - each backend writes its own way
+        raise NotImplementedError
+
+
 class Warehouse(Protocol):
     """A SQL warehouse the extraction step reads from."""
 
@@ -72,6 +133,18 @@ class Warehouse(Protocol):
     def write_table(self, table: Any, destination: str, *, mode: str = "append") -> int:
         """Writes an Arrow table to ``DATASET.TABLE`` (``append`` or ``replace``) atomically,
         creating it when missing; returns the rows written."""
+        ...
+
+    def estimate(self, sql: str, parameters: dict[str, dict[str, Any]]) -> QueryEstimate:
+        """The rows and bytes the query reads (BigQuery: a dry run; DuckDB: COUNT x width)."""
+        ...
+
+    def open_writer(
+        self, destination: str, *, mode: str = "append"
+    ) -> AbstractContextManager[ChunkedWrite]:
+        """A writer to ``DATASET.TABLE`` taking Arrow tables one chunk at a time: the rows land
+        when the block exits cleanly, none of them if it raises (or if no rows were written).
+        Reads of this warehouse inside the block (DuckDB: ``iter_batches``) still work."""
         ...
 
     def query_table(self, sql: str, parameters: dict[str, dict[str, Any]]) -> Any:

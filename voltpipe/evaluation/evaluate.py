@@ -57,6 +57,8 @@ class ModelScore:
     # Per-row (or per-window) labels and outputs, for the paired comparison; not serialised.
     y_true: np.ndarray | None = dataclasses.field(default=None, repr=False)
     outputs: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    # How many predict calls scored the rows (at most SCORE_CHUNK_ROWS each); not serialised.
+    chunks: int = dataclasses.field(default=1, repr=False)
 
     def __iter__(self) -> Iterator[Any]:
         # `metrics, rows = score_model(...)` keeps working for callers of the older tuple API.
@@ -96,6 +98,25 @@ class EvaluationResult:
 # anomaly_metrics).
 
 Scorer = Callable[[Any, pa.Table, Sequence[str], float | None, pa.Table | None], ModelScore]
+# Rows per predict call: a model's inputs (feature arrays, tensors) are built for one chunk at a
+# time, so scoring a big test split holds the split and its outputs, not several copies of it.
+SCORE_CHUNK_ROWS = 262_144
+
+
+def predict_in_chunks(
+    loaded: Any, table: pa.Table, chunk_rows: int | None = None
+) -> tuple[np.ndarray, int]:
+    """``loaded.predict_raw`` over `table` in slices of `chunk_rows` rows (default
+    ``SCORE_CHUNK_ROWS``): ``(outputs, chunks)``."""
+    chunk_rows = chunk_rows or SCORE_CHUNK_ROWS
+    n = table.num_rows
+    if n <= chunk_rows:
+        return np.asarray(loaded.predict_raw(table), dtype="float64"), 1
+    parts = [
+        np.asarray(loaded.predict_raw(table.slice(start, chunk_rows)), dtype="float64")
+        for start in range(0, n, chunk_rows)
+    ]
+    return np.concatenate(parts, axis=0), len(parts)
 
 
 def _score_regression(
@@ -110,7 +131,8 @@ def _score_regression(
 
     y, _ = encode_labels(table, loaded.meta["label"], loaded.task, None)
     y = np.asarray(y, dtype="float64").reshape(-1)
-    out = np.asarray(loaded.predict_raw(table), dtype="float64").reshape(-1)
+    out, chunks = predict_in_chunks(loaded, table)
+    out = out.reshape(-1)
     slices = slice_metrics(table, slice_columns, lambda m: regression_metrics(y[m], out[m]))
     residual = y - out
     details = {
@@ -123,7 +145,15 @@ def _score_regression(
     }
     plots = regression_plots_html(y, out, title=f"Residuals of {loaded.meta['label']}")
     return ModelScore(
-        loaded.task, regression_metrics(y, out), table.num_rows, details, slices, plots, y, out
+        loaded.task,
+        regression_metrics(y, out),
+        table.num_rows,
+        details,
+        slices,
+        plots,
+        y,
+        out,
+        chunks=chunks,
     )
 
 
@@ -140,7 +170,7 @@ def _score_classification(
     classes = list(loaded.meta.get("classes") or [])
     y, _ = encode_labels(table, loaded.meta["label"], loaded.task, classes or None)
     y = np.asarray(y).astype(int).reshape(-1)
-    proba = np.asarray(loaded.predict_raw(table), dtype="float64")
+    proba, chunks = predict_in_chunks(loaded, table)
     n = proba.shape[1]
 
     def of(mask: np.ndarray) -> dict[str, float]:
@@ -156,7 +186,9 @@ def _score_classification(
         details, auc=metrics.get("auc"), title=f"Classification of {loaded.meta['label']}"
     )
     slices = slice_metrics(table, slice_columns, of)
-    return ModelScore(loaded.task, metrics, table.num_rows, details, slices, plots, y, proba)
+    return ModelScore(
+        loaded.task, metrics, table.num_rows, details, slices, plots, y, proba, chunks=chunks
+    )
 
 
 def _score_forecasting(

@@ -82,14 +82,13 @@ def register_and_promote(
         if reference_path:
             import pyarrow.parquet as pq
 
-            from voltpipe.data.io import read_table
-            from voltpipe.monitoring.drift import reference_sample
+            from voltpipe.data.io import sample_rows
             from voltpipe.monitoring.monitor import REFERENCE_FILE
 
+            # Only the sampled row groups are read: memory is the sample, not the train split.
             extra[REFERENCE_FILE] = Path(tmp) / REFERENCE_FILE
             pq.write_table(
-                reference_sample(read_table(reference_path), reference_rows, seed=0),
-                extra[REFERENCE_FILE],
+                sample_rows(reference_path, reference_rows, seed=0), extra[REFERENCE_FILE]
             )
         version = registry.register(model_name, model_dir, lineage, extra_files=extra)
     promote = bool(evaluation["decision"]["promote"])

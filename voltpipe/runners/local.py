@@ -137,6 +137,9 @@ def run_local(
     check_local_backends(cfg)
     ensure_embedded_warehouse(cfg)
     check_query(cfg)
+    from voltpipe.runners.sizing import warn_before_run
+
+    warn_before_run(name, cfg, target="local")  # a step that may not fit this machine's memory
     champion_problem = None
     if name == "monitoring":
         _ensure_champion(cfg, cache=cache, debug=debug)
@@ -164,7 +167,11 @@ def run_local(
         enable_caching=cache,
         cache_root=str(workdir / "cache"),
     )
-    with _capture_steps(log_path, debug) as steps, warnings.catch_warnings():
+    with (
+        _capture_steps(log_path, debug) as steps,
+        _recording_exit_codes() as exit_codes,
+        warnings.catch_warnings(),
+    ):
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         try:
             outputs = pipeline()
@@ -173,8 +180,11 @@ def run_local(
             failed = re.search(r"Inner task failed: '([^']+)'", kfp_message)
             step = f"step {failed.group(1)!r} failed: " if failed else ""
             detail = steps.messages[-1] if steps.messages else steps.last_exception
+            killed = signal_name(exit_codes[-1]) if exit_codes else None
             if detail is None and failed:
-                detail = _killed_step_message(failed.group(1), root, before)
+                if killed:
+                    step = ""  # the message names the step and the signal
+                detail = _killed_step_message(failed.group(1), root, before, killed)
             raise PipelineError(f"{step}{detail or kfp_message} (full log: {log_path})") from exc
     created = set(os.listdir(root)) - before
     run_folder = _own_run_folder(root, created, outputs.outputs.values())
@@ -215,20 +225,82 @@ def _champion_problem(cfg: VoltpipeConfig) -> str | None:
     return check.problem
 
 
-def _killed_step_message(step: str, root: Path, before: set[str]) -> str:
+def signal_name(exit_code: int) -> str | None:
+    """The signal that ended a step's process: ``-9`` (killed directly) or ``137`` (its shell
+    reporting 128 + 9) -> ``"SIGKILL"``; None for an ordinary exit code."""
+    import signal
+
+    number = -exit_code if exit_code < 0 else exit_code - 128 if exit_code > 128 else 0
+    try:
+        return signal.Signals(number).name if number else None
+    except ValueError:
+        return None
+
+
+@contextlib.contextmanager
+def _recording_exit_codes() -> Iterator[list[int]]:
+    """The exit codes of the step processes kfp.local starts (it keeps only "FAILURE"), so a
+    step killed by a signal can be reported with the signal's name."""
+    try:
+        from kfp.local import subprocess_task_handler as handler
+    except ImportError:  # pragma: no cover - kfp without the subprocess runner
+        yield []
+        return
+    original = getattr(handler, "run_local_subprocess", None)
+    codes: list[int] = []
+    if original is None:  # pragma: no cover - another kfp layout: the plain message
+        yield codes
+        return
+
+    def recorded(*args: Any, **kwargs: Any) -> int:
+        code = int(original(*args, **kwargs))
+        codes.append(code)
+        return code
+
+    handler.run_local_subprocess = recorded
+    try:
+        yield codes
+    finally:
+        handler.run_local_subprocess = original
+
+
+def _killed_step_message(step: str, root: Path, before: set[str], signal: str | None = None) -> str:
     """A step that failed without a message or traceback was killed from outside, most often
-    by the kernel's out-of-memory killer: say so, with the size of the run's data."""
+    by the kernel's out-of-memory killer: say so, with the signal and the size of the data."""
     sizes = [
         f.stat().st_size
         for folder in set(os.listdir(root)) - before
         for f in (root / folder).glob("extract/*/*.parquet")
     ]
-    data = f"; this run's extracted data is {sum(sizes) / 1e6:.1f} MB of parquet" if sizes else ""
+    rows = _extracted_rows(root, before)
+    data = f"{sum(sizes) / 1e6:.1f} MB of parquet" if sizes else ""
+    if rows:
+        data = f"{rows:,} rows, {data}" if data else f"{rows:,} rows"
+    if signal:
+        oom = " (out of memory?)" if signal == "SIGKILL" else ""
+        shown = f"; this run's extracted data is {data}" if data else ""
+        return (
+            f"step {step!r} was killed by {signal}{oom}{shown}; train on fewer rows, or give "
+            f"the step more memory (resources.{step.replace('-', '_')}.memory on Vertex)"
+        )
+    data = f"; this run's extracted data is {data}" if data else ""
     return (
         f"the step stopped without an error of its own: it was killed from outside (the usual "
         f"cause is running out of memory{data}; train on fewer rows, or give the step more "
         "memory)"
     )
+
+
+def _extracted_rows(root: Path, before: set[str]) -> int:
+    """Rows of this run's extracted splits (from the parquet footers; nothing is read)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for folder in set(os.listdir(root)) - before:
+        for f in (root / folder).glob("extract/*/*.parquet"):
+            with contextlib.suppress(OSError, ValueError, Exception):
+                total += pq.read_metadata(f).num_rows
+    return total
 
 
 def _writable_workdir(workdir: Path) -> None:

@@ -2,8 +2,10 @@
 
 Rows stream from the warehouse as Arrow record batches (DuckDB: ``fetch_record_batch``;
 BigQuery: the extraction path's parquet shards), are predicted in large batches with the fast
-``Predictor.predict_table`` and written with one atomic ``Warehouse.write_table`` call. No
-per-row Python anywhere: features, predictions and the constant columns are built in NumPy/Arrow.
+``Predictor.predict_table`` and written chunk by chunk through ``Warehouse.open_writer`` (a
+staging table, then one transaction (DuckDB) or one copy job (BigQuery)), so the step holds one
+batch at a time and the rows still land all or nothing. No per-row Python anywhere: features,
+predictions and the constant columns are built in NumPy/Arrow.
 
 A forecasting model's query returns each series' recent history instead; the output is every
 series' next `horizon` steps (``LoadedModel.forecast_last``, as the server forecasts).
@@ -139,11 +141,15 @@ def _batches(
     parameters: dict[str, dict[str, Any]],
     batch_rows: int,
     warehouse_options: dict[str, Any] | None,
+    wh: Any = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The query's rows as record batches; the first one (possibly empty) carries the schema."""
+    """The query's rows as record batches; the first one (possibly empty) carries the schema.
+
+    `wh`: the warehouse object to read through (one with a writer open reads inside it).
+    """
     from voltpipe.data.warehouse import open_warehouse
 
-    wh = open_warehouse(warehouse, warehouse_options)
+    wh = wh if wh is not None else open_warehouse(warehouse, warehouse_options)
     if hasattr(wh, "iter_batches"):  # DuckDB: stream straight from the query
         yield from wh.iter_batches(sql, parameters, batch_rows)
         return
@@ -183,7 +189,8 @@ def predict_batch(
     ``prediction`` (regression: the value; classification: the probability of
     ``predicted_class``), for classification ``predicted_class`` and ``probability_<class>``
     per class, and ``model_name``, ``model_version`` and ``predicted_at`` (one UTC time per run).
-    The write is one transaction (DuckDB) or one load job (BigQuery).
+    The write streams one scored batch at a time into a staging table and stays all or
+    nothing: one transaction (DuckDB) or one copy job (BigQuery) moves the rows in.
 
     Args:
         warehouse: ``duckdb:///PATH`` or ``bigquery://PROJECT``.
@@ -197,7 +204,8 @@ def predict_batch(
 
     Returns:
         ``{rows, destination, mode, model: {name, version, uri}, predicted_at, columns,
-        seconds, rows_per_second}``.
+        seconds, predict_seconds, rows_per_second, chunks, largest_chunk_rows}`` (``chunks``:
+        the batches written; ``largest_chunk_rows``: the most rows held at once).
 
     Raises:
         DataError: missing features, an empty result, an unusable query or model, or a
@@ -247,40 +255,48 @@ def predict_batch(
     # Profiles span batches (a period's readings): they are built from the whole result.
     whole = task == "clustering" and predictor.takes_profiles
     predicted_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    parts: list[pa.Table] = []
-    raw: list[pa.RecordBatch] = []
-    batches = _batches(warehouse, sql, parameters, batch_size, warehouse_options)
-    try:
-        first = next(batches)
-        keep = [] if whole else passthrough_columns(first.schema, predictor)
-        for batch in batches:
-            if batch.num_rows and whole:
-                raw.append(batch)
-            elif batch.num_rows:
-                parts.append(score_batch(predictor, batch, keep, batch_size))
-    finally:
-        batches.close()  # releases the read connection before the write opens one
-    if raw:
-        parts.append(score_batch(predictor, pa.Table.from_batches(raw), keep, batch_size))
-    rows = sum(p.num_rows for p in parts)
-    if rows == 0:
-        shown = ", ".join(f"@{k}={v['value']!r}" for k, v in parameters.items()) or "none"
-        raise DataError(f"the scoring query returned no rows (parameters: {shown})")
-    scored = pa.concat_tables(parts)
-    scored = scored.append_column("model_name", _constant(predictor.name, pa.string(), rows))
-    scored = scored.append_column(
-        "model_version", _constant(str(predictor.version or ""), pa.string(), rows)
-    )
-    scored = scored.append_column(
-        "predicted_at", _constant(predicted_at, pa.timestamp("us", tz="UTC"), rows)
-    )
-    predict_seconds = time.perf_counter() - started
-    written = open_warehouse(warehouse, warehouse_options).write_table(
-        scored, destination, mode=mode
-    )
+    constants = {
+        "model_name": (predictor.name, pa.string()),
+        "model_version": (str(predictor.version or ""), pa.string()),
+        "predicted_at": (predicted_at, pa.timestamp("us", tz="UTC")),
+    }
+    columns: list[str] = []
+    predict_seconds = 0.0
+    wh = open_warehouse(warehouse, warehouse_options)
+    # One batch is held at a time: scored, then written into the open (uncommitted) write.
+    with wh.open_writer(destination, mode=mode) as sink:
+        batches = _batches(warehouse, sql, parameters, batch_size, warehouse_options, wh)
+        raw: list[pa.RecordBatch] = []  # profiles only: their periods span batches
+
+        def write(rows: pa.RecordBatch | pa.Table) -> None:
+            nonlocal predict_seconds, columns
+            tick = time.perf_counter()
+            scored = score_batch(predictor, rows, keep, batch_size)
+            for name, (value, type_) in constants.items():
+                scored = scored.append_column(name, _constant(value, type_, scored.num_rows))
+            predict_seconds += time.perf_counter() - tick
+            columns = scored.column_names
+            sink.write(scored)
+
+        try:
+            first = next(batches)
+            keep = [] if whole else passthrough_columns(first.schema, predictor)
+            for batch in batches:
+                if not batch.num_rows:
+                    continue
+                if whole:
+                    raw.append(batch)
+                else:
+                    write(batch)
+        finally:
+            batches.close()
+        if raw:
+            write(pa.Table.from_batches(raw))
+        if sink.rows == 0:  # raised inside the block: nothing is written
+            raise _no_rows(parameters)
     seconds = time.perf_counter() - started
     return {
-        "rows": int(written),
+        "rows": int(sink.rows),
         "destination": destination,
         "mode": mode,
         "model": {
@@ -289,10 +305,12 @@ def predict_batch(
             "uri": str(model_dir),
         },
         "predicted_at": predicted_at.isoformat(),
-        "columns": scored.column_names,
+        "columns": columns,
         "seconds": round(seconds, 3),
         "predict_seconds": round(predict_seconds, 3),
-        "rows_per_second": round(rows / seconds) if seconds > 0 else None,
+        "rows_per_second": round(sink.rows / seconds) if seconds > 0 else None,
+        "chunks": sink.chunks,
+        "largest_chunk_rows": sink.largest_chunk,
     }
 
 

@@ -10,7 +10,8 @@ Usage::
 
 What it speaks: jobs.insert (query jobs: dryRun, maximumBytesBilled, labels, location, typed
 queryParameters, destinationTable, writeDisposition), jobs.get, jobs.getQueryResults,
-tabledata.list (pageToken paging), tables.get, datasets.get; load jobs from PARQUET through the
+tabledata.list (pageToken paging), tables.get, tables.delete, datasets.get; copy jobs (one
+source table, write/create dispositions); load jobs from PARQUET through the
 upload endpoint ``/upload/bigquery/v2/projects/P/jobs`` (``uploadType=multipart`` and
 ``resumable``: writeDisposition, createDisposition, labels; ``srv.load_jobs()``); and, with ``storage_api=True``
 (the default), the Storage Read API's ``BigQueryRead`` service over gRPC at
@@ -113,6 +114,7 @@ class BigQueryTestServer(RecordingServer):
         self.route("GET", r"/projects/([^/]+)/queries/([^/]+)", self._route_query_results)
         self.route("GET", dataset, self._route_dataset)
         self.route("GET", dataset + r"/tables/([^/]+)", self._route_table)
+        self.route("DELETE", dataset + r"/tables/([^/]+)", self._route_delete_table)
         self.route("GET", dataset + r"/tables/([^/]+)/data", self._route_table_data)
         for method in ("POST", "PUT"):
             self.route(method, r"/upload/bigquery/v2/projects/([^/]+)/jobs", self._route_upload)
@@ -182,9 +184,13 @@ class BigQueryTestServer(RecordingServer):
 
     def insert_job(self, project: str, body: dict[str, Any]) -> dict[str, Any]:
         config = body.get("configuration", {})
+        if "copy" in config:
+            return self.insert_copy_job(project, body)
         query = config.get("query")
         if query is None:
-            raise BigQueryError(400, "invalid", "Only query jobs are supported by this test server")
+            raise BigQueryError(
+                400, "invalid", "Only query, load and copy jobs are supported by this test server"
+            )
         if query.get("useLegacySql"):
             raise BigQueryError(400, "invalid", "Legacy SQL is not supported by this test server")
         check_labels(config.get("labels"))
@@ -343,6 +349,74 @@ class BigQueryTestServer(RecordingServer):
         }
         return job
 
+    def insert_copy_job(self, project: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A copy job (one source table): writeDisposition (default WRITE_EMPTY) and
+        createDisposition as BigQuery applies them; the destination changes in one statement."""
+        config = body["configuration"]
+        copy = config["copy"]
+        check_labels(config.get("labels"))
+        ref = dict(body.get("jobReference") or {})
+        job_id = ref.get("jobId") or f"job_{uuid.uuid4().hex}"
+        ref.update(projectId=project, jobId=job_id, location=ref.get("location") or self.location)
+        if job_id in self.jobs:
+            raise BigQueryError(409, "duplicate", f"Already Exists: Job {project}:{job_id}")
+        now = str(int(time.time() * 1000))
+        job: dict[str, Any] = {
+            "kind": "bigquery#job",
+            "id": f"{project}:{ref['location']}.{job_id}",
+            "jobReference": ref,
+            "configuration": {**config, "jobType": "COPY"},
+            "status": {"state": "DONE"},
+            "statistics": {"creationTime": now, "startTime": now, "endTime": now},
+            "user_email": "anonymous@voltpipe.test",
+        }
+        self.jobs[job_id] = job
+        try:
+            sources = copy.get("sourceTables") or [copy.get("sourceTable")]
+            if len(sources) != 1 or not sources[0]:
+                raise BigQueryError(400, "invalid", "This test server copies one source table")
+            src, dest = sources[0], copy.get("destinationTable") or {}
+            data = self.engine.read_table(
+                src.get("projectId", project), src["datasetId"], src["tableId"]
+            )
+            dataset, table_id = dest.get("datasetId"), dest.get("tableId")
+            if not dataset or not table_id:
+                raise BigQueryError(400, "invalid", "Copy configuration must specify destination")
+            try:
+                self.engine.resolve(dest.get("projectId", project), dataset, table_id)
+                exists = True
+            except BigQueryError:
+                exists = False
+            if not exists and copy.get("createDisposition") == "CREATE_NEVER":
+                raise BigQueryError(
+                    404, "notFound", f"Not found: Table {project}:{dataset}.{table_id}"
+                )
+            disposition = copy.get("writeDisposition") or "WRITE_EMPTY"
+            try:
+                self.engine.write_table(dataset, table_id, data, disposition, project)
+            except duckdb.Error as exc:
+                raise BigQueryError(
+                    400,
+                    "invalid",
+                    f"Provided Schema does not match Table {project}:{dataset}.{table_id}. "
+                    + str(exc).splitlines()[0],
+                ) from None
+        except BigQueryError as exc:
+            job["status"] = {
+                "state": "DONE",
+                "errorResult": exc.body()["error"]["errors"][0],
+                "errors": exc.body()["error"]["errors"],
+            }
+            return job
+        job["statistics"]["copy"] = {"copiedRows": str(data.num_rows)}
+        return job
+
+    def delete_table(self, project: str, dataset: str, table: str) -> None:
+        """tables.delete: 404 notFound when the table does not exist."""
+        name = self.engine.resolve(project, dataset, table)
+        with self.engine.cursor() as cur:
+            cur.execute(f"DROP TABLE {name}")
+
     def job(self, job_id: str) -> dict[str, Any]:
         if job_id not in self.jobs:
             raise BigQueryError(
@@ -435,6 +509,10 @@ class BigQueryTestServer(RecordingServer):
 
     def _route_table(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         return _public(self.table(*m.groups()))
+
+    def _route_delete_table(self, req: RecordedRequest, m: re.Match[str]) -> Response:
+        self.delete_table(*m.groups())
+        return Response(b"", status=204)
 
     def _route_table_data(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
         project, dataset, table = m.groups()

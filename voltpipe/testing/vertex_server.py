@@ -11,7 +11,9 @@ Point the SDK at it with::
 
 It serves pipeline jobs, schedules, models (upload as a long-running operation, versions,
 aliases, imported evaluations), endpoints (create, deploy, undeploy, predict), custom and hyperparameter tuning
-jobs, operations, the metadata contexts behind Vertex AI Experiments, and the few Cloud
+jobs, batch prediction jobs (BigQuery to BigQuery: with `bigquery`, a ``BigQueryTestServer``, they
+really run: the source table is scored with the model's serving code and the output table
+written, as ``outputInfo`` names it), operations, the metadata contexts behind Vertex AI Experiments, and the few Cloud
 Storage JSON calls `PipelineJob.submit` makes (bucket get/create): set the environment variable
 ``STORAGE_EMULATOR_HOST`` to `srv.endpoint` so google-cloud-storage talks to this server.
 
@@ -164,8 +166,13 @@ class VertexTestServer(RecordingServer):
         seed: int = 0,
         cmek_projects: Iterable[str] = (),
         failing_models: Iterable[str] = (),
+        bigquery: Any = None,
     ) -> None:
         super().__init__()
+        # A BigQueryTestServer: batch prediction jobs read their source and write their output
+        # there (without one they only move through `job_states`).
+        self.bigquery = bigquery
+        self.batch_prediction_jobs: dict[str, dict[str, Any]] = {}
         self.random = random.Random(seed)
         self.cmek_projects = set(cmek_projects)
         self.failing_models = set(failing_models)
@@ -334,6 +341,24 @@ class VertexTestServer(RecordingServer):
             job = _V + rf"(?P<name>projects/[^/]+/locations/[^/]+/{noun}/[^/:]+)"
             r("GET", job, self._job_getter(store))
             r("POST", job + ":cancel", self._job_canceller(store))
+        # batch prediction jobs (BigQuery -> BigQuery, run for real with `bigquery`)
+        bpj = "batchPredictionJobs"
+        r("POST", _LOC + rf"/{bpj}", self._create_batch_prediction_job)
+        r(
+            "GET",
+            _LOC + rf"/{bpj}",
+            lambda q, m: {
+                bpj: [
+                    _without_private(j)
+                    for j in self._list(
+                        self.batch_prediction_jobs, f"{m['parent']}/{bpj}/", bpj, q
+                    )[bpj]
+                ]
+            },
+        )
+        job = _V + rf"(?P<name>projects/[^/]+/locations/[^/]+/{bpj}/[^/:]+)"
+        r("GET", job, self._get_batch_prediction_job)
+        r("POST", job + ":cancel", self._job_canceller(self.batch_prediction_jobs))
         # operations (any resource's)
         r(
             "GET",
@@ -720,6 +745,130 @@ class VertexTestServer(RecordingServer):
 
         return cancel
 
+    # ----- batch prediction jobs ---------------------------------------------------------
+
+    def _create_batch_prediction_job(
+        self, req: RecordedRequest, m: re.Match[str]
+    ) -> dict[str, Any]:
+        """Validates as the service does: a display name, an existing model (version), a
+        ``bq://PROJECT.DATASET.TABLE`` source, a ``bq://PROJECT[.DATASET]`` destination whose
+        output table does not exist yet; then the job is PENDING."""
+        body = req.json or {}
+        check_labels(body.get("labels"), "BatchPredictionJob")
+        self._check_cmek(m["parent"], body.get("encryptionSpec"), "BatchPredictionJob")
+        if not body.get("displayName"):
+            raise HttpError(400, "BatchPredictionJob.display_name is required")
+        model = str(body.get("model") or "")
+        if not model:
+            raise HttpError(400, "BatchPredictionJob.model is required")
+        base, _, version = model.partition("@")
+        self._resolve_version(base, version or None)  # 404 "Model ... not found"
+        source = body.get("inputConfig") or {}
+        if source.get("instancesFormat") != "bigquery":
+            raise HttpError(
+                400, "This test server runs BigQuery batch prediction only (instancesFormat)"
+            )
+        uri = (source.get("bigquerySource") or {}).get("inputUri", "")
+        if not _BQ_TABLE.fullmatch(uri):
+            raise HttpError(
+                400,
+                f"Invalid BigQuery source URI {uri!r}: expected bq://PROJECT.DATASET.TABLE",
+            )
+        out = body.get("outputConfig") or {}
+        dest = (out.get("bigqueryDestination") or {}).get("outputUri", "")
+        if out.get("predictionsFormat") != "bigquery" or not _BQ_PREFIX.fullmatch(dest):
+            raise HttpError(
+                400,
+                f"Invalid BigQuery destination URI {dest!r}: expected bq://PROJECT or "
+                "bq://PROJECT.DATASET",
+            )
+        name = f"{m['parent']}/batchPredictionJobs/{self._next_id()}"
+        project, _, dataset = dest.removeprefix("bq://").partition(".")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y_%m_%dT%H_%M_%S_%fZ")
+        display = re.sub(
+            r"\W", "_", self._resolve_version(base, version or None).get("displayName", "model")
+        )
+        # As Vertex names them: without a dataset, a new one per job holding table
+        # "predictions"; in a given dataset, a new table "predictions_<time>".
+        table = f"predictions_{stamp}" if dataset else "predictions"
+        dataset = dataset or f"prediction_{display}_{stamp}"
+        if self.bigquery is not None and dataset:
+            try:
+                self.bigquery.engine.resolve(project, dataset, table)
+            except Exception:
+                pass
+            else:
+                raise HttpError(
+                    400,
+                    f"The BigQuery table {project}.{dataset}.{table} already exists: the output "
+                    "of a batch prediction job must be a new table",
+                )
+        job = {
+            **body,
+            "name": name,
+            "state": "JOB_STATE_PENDING",
+            "createTime": _now(),
+            "updateTime": _now(),
+            "_output": (project, dataset, table),
+        }
+        self.batch_prediction_jobs[name] = job
+        self._pending[name] = (
+            ["JOB_STATE_RUNNING", "_RUN"] if self.bigquery is not None else list(self.job_states)
+        )
+        return _without_private(job)
+
+    def _get_batch_prediction_job(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
+        job = self._get(self.batch_prediction_jobs, m["name"], "BatchPredictionJob")
+        steps = self._pending.get(m["name"])
+        if steps and steps[0] == "_RUN":
+            steps.pop(0)
+            self._run_batch_prediction(job)
+        else:
+            self._advance(m["name"], job, JOB_TERMINAL)
+        return _without_private(job)
+
+    def _run_batch_prediction(self, job: dict[str, Any]) -> None:
+        """Reads the source table, scores it with the model's serving code (voltpipe's
+        predictor, on the model's artifact folder) and writes the output table."""
+        import pyarrow as pa
+
+        from voltpipe.serving.batch import passthrough_columns, score_batch
+        from voltpipe.serving.predictor import Predictor
+
+        base, _, version = job["model"].partition("@")
+        model = self._resolve_version(base, version or None)
+        try:
+            src = job["inputConfig"]["bigquerySource"]["inputUri"].removeprefix("bq://")
+            s_project, s_dataset, s_table = src.split(".")
+            rows = self.bigquery.engine.read_table(s_project, s_dataset, s_table)
+            folder = self._artifact_folder(str(model.get("artifactUri", "")))
+            predictor = Predictor.from_dir(folder, warmup_batch_sizes=())
+            keep = passthrough_columns(rows.schema, predictor)
+            scored = (
+                score_batch(predictor, rows, keep, 65_536)
+                if rows.num_rows
+                else pa.table({name: rows.column(name) for name in keep})
+            )
+            project, dataset, table = job["_output"]
+            self.bigquery.engine.write_table(dataset, table, scored, "WRITE_EMPTY", project)
+        except Exception as exc:
+            job.update(state="JOB_STATE_FAILED", endTime=_now(), updateTime=_now())
+            job["error"] = {"code": 3, "message": f"Batch prediction failed: {exc}"}
+            return
+        job.update(state="JOB_STATE_SUCCEEDED", endTime=_now(), updateTime=_now())
+        job["outputInfo"] = {
+            "bigqueryOutputDataset": f"bq://{project}.{dataset}",
+            "bigqueryOutputTable": table,
+        }
+        job["completionStats"] = {"successfulCount": str(scored.num_rows)}
+
+    def _artifact_folder(self, uri: str) -> Path:
+        if uri.startswith("gs://"):
+            if self.gcs_root is None:
+                raise RuntimeError(f"model artifacts {uri} are on Cloud Storage: set gcs_root")
+            return self.gcs_root / uri.removeprefix("gs://")
+        return Path(uri)
+
     # ----- metadata ----------------------------------------------------------------------
 
     def _get_metadata_store(self, req: RecordedRequest, m: re.Match[str]) -> dict[str, Any]:
@@ -804,6 +953,14 @@ class VertexTestServer(RecordingServer):
 
 
 LOG_TAIL_LINES = 20
+
+
+_BQ_TABLE = re.compile(r"bq://[\w-]+\.\w+\.\w+")
+_BQ_PREFIX = re.compile(r"bq://[\w-]+(\.\w+)?")
+
+
+def _without_private(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in job.items() if not k.startswith("_")}
 
 
 def replica_failure_message(job_name: str, returncode: int, stderr: str) -> str:
