@@ -131,7 +131,7 @@ def test_anomaly_models_get_a_clear_error_before_loading(
     wh = _warehouse(tmp_path / "wh.duckdb", scada_table(10, 9))
     with pytest.raises(
         DataError,
-        match=r"task anomaly: batch prediction scores regression, classification and "
-        r"forecasting models, not anomaly \(use LoadedModel.predict_raw",
+        match=r"task anomaly: batch prediction scores regression, classification, clustering, "
+        r"embedding and forecasting models, not anomaly \(use LoadedModel.predict_raw",
     ):
         predict_batch(wh, "SELECT * FROM src.rows", {}, str(anomaly_model.model_dir), "p.t")
