@@ -31,6 +31,7 @@ STAT_FILE = "forecast_statistical.json"
 YEAR_SECONDS = 365.25 * 86_400
 GAMMAS = (0.0, 0.1, 0.3, 0.6)  # seasonal adaptation rates tried on the valid split
 MAX_FIT_ROWS = 6_000  # the most recent rows MSTL and ETS are fitted on (fit time)
+PROFILE_CYCLES = 5  # a season's profile: the mean of its MSTL component over the last cycles
 
 
 def time_numbers(times: np.ndarray) -> np.ndarray:
@@ -189,7 +190,7 @@ def fit_statistical(
             res = MSTL(y, periods=seasons if len(seasons) > 1 else seasons[0]).fit()
             comps = np.asarray(res.seasonal).reshape(len(y), -1)
             for j, m in enumerate(seasons):
-                recent = slice(max(0, len(y) - 5 * m), len(y))  # the last five cycles
+                recent = slice(max(0, len(y) - PROFILE_CYCLES * m), len(y))
                 bins = phase_bins(t[recent], m, step)
                 sums = np.bincount(bins, comps[recent, j], minlength=m)
                 counts = np.bincount(bins, minlength=m)
@@ -205,13 +206,19 @@ def fit_statistical(
         "profiles": profiles,
     }
     model = StatForecaster(params, spec)
-    if profiles and len(valid_origins):
-        # The seasonal adaptation rate, picked on the valid origins (model selection).
+    if len(valid_origins):
+        # The seasonal adaptation rate and the damping, picked on the valid origins (model
+        # selection, as AutoETS picks damped or not): statsmodels bounds the damping at 0.98,
+        # which on a steady trend (CO2, 52 weeks ahead) forecasts 32 of 52 steps' worth of
+        # slope; phi = 1 is the undamped trend.
         truth = st.target[valid_origins[:, None] + np.arange(spec.horizon)]
         scores = {}
-        for gamma in GAMMAS:
-            model.params["gamma"] = gamma
-            scores[gamma] = float(np.mean(np.abs(model.forecast(st, valid_origins) - truth)))
-        model.params["gamma"] = min(scores, key=scores.__getitem__)
+        for gamma in GAMMAS if profiles else (0.0,):
+            for phi in dict.fromkeys((params["phi"], 1.0)):
+                model.params.update(gamma=gamma, phi=phi)
+                pred = model.forecast(st, valid_origins)
+                scores[gamma, phi] = float(np.mean(np.abs(pred - truth)))
+        gamma, phi = min(scores, key=scores.__getitem__)
+        model.params.update(gamma=gamma, phi=phi)
     info = {"fit_rows": len(y), "fit_seconds": round(time.perf_counter() - started, 3)}
     return model, info
