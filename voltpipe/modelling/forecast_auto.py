@@ -281,10 +281,9 @@ def _refit(family: str, model: Any, info: dict[str, Any], problem: Any, mp: Any,
     if family == "statistical":
         from voltpipe.modelling.forecast_stat import fit_statistical
 
-        refit, _ = fit_statistical(problem.series, every, none, problem.spec)
-        refit.params["gamma"] = model.params.get("gamma", 0.0)
-        if model.params["phi"] == 1.0:  # the backtest chose the undamped trend
-            refit.params["phi"] = 1.0
+        chosen = {k: model.params[k] for k in ("alpha", "beta", "phi")}
+        chosen["gammas"] = {str(m): g for m, g in model.gammas().items()}
+        refit, _ = fit_statistical(problem.series, every, none, problem.spec, smoothing=chosen)
         return refit
     return model
 
