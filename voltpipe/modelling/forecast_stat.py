@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from voltpipe.errors import DataError
 from voltpipe.modelling.forecast_features import FeatureSpec
 from voltpipe.modelling.forecasting import SeriesTable
 
@@ -204,6 +205,12 @@ def fit_statistical(
     y = st.target[rows]
     t = time_numbers(st.times[rows])
     step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    if step <= 0:
+        raise DataError(
+            "time_column repeats its values within one series (most rows share a time with "
+            "the row before): set forecasting.group_column to the column that tells the "
+            "series apart"
+        )
     seasons = [m for m in spec.seasons if 2 * m <= len(y)]
     profiles: dict[int, np.ndarray] = {}
     with warnings.catch_warnings():
