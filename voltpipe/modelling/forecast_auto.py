@@ -3,10 +3,12 @@
 ``auto`` fits every candidate of ``forecasting.candidates`` (default gbdt and statistical) on
 the train split and backtests each on the valid split, every candidate on the same targets
 (valid origins take their history from the train tail), with the naive base itself as one more
-candidate (so auto is never worse than it on the valid split), and the mean of the two best
-(forecast combinations are robust). The kept members are then fitted again on train and valid. The best valid MAE wins; every candidate's score
-and fit time go into the model meta as ``candidates``. The model folder holds the winner's
-files; ``forecasting.members`` names the families whose forecasts are averaged (one or two).
+candidate (so auto is never worse than it on the valid split), and a weighted mean of the two
+best (forecast combinations are robust; the weights, per block of steps, are chosen on the same
+targets: ``combination_weights``). The best valid MAE wins; the kept members are then fitted
+again on train and valid. Every candidate's score and fit time go into the model meta as
+``candidates``. The model folder holds the winner's files; ``forecasting.members`` names the
+families whose forecasts are averaged (one or two) and ``forecasting.weights`` their weights.
 """
 
 from __future__ import annotations
