@@ -236,14 +236,14 @@ def fit_forecaster(problem: Any, mp: Any, tp: Any) -> tuple[MeanForecaster, dict
             started = time.perf_counter()
             kept[m] = _refit(m, fitted[m], fit_info[m], problem, mp, tp)
             fit_info[m]["refit_seconds"] = round(time.perf_counter() - started, 3)
-    combined = winner.get("members") is not None
+    kept_weights = weights if winner.get("members") is not None else None
     meta = {
         "members": members,
-        "weights": weights if combined else None,
+        "weights": kept_weights,
         "candidates": candidates,
         "fit": fit_info,
     }
-    return MeanForecaster(kept, meta["weights"]), meta
+    return MeanForecaster(kept, kept_weights), meta
 
 
 WEIGHT_GRID = np.linspace(0.0, 1.0, 11)
@@ -285,8 +285,8 @@ def _refit(family: str, model: Any, info: dict[str, Any], problem: Any, mp: Any,
 
         chosen = {k: model.params[k] for k in ("alpha", "beta", "phi")}
         chosen["gammas"] = {str(m): g for m, g in model.gammas().items()}
-        refit, _ = fit_statistical(problem.series, every, none, problem.spec, smoothing=chosen)
-        return refit
+        stat_refit, _ = fit_statistical(problem.series, every, none, problem.spec, smoothing=chosen)
+        return stat_refit
     return model
 
 

@@ -104,7 +104,7 @@ def fit_gbdt(
         "max_bin": 63,
     }
     train_set = lgb.Dataset(x, y, free_raw_data=True)
-    callbacks = []
+    callbacks: list[Any] = []
     valid_sets = []
     if len(valid_origins):
         xv, yv = matrix(valid_origins, MAX_VALID_ROWS)
