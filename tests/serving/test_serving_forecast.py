@@ -306,7 +306,9 @@ def test_gbdt_statistical_and_auto_forecasters_serve_without_tensorflow(
         task_params=FORECAST_TASK,
     )
     context = result.meta["forecasting"]["context"]
-    north = test.filter(pa.compute.equal(test.column("site"), "north")).sort_by("ts")
+    # the valid and test rows: the context (four daily cycles) is longer than the test split
+    recent = pa.concat_tables([valid, test])
+    north = recent.filter(pa.compute.equal(recent.column("site"), "north")).sort_by("ts")
     pq.write_table(north.slice(0, context + 5), tmp_path / "history.parquet")
     run = subprocess.run(
         [sys.executable, "-c", _SERVE_WITHOUT_TF, str(tmp_path / "model"), str(tmp_path / "history.parquet")],

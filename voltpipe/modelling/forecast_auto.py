@@ -3,10 +3,12 @@
 ``auto`` fits every candidate of ``forecasting.candidates`` (default gbdt and statistical) on
 the train split and backtests each on the valid split, every candidate on the same targets
 (valid origins take their history from the train tail), with the naive base itself as one more
-candidate (so auto is never worse than it on the valid split), and the mean of the two best
-(forecast combinations are robust). The kept members are then fitted again on train and valid. The best valid MAE wins; every candidate's score
-and fit time go into the model meta as ``candidates``. The model folder holds the winner's
-files; ``forecasting.members`` names the families whose forecasts are averaged (one or two).
+candidate (so auto is never worse than it on the valid split), and a weighted mean of the two
+best (forecast combinations are robust; the weights, per block of steps, are chosen on the same
+targets: ``combination_weights``). The best valid MAE wins; the kept members are then fitted
+again on train and valid. Every candidate's score and fit time go into the model meta as
+``candidates``. The model folder holds the winner's files; ``forecasting.members`` names the
+families whose forecasts are averaged (one or two) and ``forecasting.weights`` their weights.
 """
 
 from __future__ import annotations
@@ -89,10 +91,17 @@ class NaiveForecaster:
 
 
 class MeanForecaster:
-    """The mean of its members' forecasts (one member: that member)."""
+    """The weighted mean of its members' forecasts (one member: that member).
 
-    def __init__(self, members: dict[str, Any]) -> None:
+    `weights` maps a member to its weight at each horizon step (the weights of a step sum to
+    1); without them the members count equally.
+    """
+
+    def __init__(
+        self, members: dict[str, Any], weights: dict[str, list[float]] | None = None
+    ) -> None:
         self.members = members
+        self.weights = weights
 
     @property
     def engine(self) -> str:
@@ -104,7 +113,10 @@ class MeanForecaster:
         self, st: SeriesTable, origins: np.ndarray, step: np.ndarray | None = None
     ) -> np.ndarray:
         parts = [m.forecast(st, origins, step) for m in self.members.values()]
-        return np.mean(parts, axis=0).astype("float32")
+        if not self.weights:
+            return np.mean(parts, axis=0).astype("float32")
+        w = [np.asarray(self.weights[name], dtype="float64") for name in self.members]
+        return np.sum([p * wi for p, wi in zip(parts, w, strict=True)], axis=0).astype("float32")
 
     def save(self, model_dir: str | Path) -> None:
         for member in self.members.values():
@@ -118,7 +130,7 @@ def load_forecaster(model_dir: str | Path, meta: dict[str, Any]) -> MeanForecast
     members: dict[str, Any] = {}
     for family in f["members"]:
         members[family] = _member_class(family).load(model_dir, spec)
-    return MeanForecaster(members)
+    return MeanForecaster(members, f.get("weights"))
 
 
 def member_files(meta: dict[str, Any]) -> list[str]:
@@ -198,14 +210,18 @@ def fit_forecaster(problem: Any, mp: Any, tp: Any) -> tuple[MeanForecaster, dict
             preds[name] = model.forecast(st, vo)
             score = float(np.mean(np.abs(preds[name] - truth)))
         candidates.append(_candidate(name, score, seconds))
+    weights = None
     if truth is not None and len(preds) >= 2:
         best_two = sorted(preds, key=lambda n: candidates[names.index(n)]["score"])[:2]
-        mean = np.mean([preds[n] for n in best_two], axis=0)
+        w = combination_weights(preds[best_two[0]], preds[best_two[1]], truth)
+        weights = {best_two[0]: w.tolist(), best_two[1]: (1.0 - w).tolist()}
+        mean = preds[best_two[0]] * w + preds[best_two[1]] * (1.0 - w)
         seconds = sum(c["fit_seconds"] for c in candidates if c["family"] in best_two)
         candidates.append(
             {
                 **_candidate(COMBINATION, float(np.mean(np.abs(mean - truth))), seconds),
                 "members": best_two,
+                "weights": {n: [round(v, 3) for v in ws] for n, ws in weights.items()},
             }
         )
     scored = [c for c in candidates if c["score"] is not None]
@@ -220,8 +236,36 @@ def fit_forecaster(problem: Any, mp: Any, tp: Any) -> tuple[MeanForecaster, dict
             started = time.perf_counter()
             kept[m] = _refit(m, fitted[m], fit_info[m], problem, mp, tp)
             fit_info[m]["refit_seconds"] = round(time.perf_counter() - started, 3)
-    meta = {"members": members, "candidates": candidates, "fit": fit_info}
-    return MeanForecaster(kept), meta
+    kept_weights = weights if winner.get("members") is not None else None
+    meta = {
+        "members": members,
+        "weights": kept_weights,
+        "candidates": candidates,
+        "fit": fit_info,
+    }
+    return MeanForecaster(kept, kept_weights), meta
+
+
+WEIGHT_GRID = np.linspace(0.0, 1.0, 11)
+WEIGHT_BLOCKS = 4  # a horizon's steps share their weight in this many blocks of consecutive steps
+
+
+def combination_weights(first: np.ndarray, second: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(horizon,) the weight of `first` (that of `second` is 1 - it) at each step: the one of
+    0, 0.1 .. 1 with the lowest valid MAE in each of ``WEIGHT_BLOCKS`` blocks of steps.
+
+    Blocks, because the members' strengths change with the step (on demand the statistical
+    family is the better at 30 minutes, the gbdt at a day ahead) while one weight per step of
+    a 48-step horizon would be fitted to a few hundred valid origins each. The grid holds 0 and
+    1, so the combination is never worse on the valid split than its better member.
+    """
+    h = truth.shape[1]
+    w = np.empty(h)
+    for block in np.array_split(np.arange(h), min(WEIGHT_BLOCKS, h)):
+        f, s, t = first[:, block], second[:, block], truth[:, block]
+        maes = [np.mean(np.abs(f * a + s * (1.0 - a) - t)) for a in WEIGHT_GRID]
+        w[block] = WEIGHT_GRID[int(np.argmin(maes))]
+    return w
 
 
 def _refit(family: str, model: Any, info: dict[str, Any], problem: Any, mp: Any, tp: Any) -> Any:
@@ -239,9 +283,10 @@ def _refit(family: str, model: Any, info: dict[str, Any], problem: Any, mp: Any,
     if family == "statistical":
         from voltpipe.modelling.forecast_stat import fit_statistical
 
-        refit, _ = fit_statistical(problem.series, every, none, problem.spec)
-        refit.params["gamma"] = model.params.get("gamma", 0.0)
-        return refit
+        chosen = {k: model.params[k] for k in ("alpha", "beta", "phi")}
+        chosen["gammas"] = {str(m): g for m, g in model.gammas().items()}
+        stat_refit, _ = fit_statistical(problem.series, every, none, problem.spec, smoothing=chosen)
+        return stat_refit
     return model
 
 
@@ -292,6 +337,8 @@ def train_forecaster(
     forecaster, extra = fit_forecaster(problem, mp, tp)
     meta = problem.meta()
     meta["forecasting"]["members"] = extra["members"]
+    if extra["weights"]:
+        meta["forecasting"]["weights"] = extra["weights"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("forecast_*"):

@@ -27,6 +27,8 @@ from voltpipe.modelling.gbdt import lightgbm_params
 GBDT_FILE = "forecast_gbdt.txt"
 MAX_TRAIN_ROWS = 40_000  # (origin, step) pairs; a random subset beyond this keeps fits short
 MAX_VALID_ROWS = 20_000
+OBJECTIVE = "l2"
+STOPPING_METRIC = "l1"
 
 
 def _rows(design_n: int, horizon: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,9 +98,13 @@ def fit_gbdt(
         return d.gbdt_matrix()[keep], y[keep]
 
     x, y = matrix(train_origins, MAX_TRAIN_ROWS)
-    params = lightgbm_params(cfg, seed, len(x)) | {"objective": "l2", "max_bin": 63}
+    params = lightgbm_params(cfg, seed, len(x)) | {
+        "objective": OBJECTIVE,
+        "metric": STOPPING_METRIC,
+        "max_bin": 63,
+    }
     train_set = lgb.Dataset(x, y, free_raw_data=True)
-    callbacks = []
+    callbacks: list[Any] = []
     valid_sets = []
     if len(valid_origins):
         xv, yv = matrix(valid_origins, MAX_VALID_ROWS)

@@ -358,11 +358,14 @@ class ForecastProblem(Problem):
 
         f = self.cfg
         diffs = ff.SEASONAL_DIFFS
+        history = 0  # without a valid split, test forecasts take their past from the test rows
         if valid.num_rows and self.seasons:
             # Keep the context within the shortest valid series where it can be: evaluation
             # takes a test forecast's history from the valid split's tail.
             shortest = int(np.bincount(self.valid.series_id).min())
             diffs = max(1, min(diffs, shortest - max(self.seasons)))
+            longest_train = int(np.bincount(self.train.series_id).max())
+            history = min(ff.HISTORY_CYCLES * max(self.seasons), shortest, longest_train // 2)
         spec = ff.FeatureSpec(
             f.window,
             f.horizon,
@@ -370,6 +373,7 @@ class ForecastProblem(Problem):
             calendar=self.calendar,
             n_covariates=len(f.covariates),
             diffs=diffs,
+            history=history,
         )
         self.series, is_valid = ff.splice(self.train, self.valid if valid.num_rows else None)
         train_o, valid_o = ff.split_origins(
