@@ -49,7 +49,7 @@ def check_query(cfg: VoltpipeConfig) -> list[dict[str, str]]:
             cfg.monitoring_sql, normalize_parameters(cfg.monitoring.current_query_parameters)
         )
     names = [c["name"] for c in schema]
-    if cfg.label not in names:
+    if cfg.label and cfg.label not in names:  # clustering and embedding may have no label
         raise DataError(
             f"label column {cfg.label!r} is not returned by the query (columns: {', '.join(names)})"
         )
