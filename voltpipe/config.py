@@ -401,9 +401,13 @@ class DriftThresholds(_Strict):
     prediction_psi: float = Field(0.2, gt=0)
 
 
+def _every_alert_event() -> list[Literal["drift", "failure"]]:
+    return ["drift", "failure"]
+
+
 class AlertsConfig(_Strict):
     webhook_url: str | None = None
-    on: list[Literal["drift", "failure"]] = Field(default_factory=lambda: ["drift", "failure"])
+    on: list[Literal["drift", "failure"]] = Field(default_factory=_every_alert_event)
 
 
 class MultivariateDriftConfig(_Strict):
@@ -680,7 +684,7 @@ class VoltpipeConfig(_Strict):
         """The local registry under the work dir; the Vertex AI Model Registry when
         ``deploy.target`` is ``vertex``."""
         if self.deploy.target == "vertex":
-            from voltpipe.registry.vertex import vertex_registry_uri
+            from voltpipe.registry.uri import vertex_registry_uri
 
             if not self.vertex.project:
                 raise ConfigError(
@@ -781,7 +785,7 @@ class _BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        if id(node) not in self._sizes:
+        if node is not None and id(node) not in self._sizes:
             children: list[Any] = []
             if isinstance(node, yaml.SequenceNode):
                 children = list(node.value)

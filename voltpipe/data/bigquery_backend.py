@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import _coerce_scalar
-from voltpipe.data.warehouse import SPLITS, ExtractResult, SplitSpec
+from voltpipe.data.warehouse_types import SPLITS, ExtractResult, SplitSpec
 from voltpipe.errors import DataError
 
 SPLIT_COLUMN = "__voltpipe_split"
@@ -464,7 +464,7 @@ class BigQueryWarehouse:
         from google.api_core import exceptions
         from google.cloud import bigquery
 
-        from voltpipe.data.warehouse import WRITE_MODES, table_parts
+        from voltpipe.data.warehouse_types import WRITE_MODES, table_parts
         from voltpipe.errors import ConfigError
 
         if mode not in WRITE_MODES:

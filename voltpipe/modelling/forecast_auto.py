@@ -11,6 +11,7 @@ files; ``forecasting.members`` names the families whose forecasts are averaged (
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,9 @@ def _refit(family: str, model: Any, info: dict[str, Any], problem: Any, mp: Any,
     if family == "statistical":
         from voltpipe.modelling.forecast_stat import fit_statistical
 
-        refit, _ = fit_statistical(problem.series, every, none, problem.spec)
-        refit.params["gamma"] = model.params.get("gamma", 0.0)
-        return refit
+        stat_refit, _ = fit_statistical(problem.series, every, none, problem.spec)
+        stat_refit.params["gamma"] = model.params.get("gamma", 0.0)
+        return stat_refit
     return model
 
 
@@ -257,7 +258,7 @@ def _candidate(family: str, score: float | None, seconds: float) -> dict[str, An
 def train_forecaster(
     train: pa.Table,
     valid: pa.Table,
-    out_dir: str | Path,
+    out_dir: str | os.PathLike[str],
     *,
     label: str,
     model_params: dict[str, Any] | None,

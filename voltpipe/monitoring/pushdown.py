@@ -56,7 +56,7 @@ def _count_if(condition: exp.Expression, alias: str) -> exp.Expression:
     case = exp.Case(
         ifs=[exp.If(this=condition, true=exp.Literal.number(1))], default=exp.Literal.number(0)
     )
-    return exp.alias_(exp.Sum(this=case), alias)
+    return exp.Alias(this=exp.Sum(this=case), alias=exp.to_identifier(alias))
 
 
 def _num(value: float) -> exp.Expression:
@@ -72,7 +72,7 @@ def row_count_sql(sql: str) -> str:
 
 
 def numeric_summary_sql(
-    sql: str, name: str, edges: Sequence[float], lo: float, width: float, grid: int
+    sql: str, name: str, edges: Sequence[float] | np.ndarray, lo: float, width: float, grid: int
 ) -> str:
     """One numeric column's summary: finite values counted per uniform fine bucket
     ``k = floor((x - lo) / width)`` (clipped to [-1, grid]) and, per bucket, how many are

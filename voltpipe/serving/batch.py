@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ def _batches(
     parameters: dict[str, dict[str, Any]],
     batch_rows: int,
     warehouse_options: dict[str, Any] | None,
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """The query's rows as record batches; the first one (possibly empty) carries the schema."""
     from voltpipe.data.warehouse import open_warehouse
 
