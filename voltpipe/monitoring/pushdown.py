@@ -27,16 +27,14 @@ from sqlglot import exp
 from voltpipe.config import DriftThresholds
 from voltpipe.errors import DataError
 from voltpipe.monitoring.drift import (
-    PSI_BINS,
     DriftResult,
     FeatureDrift,
-    _finite_sorted,
     _kind_of,
-    _quantile_edges,
     _thresholds,
     categorical_drift_from_counts,
     numeric_drift_from_counts,
 )
+from voltpipe.monitoring.drift_stats import PSI_BINS, _finite_sorted, _quantile_edges
 
 KS_GRID = 4096
 #: Largest magnitude counted as finite (NaN and +-inf compare false in both dialects).
