@@ -11,7 +11,7 @@ from voltpipe.components import drift, extract_window, keep_champion, with_image
 
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
-from voltpipe.data.sql import one_line
+from voltpipe.data.sql import checked
 
 
 def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
@@ -50,7 +50,7 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
     )
     def pipeline(
         warehouse: str = cfg.warehouse_uri,
-        current_query: str = one_line(cfg.monitoring_sql),
+        current_query: str = checked(cfg.monitoring_sql),
         current_query_parameters: dict = normalize_parameters(
             cfg.monitoring.current_query_parameters
         ),

@@ -20,7 +20,7 @@ from voltpipe.components import (
 )
 
 from voltpipe.config import VoltpipeConfig
-from voltpipe.data.sql import one_line
+from voltpipe.data.sql import checked
 
 
 def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Callable[..., Any]:
@@ -67,7 +67,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
     )
     def pipeline(
         warehouse: str = cfg.warehouse_uri,
-        query: str = one_line(cfg.sql),
+        query: str = checked(cfg.sql),
         query_parameters: dict = cfg.typed_parameters,
         label: str = cfg.label,
         task: str = cfg.task,

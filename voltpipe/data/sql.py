@@ -135,6 +135,21 @@ def tables_referenced(sql: str) -> list[str]:
     return names
 
 
+def checked(sql: str) -> str:
+    """The query exactly as the user wrote it, once it parses: a syntax error is reported when
+    the pipeline is built, and BigQuery runs (and its messages point into) the user's own text.
+
+    A multi-line default breaks the header KFP writes into a compiled template;
+    `voltpipe.runners.templates.repair_template_text` mends it, so queries no longer travel as
+    `one_line` renderings.
+
+    Raises:
+        DataError: the query does not parse.
+    """
+    _parse(sql)
+    return sql
+
+
 def one_line(sql: str) -> str:
     """The query as one line of BigQuery SQL (``--`` comments become ``/* */``).
 
