@@ -82,7 +82,9 @@ def _old_js_distance(reference_counts: object, current_counts: object) -> float:
 # --- the tests -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("x", [-1.0, 0.0, 0.05, 0.2, 0.5, 0.8, 0.99, 1.0, 1.01, 1.36, 2.0, 3.5, 8.0])
+@pytest.mark.parametrize(
+    "x", [-1.0, 0.0, 0.05, 0.2, 0.5, 0.8, 0.99, 1.0, 1.01, 1.36, 2.0, 3.5, 8.0]
+)
 def test_kolmogorov_sf_equals_the_hand_written_series(x: float) -> None:
     assert drift_stats.kolmogorov_sf(x) == pytest.approx(_old_kolmogorov_sf(x), abs=1e-9)
 
