@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 from kfp.dsl.base_component import BaseComponent
+
 from voltpipe.components.batch_predict import batch_predict
 from voltpipe.components.deploy import deploy
 from voltpipe.components.drift import drift

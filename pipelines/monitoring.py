@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
-from voltpipe.components import drift, extract_window, keep_champion, with_image
 
+from voltpipe.components import drift, extract_window, keep_champion, with_image
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
 from voltpipe.data.sql import checked

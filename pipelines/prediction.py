@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
+
 from voltpipe.components import with_image
 from voltpipe.components.batch_predict import batch_predict
-
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
 from voltpipe.data.sql import checked

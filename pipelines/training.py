@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
+
 from voltpipe.components import (
     deploy,
     evaluate,
@@ -18,7 +19,6 @@ from voltpipe.components import (
     validate,
     with_image,
 )
-
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.sql import checked
 
