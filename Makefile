@@ -8,7 +8,7 @@ PIP_FLAGS := --disable-pip-version-check --quiet
 export VOLTPIPE_INFRA_BIN := $(CURDIR)/$(INFRA_VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test test-fast lint bench lock clean help
+.PHONY: demo test test-fast lint typecheck bench lock clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -49,6 +49,9 @@ test-fast: $(VENV)/.installed-test $(INFRA_VENV)/.installed  ## Run the tests no
 lint: $(VENV)/.installed-test  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-test  ## mypy on the core (voltpipe/); config in setup.cfg [mypy]
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test $(BENCH_VENV)/.installed  ## Run the benchmarks; writes bench-results.json
 	$(BIN)/python -m benchmarks --output bench-results.json

@@ -12,6 +12,7 @@ from typing import Any
 
 from kfp.dsl.base_component import BaseComponent
 from kfp.dsl.pipeline_task import PipelineTask
+
 from voltpipe.components.batch_predict import batch_predict
 from voltpipe.components.deploy import deploy
 from voltpipe.components.drift import drift

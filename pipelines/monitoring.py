@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
-from voltpipe.components import drift, extract_window, keep_champion, with_image
-from voltpipe.pipelines import sized
 
+from voltpipe.components import drift, extract_window, keep_champion, with_image
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
-from voltpipe.data.sql import one_line
+from voltpipe.data.sql import checked
+from voltpipe.pipelines import sized
 
 
 def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
@@ -51,7 +51,7 @@ def monitoring_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
     )
     def pipeline(
         warehouse: str = cfg.warehouse_uri,
-        current_query: str = one_line(cfg.monitoring_sql),
+        current_query: str = checked(cfg.monitoring_sql),
         current_query_parameters: dict = normalize_parameters(
             cfg.monitoring.current_query_parameters
         ),

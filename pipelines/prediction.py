@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
+
 from voltpipe.components import with_image
 from voltpipe.components.batch_predict import batch_predict
-from voltpipe.pipelines import sized
-
 from voltpipe.config import VoltpipeConfig
 from voltpipe.data.params import normalize_parameters
-from voltpipe.data.sql import one_line
+from voltpipe.data.sql import checked
+from voltpipe.pipelines import sized
 
 
 def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
@@ -36,7 +36,7 @@ def prediction_pipeline(cfg: VoltpipeConfig) -> Callable[..., Any]:
     )
     def pipeline(
         warehouse: str = cfg.warehouse_uri,
-        query: str = one_line(cfg.prediction_sql),
+        query: str = checked(cfg.prediction_sql),
         query_parameters: dict = normalize_parameters(p.query_parameters),
         registry_uri: str = cfg.registry_uri,
         model_name: str = cfg.name,

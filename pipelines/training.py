@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from kfp import dsl
+
 from voltpipe.components import (
     deploy,
     evaluate,
@@ -18,10 +19,9 @@ from voltpipe.components import (
     validate,
     with_image,
 )
-from voltpipe.pipelines import sized
-
 from voltpipe.config import VoltpipeConfig
-from voltpipe.data.sql import one_line
+from voltpipe.data.sql import checked
+from voltpipe.pipelines import sized
 
 
 def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Callable[..., Any]:
@@ -70,7 +70,7 @@ def training_pipeline(cfg: VoltpipeConfig, *, retraining: bool = False) -> Calla
     )
     def pipeline(
         warehouse: str = cfg.warehouse_uri,
-        query: str = one_line(cfg.sql),
+        query: str = checked(cfg.sql),
         query_parameters: dict = cfg.typed_parameters,
         label: str = cfg.label,
         task: str = cfg.task,

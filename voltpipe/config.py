@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,7 +124,6 @@ class ModelConfig(_Strict):
     family: str | None = None  # default by task: auto (tables, forecasting); autoencoder (anomaly)
     hidden_units: list[int] = Field(default_factory=lambda: [64, 32])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    embedding_max_categories: int = Field(64, ge=2)
     filters: int = Field(32, ge=1)  # cnn
     kernel_size: int = Field(3, ge=1)  # cnn
     rnn_units: int = Field(32, ge=1)  # lstm, gru
@@ -132,6 +132,21 @@ class ModelConfig(_Strict):
     encoder_layers: int = Field(1, ge=1)  # cnn, transformer, lstm/gru blocks
     latent_dim: int = Field(4, ge=1)  # autoencoder bottleneck
     gbdt: GbdtConfig = GbdtConfig()  # family gbdt (LightGBM)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_keys(cls, data: Any) -> Any:
+        # Accepted (configs written for older versions keep loading) but never read by any
+        # family: an embedding's size comes from its column's vocabulary (modelling.mlp).
+        if isinstance(data, dict) and "embedding_max_categories" in data:
+            data = {k: v for k, v in data.items() if k != "embedding_max_categories"}
+            warnings.warn(
+                "model.embedding_max_categories is deprecated and has no effect; remove it "
+                "from the config",
+                FutureWarning,
+                stacklevel=2,
+            )
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -484,9 +499,13 @@ class DriftThresholds(_Strict):
     prediction_psi: float = Field(0.2, gt=0)
 
 
+def _every_alert_event() -> list[Literal["drift", "failure"]]:
+    return ["drift", "failure"]
+
+
 class AlertsConfig(_Strict):
     webhook_url: str | None = None
-    on: list[Literal["drift", "failure"]] = Field(default_factory=lambda: ["drift", "failure"])
+    on: list[Literal["drift", "failure"]] = Field(default_factory=_every_alert_event)
 
 
 class MultivariateDriftConfig(_Strict):
@@ -911,7 +930,7 @@ class VoltpipeConfig(_Strict):
         """The local registry under the work dir; the Vertex AI Model Registry when
         ``deploy.target`` is ``vertex``."""
         if self.deploy.target == "vertex":
-            from voltpipe.registry.vertex import vertex_registry_uri
+            from voltpipe.registry.uri import vertex_registry_uri
 
             if not self.vertex.project:
                 raise ConfigError(
@@ -1014,7 +1033,7 @@ class _BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        if id(node) not in self._sizes:
+        if node is not None and id(node) not in self._sizes:
             children: list[Any] = []
             if isinstance(node, yaml.SequenceNode):
                 children = list(node.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from voltpipe import svg
+
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
@@ -26,12 +28,7 @@ def line_chart_svg(
         y = top + ph * (1 - (v - lo) / (hi - lo))
         return x, y
 
-    parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='11'>",
-        f"<text x='{left}' y='18' font-size='13'>{html.escape(title)}</text>",
-        f"<line x1='{left}' y1='{top + ph}' x2='{left + pw}' y2='{top + ph}' stroke='#444'/>",
-        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + ph}' stroke='#444'/>",
-    ]
+    parts = [svg.svg_open(width, height), svg.title(left, 18, title), *svg.axes(left, top, pw, ph)]
     for frac in (0.0, 0.5, 1.0):
         v = lo + frac * (hi - lo)
         _, y = xy(0, v)

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from kfp import dsl
-from voltpipe.components import CATALOGUE, evaluate, extract, register, train, validate, with_image
 
+from voltpipe.components import CATALOGUE, evaluate, extract, register, train, validate, with_image
 from voltpipe.data.params import normalize_parameters
 
 SQL = (

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from kfp import dsl
-from voltpipe.components import validate
 
+from voltpipe.components import validate
 from voltpipe.data.validation import check_forecast_splits, forecast_context, series_lengths
 
 

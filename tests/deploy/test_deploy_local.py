@@ -226,6 +226,7 @@ def test_running_server_follows_the_champion_without_downtime(registry) -> None:
 
 def test_deploy_component_writes_the_summary(registry, tmp_path: Path) -> None:
     from kfp import dsl
+
     from voltpipe.components import deploy
 
     registration = dsl.Artifact(name="registration", uri=str(tmp_path / "registration"))

@@ -226,8 +226,8 @@ def test_evaluate_pairs_champion_and_challenger_on_the_same_rows(two_regressors,
     import json
 
     from kfp import dsl
-    from voltpipe.components.evaluate import evaluate
 
+    from voltpipe.components.evaluate import evaluate
     from voltpipe.evaluation.evaluate import evaluate_challenger
     from voltpipe.registry.model_card import model_card_markdown
 

@@ -119,6 +119,7 @@ def test_evaluate_component_logs_classification_metrics(
     classifier: tuple[Path, Path], tmp_path: Path
 ) -> None:
     from kfp import dsl
+
     from voltpipe.components.evaluate import evaluate
 
     model_dir, test_dir = classifier

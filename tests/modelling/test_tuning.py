@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from kfp import dsl
-from voltpipe.components.train import train
-from voltpipe.components.tune import tune
 
 from tests.modelling.synthetic import tabular_table, write_split
+from voltpipe.components.train import train
+from voltpipe.components.tune import tune
 from voltpipe.config import TuningConfig
 from voltpipe.errors import ConfigError, DataError
 from voltpipe.modelling.tuning import (

@@ -12,7 +12,7 @@ import pytest
 
 from voltpipe.config import DriftThresholds
 from voltpipe.errors import DataError
-from voltpipe.monitoring import drift
+from voltpipe.monitoring import drift, drift_stats
 from voltpipe.monitoring.drift import (
     chi2_sf,
     chi_square,
@@ -26,7 +26,8 @@ from voltpipe.monitoring.drift import (
     reference_sample,
 )
 
-# Reference values computed once with scipy 1.17 (scipy is not a voltpipe dependency):
+# Reference values computed once with scipy 1.17 (pinned here, so a scipy upgrade that moved
+# them would show):
 # special.kolmogorov, stats.chi2.sf, stats.chi2_contingency(correction=False),
 # spatial.distance.jensenshannon(base=2), stats.ks_2samp(...).statistic.
 KOLMOGOROV = {
@@ -129,7 +130,7 @@ def test_psi_empty_bin_uses_epsilon_and_open_outer_bins() -> None:
 
 def test_psi_deduplicates_edges_of_a_point_mass() -> None:
     ref = np.concatenate((np.zeros(500), np.arange(1.0, 501.0)))  # half zeros: edges 0 collapse
-    edges = drift._quantile_edges(np.sort(ref), 10)
+    edges = drift_stats._quantile_edges(np.sort(ref), 10)
     assert np.all(np.diff(edges) > 0) and edges[0] == pytest.approx(0.0)
     assert psi(ref, ref) == pytest.approx(0.0, abs=1e-12)
 

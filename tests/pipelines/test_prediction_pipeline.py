@@ -80,9 +80,8 @@ def test_prediction_pipeline_scores_the_drift_period(
 def test_replace_on_the_scored_table_is_refused_before_running(
     tmp_path: Path, destination: str
 ) -> None:
-    from voltpipe.pipelines import build_pipeline
-
     from voltpipe.errors import ConfigError
+    from voltpipe.pipelines import build_pipeline
 
     cfg = load_config(
         None,

@@ -12,6 +12,7 @@ from voltpipe.config import load_config
 from voltpipe.errors import PipelineError
 from voltpipe.registry import open_registry
 from voltpipe.runners.local import run_local
+from voltpipe.runners.templates import compile_template
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -110,12 +111,11 @@ def test_classification_on_a_different_table(equipment_config: Path) -> None:
 
 
 def test_compiled_pipeline_loads_with_kfp(tmp_path: Path, wind_config: Path) -> None:
-    from kfp import compiler, components
-    from voltpipe.pipelines import build_pipeline
+    from kfp import components
 
     cfg = load_config(wind_config, ["image=europe-west1-docker.pkg.dev/p/voltpipe/voltpipe:9.9"])
     out = tmp_path / "training.yaml"
-    compiler.Compiler().compile(build_pipeline("training", cfg), str(out))
+    compile_template("training", cfg, out)  # kfp's compiler, then its header repaired
     loaded = components.load_component_from_file(str(out))
     assert loaded.name == "wind-test-training"
     spec = yaml.safe_load(out.read_text())
@@ -128,9 +128,6 @@ def test_training_backend_vertex_compiles_into_the_train_step(
 ) -> None:
     """With training.backend vertex, the train step carries what it needs to submit the
     CustomJob: the machine settings, the vertex section and the image."""
-    from kfp import compiler
-    from voltpipe.pipelines import build_pipeline
-
     image = "europe-west1-docker.pkg.dev/p/voltpipe/voltpipe:9.9"
     cfg = load_config(
         wind_config,
@@ -143,7 +140,7 @@ def test_training_backend_vertex_compiles_into_the_train_step(
         ],
     )
     out = tmp_path / "training.yaml"
-    compiler.Compiler().compile(build_pipeline("training", cfg), str(out))
+    compile_template("training", cfg, out)  # kfp's compiler, then its header repaired
     spec = yaml.safe_load(out.read_text())
     inputs = spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
     assert inputs["image"]["runtimeValue"]["constant"] == image

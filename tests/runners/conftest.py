@@ -24,6 +24,7 @@ CLOUD = [
 def training_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real training pipeline, compiled exactly as a user would (raw kfp compiler output)."""
     from kfp import compiler
+
     from voltpipe.pipelines import build_pipeline
 
     out = tmp_path_factory.mktemp("compiled")

@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import _coerce_scalar
-from voltpipe.data.warehouse import (
+from voltpipe.data.warehouse_types import (
     SPLITS,
     ChunkedWrite,
     ExtractResult,
@@ -555,7 +555,7 @@ class BigQueryWarehouse:
             self._client().delete_table(table, not_found_ok=True)
 
     def _write_ref(self, destination: str, mode: str) -> str:
-        from voltpipe.data.warehouse import WRITE_MODES, table_parts
+        from voltpipe.data.warehouse_types import WRITE_MODES, table_parts
         from voltpipe.errors import ConfigError
 
         if mode not in WRITE_MODES:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from voltpipe.data import sql as sqlmod
 from voltpipe.data.params import python_value
-from voltpipe.data.warehouse import (
+from voltpipe.data.warehouse_types import (
     SPLITS,
     WRITE_MODES,
     ChunkedWrite,
@@ -328,11 +328,13 @@ class DuckDBWarehouse:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                exists = con.execute(
-                    "SELECT count(*) FROM information_schema.tables "
-                    "WHERE table_schema = ? AND table_name = ?",
-                    parts,
-                ).fetchone()[0]
+                exists = _one_row(
+                    con.execute(
+                        "SELECT count(*) FROM information_schema.tables "
+                        "WHERE table_schema = ? AND table_name = ?",
+                        parts,
+                    )
+                )[0]
                 if exists and mode == "append":
                     con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM __voltpipe_rows")
                 else:
@@ -491,3 +493,11 @@ class _DuckDBChunkWriter(ChunkedWrite):
 
 def _escape(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+def _one_row(cursor: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The first row of a query that always returns one (an aggregate, a ``current_database()``)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("DuckDB returned no row for a query that always returns one")
+    return row

@@ -123,8 +123,8 @@ def _coerce_scalar(value: Any, type_: str, name: str, *, to_json: bool) -> Any:
             raise TypeError(name)
         return float(value)
     if type_ == "NUMERIC":
-        d = decimal.Decimal(str(value))
-        return str(d) if to_json else d
+        number = decimal.Decimal(str(value))
+        return str(number) if to_json else number
     if type_ == "DATE":
         d = value if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else None
         if d is None:

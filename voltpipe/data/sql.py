@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 
 import sqlglot
 from sqlglot import exp
@@ -96,7 +97,7 @@ def _parse(sql: str) -> exp.Expression:
         tree = sqlglot.parse_one(sql, read="bigquery")
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as exc:
         raise _syntax_error(sql, exc) from None
-    if tree is None:
+    if not isinstance(tree, exp.Expression):  # None: nothing but comments or whitespace
         raise DataError("the query is empty")
     return tree
 
@@ -106,7 +107,7 @@ def query_parameters_used(sql: str) -> set[str]:
     return {p.name for p in _parse(sql).find_all(exp.Parameter) if p.name}
 
 
-def check_parameters(sql: str, given: dict[str, object]) -> None:
+def check_parameters(sql: str, given: Mapping[str, object]) -> None:
     """Raises DataError naming each referenced parameter that has no value."""
     missing = sorted(query_parameters_used(sql) - set(given))
     if missing:
@@ -132,6 +133,21 @@ def tables_referenced(sql: str) -> list[str]:
         if name and t.name not in ctes and name not in names:
             names.append(name)
     return names
+
+
+def checked(sql: str) -> str:
+    """The query exactly as the user wrote it, once it parses: a syntax error is reported when
+    the pipeline is built, and BigQuery runs (and its messages point into) the user's own text.
+
+    A multi-line default breaks the header KFP writes into a compiled template;
+    `voltpipe.runners.templates.repair_template_text` mends it, so queries no longer travel as
+    `one_line` renderings.
+
+    Raises:
+        DataError: the query does not parse.
+    """
+    _parse(sql)
+    return sql
 
 
 def one_line(sql: str) -> str:

@@ -84,36 +84,40 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
     con = duckdb.connect()
     try:
         desc = con.execute(f"SELECT * FROM {src} LIMIT 0").description
-        rows = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+        rows = _one_row(con.execute(f"SELECT count(*) FROM {src}"))[0]
         columns: dict[str, Any] = {}
         for name, dtype, *_ in desc:
             kind = column_kind(str(dtype))
             c = _q(name)
             entry: dict[str, Any] = {"type": str(dtype), "kind": kind}
-            count, nulls = con.execute(
-                f"SELECT count({c}), count(*) - count({c}) FROM {src}"
-            ).fetchone()
+            count, nulls = _one_row(
+                con.execute(f"SELECT count({c}), count(*) - count({c}) FROM {src}")
+            )
             entry.update(count=count, nulls=nulls, null_rate=(nulls / rows) if rows else 0.0)
             if kind == "numeric":
                 # Statistics of the finite values; NaN and infinities are counted apart.
                 v = f"{c}::DOUBLE"
                 fin = f"FILTER (WHERE isfinite({v}))"
-                r = con.execute(
-                    f"SELECT min({v}) {fin}, max({v}) {fin}, avg({v}) {fin}, "
-                    f"stddev_samp({v}) {fin}, "
-                    f"quantile_cont({v}, [0.05, 0.25, 0.5, 0.75, 0.95]) {fin}, "
-                    # isnan() misses NaN read from parquet in some DuckDB versions: a value that
-                    # is neither finite nor infinite is NaN.
-                    f"count(*) FILTER (WHERE NOT isfinite({v})), "
-                    f"count(DISTINCT {c}), count(*) FILTER (WHERE NOT isfinite({v}) AND NOT isinf({v})), "
-                    f"max(abs({v})) {fin} FROM {src}"
-                ).fetchone()
+                r = _one_row(
+                    con.execute(
+                        f"SELECT min({v}) {fin}, max({v}) {fin}, avg({v}) {fin}, "
+                        f"stddev_samp({v}) {fin}, "
+                        f"quantile_cont({v}, [0.05, 0.25, 0.5, 0.75, 0.95]) {fin}, "
+                        # isnan() misses NaN read from parquet in some DuckDB versions: a value that
+                        # is neither finite nor infinite is NaN.
+                        f"count(*) FILTER (WHERE NOT isfinite({v})), "
+                        f"count(DISTINCT {c}), count(*) FILTER (WHERE NOT isfinite({v}) AND NOT isinf({v})), "
+                        f"max(abs({v})) {fin} FROM {src}"
+                    )
+                )
                 std = r[3]
                 if std is not None and not math.isfinite(std) and r[8]:
                     # Squares of huge values overflow: scale by the largest magnitude first.
-                    std = con.execute(
-                        f"SELECT stddev_samp({v} / ?) {fin} * ? FROM {src}", [r[8], r[8]]
-                    ).fetchone()[0]
+                    std = _one_row(
+                        con.execute(
+                            f"SELECT stddev_samp({v} / ?) {fin} * ? FROM {src}", [r[8], r[8]]
+                        )
+                    )[0]
                 entry.update(
                     min=_num(r[0]),
                     max=_num(r[1]),
@@ -141,7 +145,7 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                 ).fetchone()
                 entry["mode"] = {"value": _num(mode[0]), "count": mode[1]} if mode else None
             elif kind in ("string", "boolean"):
-                card = con.execute(f"SELECT count(DISTINCT {c}) FROM {src}").fetchone()[0]
+                card = _one_row(con.execute(f"SELECT count(DISTINCT {c}) FROM {src}"))[0]
                 top = con.execute(
                     f"SELECT CAST({c} AS VARCHAR), count(*) FROM {src} WHERE {c} IS NOT NULL "
                     f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}"
@@ -159,9 +163,9 @@ def compute_statistics(path: str | Path) -> dict[str, Any]:
                         ).fetchall()
                     ]
             elif kind in ("timestamp", "date"):
-                lo, hi = con.execute(
-                    f"SELECT min({c})::VARCHAR, max({c})::VARCHAR FROM {src}"
-                ).fetchone()
+                lo, hi = _one_row(
+                    con.execute(f"SELECT min({c})::VARCHAR, max({c})::VARCHAR FROM {src}")
+                )
                 entry.update(min=lo, max=hi)
             columns[name] = entry
         return {"rows": rows, "columns": columns}
@@ -186,7 +190,7 @@ def _histogram(
     if lo is None or hi is None:
         return {"edges": [], "counts": []}
     if hi == lo:
-        n = con.execute(f"SELECT count({c}) FROM {src}").fetchone()[0]
+        n = _one_row(con.execute(f"SELECT count({c}) FROM {src}"))[0]
         return {"edges": [lo, hi], "counts": [n]}
     # Scaled before subtracting: hi - lo overflows for values near the float limit.
     width = hi / HIST_BINS - lo / HIST_BINS
@@ -402,12 +406,14 @@ def series_lengths(path: str | Path, group_column: str | None) -> dict[str, int]
     try:
         names = [d[0] for d in con.execute(f"SELECT * FROM {src} LIMIT 0").description]
         if group_column and group_column in names:
-            series, longest, shortest = con.execute(
-                f"SELECT count(*), coalesce(max(n), 0), coalesce(min(n), 0) "
-                f"FROM (SELECT count(*) AS n FROM {src} GROUP BY {_q(group_column)})"
-            ).fetchone()
+            series, longest, shortest = _one_row(
+                con.execute(
+                    f"SELECT count(*), coalesce(max(n), 0), coalesce(min(n), 0) "
+                    f"FROM (SELECT count(*) AS n FROM {src} GROUP BY {_q(group_column)})"
+                )
+            )
         else:
-            rows = con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+            rows = _one_row(con.execute(f"SELECT count(*) FROM {src}"))[0]
             series, longest, shortest = (1 if rows else 0), rows, rows
         return {"series": int(series), "longest": int(longest), "shortest": int(shortest)}
     finally:
@@ -605,3 +611,11 @@ def render_report(
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _one_row(cursor: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The first row of a query that always returns one (an aggregate, a ``current_database()``)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("DuckDB returned no row for a query that always returns one")
+    return row

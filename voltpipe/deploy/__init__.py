@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from voltpipe.deploy.expected import ANY_CHAMPION
 from voltpipe.errors import ConfigError, DataError
 
 log = logging.getLogger("voltpipe.deploy")
@@ -17,9 +18,6 @@ log = logging.getLogger("voltpipe.deploy")
 __all__ = ["TARGETS", "deploy_registered"]
 
 TARGETS = ("local", "vertex")
-# The expected champion of a registration written before registrations recorded it: the
-# alias then moves unconditionally (as it did then).
-ANY_CHAMPION: Any = object()
 # deploy_params keys deploy_vertex takes (the rest of the config's `deploy:` is ignored here).
 _VERTEX_DEPLOY_KEYS = (
     "machine_type",
@@ -112,7 +110,8 @@ def _deploy_registered_vertex(
 ) -> dict[str, Any]:
     from voltpipe.deploy.local import champion_moved_message, sample_instances
     from voltpipe.deploy.vertex import deploy_vertex
-    from voltpipe.registry.base import CHAMPION, open_registry
+    from voltpipe.registry import open_registry
+    from voltpipe.registry.base import CHAMPION
     from voltpipe.registry.vertex import VertexRegistry
 
     registry = open_registry(registry_uri)

@@ -14,9 +14,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voltpipe.deploy import ANY_CHAMPION
+from voltpipe.deploy.expected import ANY_CHAMPION
 from voltpipe.errors import ConfigError, DataError
-from voltpipe.registry.base import CHAMPION, open_registry
+from voltpipe.registry.base import CHAMPION
+from voltpipe.registry.factory import open_registry
 from voltpipe.registry.local import LocalRegistry
 from voltpipe.serving.server import ModelSource
 

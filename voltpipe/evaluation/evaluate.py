@@ -202,6 +202,8 @@ def _score_forecasting(
 
     # The kept windows' targets and forecasts feed the Diebold-Mariano comparison (gate.py).
     score = score_forecaster(loaded, table, valid)
+    if score.y_true is None:  # score_forecaster keeps them; the type allows None
+        raise ValueError("score_forecaster returned no scored targets")
     return ModelScore(
         loaded.task,
         score.metrics,

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from voltpipe import svg
+
 SCATTER_MAX_POINTS = 2000
 HISTOGRAM_BINS = 40
 _W, _H = 640, 320
@@ -18,11 +20,9 @@ def _frame(
 ) -> list[str]:
     pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{_W}' height='{_H}' "
-        "font-family='sans-serif' font-size='11'>",
-        f"<text x='{_LEFT}' y='18' font-size='13'>{html.escape(title)}</text>",
-        f"<line x1='{_LEFT}' y1='{_TOP + ph}' x2='{_LEFT + pw}' y2='{_TOP + ph}' stroke='#444'/>",
-        f"<line x1='{_LEFT}' y1='{_TOP}' x2='{_LEFT}' y2='{_TOP + ph}' stroke='#444'/>",
+        svg.svg_open(_W, _H),
+        svg.title(_LEFT, 18, title),
+        *svg.axes(_LEFT, _TOP, pw, ph),
         f"<text x='{_LEFT + pw / 2}' y='{_H - 8}' text-anchor='middle'>{html.escape(x_label)}</text>",
         f"<text x='14' y='{_TOP + ph / 2}' text-anchor='middle' "
         f"transform='rotate(-90 14 {_TOP + ph / 2})'>{html.escape(y_label)}</text>",

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from voltpipe.errors import DataError
-from voltpipe.model_dir import FORMATS
+from voltpipe.model_dir import FORMATS, FileModel
 from voltpipe.modelling.problems import OUTPUTS, TabularProblem, TaskParams
 
 __all__ = ["CANDIDATES", "CHOICE_ROWS", "SMALL_TABLE", "fit_table_family", "task_loss"]
@@ -102,6 +102,7 @@ def fit_file_family(
     n_classes = len(problem.classes or [])
     valid = (problem.x_valid, problem.y_valid) if problem.has_valid else (None, None)
     meta = _meta(problem, mp, tp, params)
+    model: FileModel
     if problem.family == "gbdt":
         from voltpipe.modelling.gbdt import fit_gbdt
 
@@ -120,7 +121,7 @@ def fit_file_family(
     else:
         from voltpipe.modelling.linear import fit_linear
 
-        model, history = fit_linear(
+        linear, history = fit_linear(
             problem.x_train,
             problem.y_train,
             *valid,
@@ -131,8 +132,9 @@ def fit_file_family(
             weights=problem.weights,
             refit_all=final,
         )
+        model = linear
         best, stopped_by = 1, "converged"
-        meta |= {"best_epoch": 1, "epochs_run": 1, "strength": model.strength}
+        meta |= {"best_epoch": 1, "epochs_run": 1, "strength": linear.strength}
         history = {"val_loss": [float(min(history["val_loss"]))]}
     meta["stopped_by"] = stopped_by
     return Fitted(model, history, best, 0, meta, "val_loss")
@@ -157,7 +159,7 @@ def _fit_candidate(
 
     mp, tp, params = kw["mp"], kw["tp"], kw["params"]
     if family == "mlp":
-        return fit_tables(
+        fitted, problem = fit_tables(
             train,
             valid,
             label=kw["label"],
@@ -169,6 +171,9 @@ def _fit_candidate(
             task_params=params,
             **fit,
         )
+        if not isinstance(problem, TabularProblem):
+            raise TypeError(f"task {kw['task']!r}: family auto compares tabular models only")
+        return fitted, problem
     problem = _problem(train, valid, family, kw, tp)
     return fit_file_family(problem, mp, tp, params, final=final), problem
 
@@ -261,12 +266,13 @@ def fit_auto(
     ]
     best = min(scored, key=lambda c: c["score"])  # ties: the earlier, simpler family
     t0 = time.perf_counter()
+    got = None
     if best["family"] == "blend":
         got = _fit_blend(best["members"], train, valid, kw, kept, fit)
         if got is None:  # a member without a NumPy scorer: keep the best single candidate
             best["error"] = "a member has no NumPy replay"
             best = min((c for c in scored if c["family"] != "blend"), key=lambda c: c["score"])
-    if best["family"] == "blend":
+    if got is not None:
         fitted, problem = got
     elif best["family"] in kept:
         fitted, problem = kept[best["family"]]

@@ -94,6 +94,10 @@ class BlendModel(FileModel):
                 meta["model_file"] = m.model.save(sub)
                 meta["replay"] = False
             else:  # Keras, with the replay it scores with
+                from voltpipe.modelling.replay import Replay
+
+                if not isinstance(m.scorer, Replay):
+                    raise TypeError(f"blend member {m.family}: a Keras model scores by its Replay")
                 m.model.save(sub / f".tmp-{MODEL_FILE}")
                 os.replace(sub / f".tmp-{MODEL_FILE}", sub / MODEL_FILE)
                 m.scorer.save(sub)

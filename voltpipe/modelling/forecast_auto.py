@@ -13,6 +13,7 @@ families whose forecasts are averaged (one or two) and ``forecasting.weights`` t
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -302,7 +303,7 @@ def _candidate(family: str, score: float | None, seconds: float) -> dict[str, An
 def train_forecaster(
     train: pa.Table,
     valid: pa.Table,
-    out_dir: str | Path,
+    out_dir: str | os.PathLike[str],
     *,
     label: str,
     model_params: dict[str, Any] | None,

@@ -14,6 +14,7 @@ side.)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def fit_gbdt(
         "max_bin": 63,
     }
     train_set = lgb.Dataset(x, y, free_raw_data=True)
-    callbacks: list[Any] = []
+    callbacks: list[Callable[..., Any]] = []
     valid_sets = []
     if len(valid_origins):
         xv, yv = matrix(valid_origins, MAX_VALID_ROWS)

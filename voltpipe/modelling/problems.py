@@ -109,6 +109,8 @@ class Problem:
     loss: str
     metrics: list[str]
     has_valid: bool
+    #: Examples per split (``train``, ``valid``...; ``train_windows``, ``train_normal``).
+    rows: dict[str, int]
 
     def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
         raise NotImplementedError
@@ -230,7 +232,7 @@ class TabularProblem(Problem):
         train = row_dataset(
             self.x_train,
             self._target(self.y_train),
-            batch=tp.batch_size,
+            batch=_batch_size(tp),
             shuffle=True,
             seed=tp.seed,
             weights=self.weights,
@@ -241,7 +243,7 @@ class TabularProblem(Problem):
             valid = row_dataset(
                 self.x_valid,
                 self._target(self.y_valid),
-                batch=max(tp.batch_size, VALID_BATCH),
+                batch=max(_batch_size(tp), VALID_BATCH),
                 shuffle=False,
             )
         return train, valid
@@ -300,7 +302,7 @@ class ForecastProblem(Problem):
         f = self.cfg = params.forecasting
         self.time_column = params.time_column
         self.calendar = f.calendar and fc.has_calendar(train, params.time_column)
-        kw = dict(
+        kw: dict[str, Any] = dict(
             label=label,
             time_column=params.time_column,
             group_column=f.group_column,
@@ -429,7 +431,7 @@ class ForecastProblem(Problem):
         if len(self.valid_origins):
             xv, yv = self._keras_inputs(self.valid_origins)
             valid = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(
-                max(tp.batch_size, VALID_BATCH)
+                max(_batch_size(tp), VALID_BATCH)
             )
         return train, valid
 
@@ -561,7 +563,7 @@ class AnomalyProblem(Problem):
         train = row_dataset(
             self.x_train,
             np.zeros((n, 1), "float32"),
-            batch=tp.batch_size,
+            batch=_batch_size(tp),
             shuffle=True,
             seed=tp.seed,
             buffer=tp.shuffle_buffer,
@@ -572,7 +574,7 @@ class AnomalyProblem(Problem):
             valid = row_dataset(
                 self.x_valid,
                 np.zeros((nv, 1), "float32"),
-                batch=max(tp.batch_size, VALID_BATCH),
+                batch=max(_batch_size(tp), VALID_BATCH),
                 shuffle=False,
             )
         return train, valid
@@ -640,3 +642,11 @@ def make_problem(
         exclude=exclude,
         tp=tp,
     )
+
+
+def _batch_size(tp: TrainingConfig) -> int:
+    """The batch size, which ``train.fit`` resolves (``resolve_budget``) before asking for
+    datasets."""
+    if tp.batch_size is None:
+        raise ValueError("training.batch_size must be resolved (train.resolve_budget) first")
+    return tp.batch_size

@@ -109,7 +109,9 @@ class Replay:
         target = Path(folder) / REPLAY_FILE
         tmp = target.with_name(f".tmp-{REPLAY_FILE}")
         with open(tmp, "wb") as fh:
-            np.savez(fh, __plan__=np.array(json.dumps(plan)), **self.arrays)
+            # Any-valued: numpy's stub would match a str-keyed dict of arrays to allow_pickle.
+            payload: dict[str, Any] = {"__plan__": np.array(json.dumps(plan)), **self.arrays}
+            np.savez(fh, **payload)
         os.replace(tmp, target)
         return target
 
@@ -262,8 +264,8 @@ def _make_step(index: int, step: dict[str, Any], arrays: dict[str, np.ndarray]) 
         return arrays[f"{index}.{name}"]
 
     if kind == "Normalization":
-        mean, scale = weight("mean"), weight("scale")
-        return lambda a: (a[0] - mean) / scale
+        mean, std = weight("mean"), weight("scale")
+        return lambda a: (a[0] - mean) / std
     if kind == "StringLookup":
         vocab = params["vocabulary"]
         index_of = {token: i for i, token in enumerate(vocab) if i >= 1}  # 0: out of vocabulary

@@ -323,7 +323,7 @@ def run_tuning(
                     budget_left=(
                         None
                         if budget is None
-                        else lambda run, spent=total_epochs + trial_epochs: budget - spent - run
+                        else _epochs_left(budget, spent=total_epochs + trial_epochs)
                     ),
                 )
                 fitted, problem = fit_tables(
@@ -556,3 +556,8 @@ def search(
         total_epochs=0,
         seconds=time.perf_counter() - started,
     )
+
+
+def _epochs_left(budget: int, *, spent: int) -> Callable[[int], int]:
+    """``budget_left`` of one fit: the epochs of the budget left after `run` more of it."""
+    return lambda run: budget - spent - run

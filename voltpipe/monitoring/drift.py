@@ -1,7 +1,8 @@
 """Drift statistics between a reference sample and a current window: PSI, KS, JS, chi-square.
 
-Every statistic is computed on whole numpy arrays (sorts, ``searchsorted``, ``bincount``) or by
-Arrow compute kernels; nothing loops over rows in Python.
+The statistics are in :mod:`voltpipe.monitoring.drift_stats` and the result types in
+:mod:`voltpipe.monitoring.drift_results` (both re-exported here); this module reads the
+columns (Arrow compute kernels), applies the verdicts and draws the reference sample.
 
 Verdicts (thresholds from :class:`voltpipe.config.DriftThresholds`):
 
@@ -23,7 +24,6 @@ reported beside them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -36,12 +36,38 @@ import pyarrow.compute as pc
 
 from voltpipe.config import DriftThresholds
 from voltpipe.errors import DataError
+from voltpipe.monitoring.drift_results import (
+    MAX_REPORTED_CATEGORIES,
+    DriftResult,
+    FeatureDrift,
+    Kind,
+    PerformanceDecay,
+    PredictionDrift,
+)
+from voltpipe.monitoring.drift_stats import (
+    PSI_BINS,
+    PSI_EPSILON,
+    _bin_counts_sorted,
+    _finite_sorted,
+    _ks_pvalue,
+    _ks_statistic_sorted,
+    _psi_from_counts,
+    _psi_sorted,
+    chi2_sf,
+    chi_square,
+    js_distance,
+    kolmogorov_sf,
+    ks_2samp,
+    psi,
+)
 
 __all__ = [
+    "MAX_REPORTED_CATEGORIES",
     "PSI_BINS",
     "PSI_EPSILON",
     "DriftResult",
     "FeatureDrift",
+    "Kind",
     "PerformanceDecay",
     "PredictionDrift",
     "categorical_drift_from_counts",
@@ -58,456 +84,7 @@ __all__ = [
     "reference_sample",
 ]
 
-PSI_BINS = 10
-#: Proportion that stands in for an empty bin, so that PSI stays finite.
-PSI_EPSILON = 1e-4
-#: Most categories kept per feature in the result (the rest are summed as "other").
-MAX_REPORTED_CATEGORIES = 20
-_KS_GRID = 4096  # most pivots per sample in the coarse KS pass; see _ks_statistic_sorted
-_EXACT_KS_BELOW = 2_000
 _PARALLEL_ABOVE = 100_000  # rows (reference + current) below which threads cost more than they save
-
-Kind = Literal["numeric", "categorical"]
-
-
-# --- numeric statistics -------------------------------------------------------------------------
-
-
-def _finite_sorted(values: Any) -> np.ndarray:
-    """The finite values, sorted: a sort puts -inf first and +inf, then NaN, last, so the finite
-    ones are a slice of the sorted array (no mask, no copy)."""
-    x = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
-    lo = int(np.searchsorted(x, -np.inf, side="right"))
-    hi = int(np.searchsorted(x, np.inf, side="left"))
-    return x[lo:hi]
-
-
-def _quantile_edges(sorted_ref: np.ndarray, bins: int) -> np.ndarray:
-    """Interior bin edges at the reference's i/bins quantiles (linear interpolation), deduplicated."""
-    n = sorted_ref.size
-    pos = np.arange(1, bins) / bins * (n - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    frac = pos - lo
-    edges = sorted_ref[lo] + (sorted_ref[hi] - sorted_ref[lo]) * frac
-    return np.unique(edges)
-
-
-def _bin_counts_sorted(sorted_x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts in the bins (-inf, e0], (e0, e1], ..., (e_last, inf) of a sorted array."""
-    below = np.searchsorted(sorted_x, edges, side="right")
-    return np.diff(np.concatenate(([0], below, [sorted_x.size])))
-
-
-def _psi_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
-    p = ref_counts / max(ref_counts.sum(), 1)
-    q = cur_counts / max(cur_counts.sum(), 1)
-    p = np.where(p > 0, p, PSI_EPSILON)
-    q = np.where(q > 0, q, PSI_EPSILON)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def psi(reference: Any, current: Any, *, bins: int = PSI_BINS) -> float:
-    """Population stability index of `current` against `reference`.
-
-    Bins are the reference's quantiles (``bins`` of equal reference mass, edges deduplicated so a
-    point mass takes one bin), the outer bins are open-ended, and an empty bin counts as
-    :data:`PSI_EPSILON` of its sample. Non-finite values are ignored.
-
-    Args:
-        reference: Numbers of the reference sample.
-        current: Numbers of the current window.
-        bins: Number of reference quantile bins.
-
-    Returns:
-        ``sum((q - p) * ln(q / p))`` over the bins, 0 for identical distributions.
-
-    Raises:
-        DataError: either sample has no finite value.
-    """
-    ref, cur = _finite_sorted(reference), _finite_sorted(current)
-    _require_values(ref, cur, "psi")
-    return _psi_sorted(ref, cur, bins)[0]
-
-
-def _psi_sorted(
-    ref: np.ndarray, cur: np.ndarray, bins: int
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    edges = _quantile_edges(ref, bins)
-    rc, cc = _bin_counts_sorted(ref, edges), _bin_counts_sorted(cur, edges)
-    return _psi_from_counts(rc, cc), edges, rc, cc
-
-
-def kolmogorov_sf(x: float) -> float:
-    """Survival function of the Kolmogorov distribution, ``P(K > x)``.
-
-    Equal to ``scipy.special.kolmogorov(x)``. The alternating series
-    ``2 Σ (-1)^(k-1) exp(-2 k² x²)`` converges fast for large x; for small x the Jacobi theta
-    form ``1 - sqrt(2π)/x Σ exp(-(2k-1)² π² / (8 x²))`` does.
-    """
-    if x <= 0.0:
-        return 1.0
-    if x < 1.0:
-        k = np.arange(1, 12)
-        cdf = (
-            math.sqrt(2.0 * math.pi)
-            / x
-            * float(np.sum(np.exp(-((2 * k - 1) ** 2) * math.pi**2 / (8.0 * x * x))))
-        )
-        return float(min(max(1.0 - cdf, 0.0), 1.0))
-    k = np.arange(1, 101)
-    terms = np.exp(-2.0 * k * k * x * x) * np.where(k % 2 == 1, 1.0, -1.0)
-    return float(min(max(2.0 * np.sum(terms), 0.0), 1.0))
-
-
-def _ks_statistic_sorted(a: np.ndarray, b: np.ndarray) -> float:
-    """sup |F_a - F_b| of two sorted samples, exactly.
-
-    The supremum is reached at a data point. Searching 2 million points in million-element
-    arrays costs more than sorting them, so a coarse pass first evaluates both ECDFs at a few
-    thousand pivots. Strictly between two pivots neither ECDF can leave the range of its counts
-    there, which bounds the difference inside each open interval; only the points of intervals
-    whose bound beats the coarse maximum are evaluated one by one (typically a few intervals).
-    """
-    n1, n2 = a.size, b.size
-    if n1 + n2 <= _EXACT_KS_BELOW:
-        pts = np.concatenate((a, b))
-        fa = np.searchsorted(a, pts, side="right") / n1
-        return float(np.max(np.abs(fa - np.searchsorted(b, pts, side="right") / n2)))
-    grid = min(_KS_GRID, 4 * math.isqrt(max(n1, n2)))
-    pivots = np.unique(
-        np.concatenate(
-            (
-                a[np.linspace(0, n1 - 1, grid).astype(np.int64)],
-                b[np.linspace(0, n2 - 1, grid).astype(np.int64)],
-            )
-        )
-    )
-    ca = np.searchsorted(a, pivots, side="right")
-    cb = np.searchsorted(b, pivots, side="right")
-    d_grid = float(np.max(np.abs(ca / n1 - cb / n2)))
-    # Open interval j is (pivot[j-1], pivot[j]) with pivot[-1] = -inf and pivot[len] = +inf;
-    # [lo, hi) are the indices of a sample's values inside it (ties at a pivot stay out: the
-    # pivot itself was evaluated exactly).
-    a_lo = np.concatenate(([0], ca))
-    a_hi = np.concatenate((np.searchsorted(a, pivots, side="left"), [n1]))
-    b_lo = np.concatenate(([0], cb))
-    b_hi = np.concatenate((np.searchsorted(b, pivots, side="left"), [n2]))
-    bound = np.maximum(a_hi / n1 - b_lo / n2, b_hi / n2 - a_lo / n1)
-    cand = np.flatnonzero(bound > d_grid)
-    if cand.size == 0:
-        return d_grid
-    # The candidate intervals' values, in order: each sample's part is sorted, so its ECDF at a
-    # point is the count below the interval plus a search in that (small) part alone.
-    len_a, len_b = a_hi[cand] - a_lo[cand], b_hi[cand] - b_lo[cand]
-    sub_a, sub_b = a[_ranges(a_lo[cand], a_hi[cand])], b[_ranges(b_lo[cand], b_hi[cand])]
-    if sub_a.size + sub_b.size == 0:
-        return d_grid
-    start_a = a_lo[cand] - (np.cumsum(len_a) - len_a)  # minus the earlier parts' lengths
-    start_b = b_lo[cand] - (np.cumsum(len_b) - len_b)
-    pts = np.concatenate((sub_a, sub_b))
-    interval = np.arange(cand.size)
-    which = np.concatenate((np.repeat(interval, len_a), np.repeat(interval, len_b)))
-    fa = (start_a[which] + np.searchsorted(sub_a, pts, side="right")) / n1
-    fb = (start_b[which] + np.searchsorted(sub_b, pts, side="right")) / n2
-    return max(d_grid, float(np.max(np.abs(fa - fb))))
-
-
-def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(start, stop)`` for each pair, without a Python loop."""
-    lengths = stops - starts
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return offsets + np.arange(total)
-
-
-def _ks_pvalue(d: float, n1: int, n2: int) -> float:
-    # Asymptotic: sqrt(n1 n2 / (n1 + n2)) * D follows the Kolmogorov distribution (slightly
-    # conservative for small samples, which suits an alarm).
-    return kolmogorov_sf(math.sqrt(n1 * n2 / (n1 + n2)) * d)
-
-
-def ks_2samp(reference: Any, current: Any) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov test.
-
-    Args:
-        reference: Numbers of the reference sample.
-        current: Numbers of the current window.
-
-    Returns:
-        ``(statistic, pvalue)``: the largest distance between the two empirical CDFs and its
-        asymptotic p-value (as ``scipy.stats.ks_2samp(..., method="asymp")`` up to its use of
-        the finite-n distribution). Non-finite values are ignored.
-
-    Raises:
-        DataError: either sample has no finite value.
-    """
-    a, b = _finite_sorted(reference), _finite_sorted(current)
-    _require_values(a, b, "ks_2samp")
-    d = _ks_statistic_sorted(a, b)
-    return d, _ks_pvalue(d, a.size, b.size)
-
-
-def _require_values(a: np.ndarray, b: np.ndarray, what: str) -> None:
-    if a.size == 0 or b.size == 0:
-        side = "reference" if a.size == 0 else "current"
-        raise DataError(f"{what}: the {side} sample has no finite value")
-
-
-# --- categorical statistics ---------------------------------------------------------------------
-
-
-def js_distance(reference_counts: Any, current_counts: Any) -> float:
-    """Jensen-Shannon distance (base 2, in [0, 1]) of two count (or frequency) vectors.
-
-    The vectors are aligned on the same categories; a category one side never saw has count 0.
-    Equal to ``scipy.spatial.distance.jensenshannon(p, q, base=2)``.
-    """
-    p = np.asarray(reference_counts, dtype=np.float64)
-    q = np.asarray(current_counts, dtype=np.float64)
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(x: np.ndarray) -> float:
-        nz = x > 0
-        return float(np.sum(x[nz] * np.log2(x[nz] / m[nz])))
-
-    return math.sqrt(max(0.5 * kl(p) + 0.5 * kl(q), 0.0))
-
-
-def chi2_sf(x: float, dof: int) -> float:
-    """Survival function of the chi-square distribution (``scipy.stats.chi2.sf``).
-
-    The regularised upper incomplete gamma function Q(dof/2, x/2): its series below a + 1,
-    its continued fraction (modified Lentz) above.
-    """
-    if dof <= 0:
-        return float("nan")
-    if x <= 0:
-        return 1.0
-    a, z = dof / 2.0, x / 2.0
-    log_prefactor = a * math.log(z) - z - math.lgamma(a)
-    if z < a + 1.0:
-        term = total = 1.0 / a
-        ap = a
-        for _ in range(10_000):
-            ap += 1.0
-            term *= z / ap
-            total += term
-            if abs(term) < abs(total) * 1e-15:
-                break
-        return float(min(max(1.0 - total * math.exp(log_prefactor), 0.0), 1.0))
-    tiny = 1e-300
-    b = z + 1.0 - a
-    c = 1.0 / tiny
-    d = 1.0 / b
-    h = d
-    for i in range(1, 10_000):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return float(min(max(math.exp(log_prefactor) * h, 0.0), 1.0))
-
-
-def chi_square(reference_counts: Any, current_counts: Any) -> tuple[float, float, int]:
-    """Chi-square test of homogeneity of two count vectors over the same categories.
-
-    Categories empty on both sides are dropped. Equal to
-    ``scipy.stats.chi2_contingency([ref, cur], correction=False)``.
-
-    Returns:
-        ``(statistic, pvalue, degrees_of_freedom)``; with a single category the statistic is 0,
-        the p-value 1 and the degrees of freedom 0.
-    """
-    obs = np.vstack(
-        (
-            np.asarray(reference_counts, dtype=np.float64),
-            np.asarray(current_counts, dtype=np.float64),
-        )
-    )
-    obs = obs[:, obs.sum(axis=0) > 0]
-    dof = obs.shape[1] - 1
-    if dof < 1:
-        return 0.0, 1.0, 0
-    expected = obs.sum(axis=1, keepdims=True) * obs.sum(axis=0, keepdims=True) / obs.sum()
-    stat = float(np.sum((obs - expected) ** 2 / expected))
-    return stat, chi2_sf(stat, dof), dof
-
-
-# --- results --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class FeatureDrift:
-    """The drift statistics and verdict of one feature.
-
-    Attributes:
-        name: The column.
-        kind: ``numeric`` (PSI, KS) or ``categorical`` (JS distance, chi-square).
-        drifted: Whether the thresholds fired.
-        fired: The tests that fired: ``psi``, ``ks`` or ``js``.
-        reference_count: Non-null values in the reference sample.
-        current_count: Non-null values in the current window.
-        null_rate_reference: Null (or NaN/inf) share of the reference rows.
-        null_rate_current: Same for the current window.
-        psi, ks_statistic, ks_pvalue: Numeric statistics (None for categories).
-        js_distance, chi2_statistic, chi2_pvalue, chi2_dof: Categorical statistics.
-        bin_edges: The PSI bins' interior edges (numbers).
-        reference_bin_fractions, current_bin_fractions: Share of each PSI bin (numbers).
-        categories: The categories (most frequent first; at most
-            :data:`MAX_REPORTED_CATEGORIES`, the rest summed as ``other_*``).
-        reference_category_counts, current_category_counts: Their counts.
-        other_reference_count, other_current_count: Counts of the categories left out.
-    """
-
-    name: str
-    kind: Kind
-    drifted: bool
-    fired: list[str]
-    reference_count: int
-    current_count: int
-    null_rate_reference: float
-    null_rate_current: float
-    psi: float | None = None
-    ks_statistic: float | None = None
-    ks_pvalue: float | None = None
-    js_distance: float | None = None
-    chi2_statistic: float | None = None
-    chi2_pvalue: float | None = None
-    chi2_dof: int | None = None
-    bin_edges: list[float] = dataclasses.field(default_factory=list)
-    reference_bin_fractions: list[float] = dataclasses.field(default_factory=list)
-    current_bin_fractions: list[float] = dataclasses.field(default_factory=list)
-    categories: list[str] = dataclasses.field(default_factory=list)
-    reference_category_counts: list[int] = dataclasses.field(default_factory=list)
-    current_category_counts: list[int] = dataclasses.field(default_factory=list)
-    other_reference_count: int = 0
-    other_current_count: int = 0
-
-    @property
-    def null_rate_change(self) -> float:
-        """Current minus reference null rate."""
-        return self.null_rate_current - self.null_rate_reference
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: _json_safe(v) for k, v in dataclasses.asdict(self).items()}
-        out["null_rate_change"] = _json_safe(self.null_rate_change)
-        return out
-
-
-@dataclasses.dataclass
-class PredictionDrift:
-    """PSI (and KS, for information) of the champion's predictions, reference vs current."""
-
-    psi: float
-    ks_statistic: float
-    ks_pvalue: float
-    threshold: float
-    drifted: bool
-    reference_count: int
-    current_count: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: _json_safe(v) for k, v in dataclasses.asdict(self).items()}
-
-
-@dataclasses.dataclass
-class PerformanceDecay:
-    """A model's metric on the reference period against the current one, once labels arrived.
-
-    ``change`` is current minus reference; ``relative_change`` divides it by the reference
-    value; ``degraded`` is true when the metric got worse (rmse up, accuracy down) by more
-    than ``tolerance`` relative to the reference.
-    """
-
-    metric: str
-    reference: float
-    current: float
-    change: float
-    relative_change: float
-    tolerance: float
-    degraded: bool
-    reference_count: int
-    current_count: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: _json_safe(v) for k, v in dataclasses.asdict(self).items()}
-
-
-@dataclasses.dataclass
-class DriftResult:
-    """The drift of every compared feature, reference sample vs current window.
-
-    Attributes:
-        features: Per-feature results, in the order compared.
-        thresholds: The thresholds applied (``DriftThresholds`` fields).
-        reference_rows: Rows of the reference sample.
-        current_rows: Rows of the current window.
-        skipped: Columns left out because their type has no drift test (timestamps, lists...),
-            mapped to that type.
-        prediction: Prediction drift, when predictions were given.
-    """
-
-    features: dict[str, FeatureDrift]
-    thresholds: dict[str, float]
-    reference_rows: int
-    current_rows: int
-    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
-    prediction: PredictionDrift | None = None
-
-    @property
-    def drifted_features(self) -> list[str]:
-        return [name for name, f in self.features.items() if f.drifted]
-
-    @property
-    def drift_detected(self) -> bool:
-        """True when a feature drifted or the predictions did."""
-        return bool(self.drifted_features) or bool(self.prediction and self.prediction.drifted)
-
-    def summary(self) -> dict[str, Any]:
-        """A small JSON-safe summary for alerts and logs."""
-        return {
-            "drift_detected": self.drift_detected,
-            "drifted_features": self.drifted_features,
-            "features_compared": len(self.features),
-            "reference_rows": self.reference_rows,
-            "current_rows": self.current_rows,
-            "prediction_drift": None if self.prediction is None else self.prediction.drifted,
-            "prediction_psi": None if self.prediction is None else _json_safe(self.prediction.psi),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "drift_detected": self.drift_detected,
-            "drifted_features": self.drifted_features,
-            "reference_rows": self.reference_rows,
-            "current_rows": self.current_rows,
-            "thresholds": dict(self.thresholds),
-            "skipped": dict(self.skipped),
-            "features": {name: f.to_dict() for name, f in self.features.items()},
-            "prediction": None if self.prediction is None else self.prediction.to_dict(),
-        }
-
-
-def _json_safe(value: Any) -> Any:
-    """Floats that JSON cannot hold (nan, inf) become None; numpy scalars become Python ones."""
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # --- one feature ---------------------------------------------------------------------------------
@@ -733,57 +310,8 @@ def compute_drift(
         raise DataError("the current window has no rows")
     if reference.num_rows == 0:
         raise DataError("the reference sample has no rows")
-    ref_names = reference.column_names
-    if features is not None:
-        unknown = [f for f in features if f not in ref_names]
-        if unknown:
-            raise DataError(f"feature(s) not in the reference sample: {', '.join(unknown)}")
-    wanted = list(features) if features is not None else list(ref_names)
-    missing = [f for f in wanted if f not in current.column_names]
-    if missing:
-        raise DataError(
-            f"the current window lacks {len(missing)} column(s) of the reference: {', '.join(missing)}"
-        )
-    as_category = set(categorical or ())
-    unknown_cat = sorted(as_category - set(wanted))
-    if unknown_cat:
-        raise DataError(
-            f"categorical column(s) not among the features compared: {', '.join(unknown_cat)}"
-        )
-
-    plan: list[tuple[str, str]] = []
-    skipped: dict[str, str] = {}
-    problems: list[str] = []
-    for name in wanted:
-        rtype, ctype = reference.schema.field(name).type, current.schema.field(name).type
-        rkind, ckind = _kind_of(rtype), _kind_of(ctype)
-        if name in as_category:
-            rkind, ckind = (k if k == "other" else "categorical" for k in (rkind, ckind))
-        if rkind == "other":
-            if features is not None:
-                problems.append(
-                    f"{name!r} has type {rtype}, which has no drift test "
-                    "(numbers, booleans and strings do)"
-                )
-            else:
-                skipped[name] = str(rtype)
-            continue
-        if rkind != ckind:
-            problems.append(
-                f"{name!r} is {rtype} in the reference but {ctype} in the current window"
-            )
-            continue
-        plan.append((name, rkind))
-    if problems:
-        raise DataError("cannot compare: " + "; ".join(problems))
-    all_null = [
-        f"{name!r} ({side})"
-        for name, _ in plan
-        for side, table in (("reference", reference), ("current window", current))
-        if _all_null(table.column(name))
-    ]
-    if all_null:
-        raise DataError(f"feature(s) with no value, all null: {', '.join(all_null)}")
+    wanted, as_category = _wanted_columns(reference, current, features, categorical)
+    plan, skipped = _comparison_plan(reference, current, wanted, as_category, features is not None)
 
     def one(item: tuple[str, str]) -> FeatureDrift:
         name, kind = item
@@ -813,6 +341,78 @@ def compute_drift(
         skipped=skipped,
         prediction=prediction,
     )
+
+
+def _wanted_columns(
+    reference: pa.Table,
+    current: pa.Table,
+    features: Sequence[str] | None,
+    categorical: Sequence[str] | None,
+) -> tuple[list[str], set[str]]:
+    """The columns to compare and those to treat as categories, checked against both tables."""
+    ref_names = reference.column_names
+    if features is not None:
+        unknown = [f for f in features if f not in ref_names]
+        if unknown:
+            raise DataError(f"feature(s) not in the reference sample: {', '.join(unknown)}")
+    wanted = list(features) if features is not None else list(ref_names)
+    missing = [f for f in wanted if f not in current.column_names]
+    if missing:
+        raise DataError(
+            f"the current window lacks {len(missing)} column(s) of the reference: {', '.join(missing)}"
+        )
+    as_category = set(categorical or ())
+    unknown_cat = sorted(as_category - set(wanted))
+    if unknown_cat:
+        raise DataError(
+            f"categorical column(s) not among the features compared: {', '.join(unknown_cat)}"
+        )
+    return wanted, as_category
+
+
+def _comparison_plan(
+    reference: pa.Table,
+    current: pa.Table,
+    wanted: list[str],
+    as_category: set[str],
+    named: bool,
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """``(column, kind)`` of each column compared, and the skipped ones with their type (a
+    column without a drift test is an error when the caller `named` the features)."""
+    plan: list[tuple[str, str]] = []
+    skipped: dict[str, str] = {}
+    problems: list[str] = []
+    for name in wanted:
+        rtype, ctype = reference.schema.field(name).type, current.schema.field(name).type
+        rkind, ckind = _kind_of(rtype), _kind_of(ctype)
+        if name in as_category:
+            rkind, ckind = (k if k == "other" else "categorical" for k in (rkind, ckind))
+        if rkind == "other":
+            if named:
+                problems.append(
+                    f"{name!r} has type {rtype}, which has no drift test "
+                    "(numbers, booleans and strings do)"
+                )
+            else:
+                skipped[name] = str(rtype)
+            continue
+        if rkind != ckind:
+            problems.append(
+                f"{name!r} is {rtype} in the reference but {ctype} in the current window"
+            )
+            continue
+        plan.append((name, rkind))
+    if problems:
+        raise DataError("cannot compare: " + "; ".join(problems))
+    all_null = [
+        f"{name!r} ({side})"
+        for name, _ in plan
+        for side, table in (("reference", reference), ("current window", current))
+        if _all_null(table.column(name))
+    ]
+    if all_null:
+        raise DataError(f"feature(s) with no value, all null: {', '.join(all_null)}")
+    return plan, skipped
 
 
 def _all_null(column: pa.ChunkedArray) -> bool:

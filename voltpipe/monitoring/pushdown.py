@@ -27,16 +27,14 @@ from sqlglot import exp
 from voltpipe.config import DriftThresholds
 from voltpipe.errors import DataError
 from voltpipe.monitoring.drift import (
-    PSI_BINS,
     DriftResult,
     FeatureDrift,
-    _finite_sorted,
     _kind_of,
-    _quantile_edges,
     _thresholds,
     categorical_drift_from_counts,
     numeric_drift_from_counts,
 )
+from voltpipe.monitoring.drift_stats import PSI_BINS, _finite_sorted, _quantile_edges
 
 KS_GRID = 4096
 #: Largest magnitude counted as finite (NaN and +-inf compare false in both dialects).
@@ -56,7 +54,7 @@ def _count_if(condition: exp.Expression, alias: str) -> exp.Expression:
     case = exp.Case(
         ifs=[exp.If(this=condition, true=exp.Literal.number(1))], default=exp.Literal.number(0)
     )
-    return exp.alias_(exp.Sum(this=case), alias)
+    return exp.Alias(this=exp.Sum(this=case), alias=exp.to_identifier(alias))
 
 
 def _num(value: float) -> exp.Expression:
@@ -72,7 +70,7 @@ def row_count_sql(sql: str) -> str:
 
 
 def numeric_summary_sql(
-    sql: str, name: str, edges: Sequence[float], lo: float, width: float, grid: int
+    sql: str, name: str, edges: Sequence[float] | np.ndarray, lo: float, width: float, grid: int
 ) -> str:
     """One numeric column's summary: finite values counted per uniform fine bucket
     ``k = floor((x - lo) / width)`` (clipped to [-1, grid]) and, per bucket, how many are

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from voltpipe import svg
 from voltpipe.monitoring.drift import DriftResult, FeatureDrift
 
 __all__ = ["categorical_bars_svg", "histogram_overlay_svg", "render_drift_html"]
@@ -71,11 +72,7 @@ def histogram_overlay_svg(
     """
     left, right, top, bottom = 50, 26, 26, 34
     pw, ph = width - left - right, height - top - bottom
-    head = (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"font-family='sans-serif' font-size='11'><text x='{left}' y='16' font-size='13' "
-        f"font-weight='600'>{html.escape(title)}</text>"
-    )
+    head = svg.svg_open(width, height) + svg.title(left, 16, title, bold=True)
     if reference.size == 0 or current.size == 0:
         return head + f"<text x='{left}' y='{top + 20}'>no values</text></svg>"
     lo = float(min(np.quantile(reference, 0.005), np.quantile(current, 0.005)))
@@ -109,8 +106,7 @@ def histogram_overlay_svg(
                 f"height='{h:.1f}' fill='{colour}' fill-opacity='0.45' stroke='{colour}' stroke-width='0.6'/>"
             )
     parts += [
-        f"<line x1='{left}' y1='{top + ph}' x2='{left + pw}' y2='{top + ph}' stroke='#444'/>",
-        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + ph}' stroke='#444'/>",
+        *svg.axes(left, top, pw, ph),
         f"<text x='{left - 5}' y='{top + 4}' text-anchor='end'>{top_share:.0%}</text>",
         f"<text x='{left - 5}' y='{top + ph}' text-anchor='end'>0</text>",
     ]
@@ -144,9 +140,7 @@ def categorical_bars_svg(
     pw = width - left - right
     top_share = float(max(ref_share.max(initial=0), cur_share.max(initial=0))) or 1.0
     parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"font-family='sans-serif' font-size='11'><text x='8' y='16' font-size='13' "
-        f"font-weight='600'>{html.escape(title)}</text>",
+        svg.svg_open(width, height) + svg.title(8, 16, title, bold=True),
         _legend(width - 160, 8),
     ]
     for i, label in enumerate(labels):

@@ -1,4 +1,4 @@
-"""The registry interface, model references and the factory that picks a backend."""
+"""The registry interface and model references (the factory is `voltpipe.registry.factory`)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,14 @@ def parse_model_ref(ref: str) -> ModelRef:
 
 class Registry(Protocol):
     def register(
-        self, name: str, model_dir: str | Path, metadata: dict[str, Any]
-    ) -> ModelVersion: ...
+        self,
+        name: str,
+        model_dir: str | Path,
+        metadata: dict[str, Any],
+        extra_files: dict[str, Path] | None = None,
+    ) -> ModelVersion:
+        """Adds `model_dir` (plus `extra_files`, by target name) as the next version of `name`."""
+        ...
 
     def set_alias(self, name: str, alias: str, version: str) -> None: ...
 
@@ -60,15 +66,3 @@ class Registry(Protocol):
     def get(self, name: str, selector: str = CHAMPION) -> ModelVersion | None: ...
 
     def versions(self, name: str) -> list[ModelVersion]: ...
-
-
-def open_registry(uri: str) -> Registry:
-    """Returns the registry for `uri`: a local folder (the default), or the Vertex AI Model
-    Registry for ``vertex://PROJECT/LOCATION[?image=IMAGE&...]`` (see `registry.vertex`)."""
-    if uri.startswith("vertex://"):
-        from voltpipe.registry.vertex import VertexRegistry, parse_vertex_uri
-
-        return VertexRegistry(**parse_vertex_uri(uri))
-    from voltpipe.registry.local import LocalRegistry
-
-    return LocalRegistry(Path(uri))

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from voltpipe.data.io import read_json, write_json_atomic, write_text_atomic
-from voltpipe.registry.base import CHAMPION, open_registry
+from voltpipe.registry.base import CHAMPION
+from voltpipe.registry.factory import open_registry
 from voltpipe.tracking import log_run_safely
 
 

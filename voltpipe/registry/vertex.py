@@ -17,15 +17,14 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from types import ModuleType
+from typing import Any
 
 from voltpipe.errors import ConfigError, DataError
 from voltpipe.model_dir import REGISTRY_METADATA_FILE as METADATA_FILE
 from voltpipe.registry.base import CHAMPION, ModelVersion
-
-if TYPE_CHECKING:
-    from google.cloud import aiplatform
+from voltpipe.registry.uri import parse_vertex_uri as parse_vertex_uri  # re-exported
+from voltpipe.registry.uri import vertex_registry_uri as vertex_registry_uri  # re-exported
 
 log = logging.getLogger("voltpipe.registry")
 DEFAULT_ALIAS = "default"  # Vertex's alias for the version a bare model name resolves to
@@ -99,58 +98,6 @@ def label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", str(text).lower())[:63]
 
 
-def vertex_registry_uri(
-    project: str,
-    location: str,
-    *,
-    image: str,
-    api_endpoint: str | None = None,
-    labels: dict[str, str] | None = None,
-    gcs_mount: str | None = None,
-    encryption_key: str | None = None,
-) -> str:
-    """The registry URI (a plain string, so it can be a pipeline parameter) for these settings."""
-    query: list[tuple[str, str]] = [("image", image)]
-    if api_endpoint:
-        query.append(("api_endpoint", api_endpoint))
-    if encryption_key:
-        query.append(("encryption_key", encryption_key))
-    if gcs_mount:
-        query.append(("gcs_mount", gcs_mount))
-    query += [(f"label.{k}", v) for k, v in sorted((labels or {}).items())]
-    return f"vertex://{project}/{location}?{urlencode(query)}"
-
-
-def parse_vertex_uri(uri: str) -> dict[str, Any]:
-    """`VertexRegistry` arguments from ``vertex://PROJECT/LOCATION?image=...``.
-
-    Query keys: ``image`` (the serving image, required to register), ``api_endpoint``,
-    ``gcs_mount`` (where ``gs://`` is mounted; default ``/gcs``), ``encryption_key`` (the CMEK
-    key of every version), ``label.KEY=VALUE``.
-
-    Raises:
-        ConfigError: no project or location, or an unknown query key.
-    """
-    parts = urlsplit(uri)
-    project, location = parts.netloc, parts.path.strip("/")
-    if parts.scheme != "vertex" or not project or not location or "/" in location:
-        raise ConfigError(
-            f"registry URI {uri!r}: expected vertex://PROJECT/LOCATION[?image=IMAGE&...]"
-        )
-    kwargs: dict[str, Any] = {"project": project, "location": location, "labels": {}}
-    for key, value in parse_qsl(parts.query):
-        if key.startswith("label."):
-            kwargs["labels"][key.removeprefix("label.")] = value
-        elif key in ("image", "api_endpoint", "gcs_mount", "encryption_key"):
-            kwargs[key] = value
-        else:
-            raise ConfigError(
-                f"registry URI {uri!r}: unknown option {key!r}; "
-                "expected image, api_endpoint, gcs_mount, encryption_key or label.KEY"
-            )
-    return kwargs
-
-
 class VertexRegistry:
     """`Registry` on the Vertex AI Model Registry.
 
@@ -215,7 +162,7 @@ class VertexRegistry:
 
     # -- SDK ------------------------------------------------------------------------------------
 
-    def _sdk(self) -> aiplatform:
+    def _sdk(self) -> ModuleType:  # google.cloud.aiplatform, initialised
         return init_sdk(self.project, self.location, self.api_endpoint)
 
     def parent_model(self, name: str) -> str | None:

@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def _batches(
     batch_rows: int,
     warehouse_options: dict[str, Any] | None,
     wh: Any = None,
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """The query's rows as record batches; the first one (possibly empty) carries the schema.
 
     `wh`: the warehouse object to read through (one with a writer open reads inside it).

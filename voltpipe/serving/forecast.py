@@ -22,7 +22,7 @@ import numpy as np
 from voltpipe.errors import DataError
 from voltpipe.modelling.predict import LastWindows, context_rows, format_times, last_windows
 from voltpipe.modelling.train import read_model_meta
-from voltpipe.serving.predictor import BasePredictor, load_keras_model, registry_info
+from voltpipe.serving.predictor_base import BasePredictor, load_keras_model, registry_info
 from voltpipe.serving.validation import History, HistorySpec, RequestError, parse_history
 
 FORECAST_WARMUP_BATCH_SIZES = (1, 2, 8)

@@ -90,9 +90,12 @@ class PredictionApp:
         self.body_timeout_seconds = body_timeout_seconds
         self.max_pending_predictions = max_pending_predictions
         self.pending_predictions = 0
-        loaded = isinstance(predictor, BasePredictor)
-        self.predictor: BasePredictor | None = predictor if loaded else None
-        self._loader = None if loaded else predictor
+        self.predictor: BasePredictor | None = None
+        self._loader: Callable[[], BasePredictor] | None = None
+        if isinstance(predictor, BasePredictor):
+            self.predictor = predictor
+        else:
+            self._loader = predictor
         self.load_error: BaseException | None = None
         self.on_load_error: Callable[[BaseException], None] | None = None
         self._noop_response = json.dumps({"predictions": [0.0]}).encode()
@@ -484,7 +487,11 @@ def guarded_http_protocol(
 
     limit = max_connections or connection_limits()[0]
 
-    class GuardedH11Protocol(H11Protocol):  # type: ignore[misc]
+    class GuardedH11Protocol(H11Protocol):
+        _voltpipe_head_timer: asyncio.TimerHandle | None
+        _voltpipe_since: float
+        _voltpipe_waiting_head: bool
+
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._voltpipe_head_timer = None
@@ -495,7 +502,9 @@ def guarded_http_protocol(
                 idle = [
                     c
                     for c in open_
-                    if c is not self and getattr(c, "_voltpipe_waiting_head", False)
+                    if c is not self
+                    and isinstance(c, GuardedH11Protocol)
+                    and getattr(c, "_voltpipe_waiting_head", False)
                 ]
                 victim = min(idle, key=lambda c: c._voltpipe_since, default=None)
                 (victim or self).transport.close()

@@ -315,7 +315,7 @@ class Engine:
             self.con.close()
 
     def _current_catalog(self) -> str:
-        return self.con.execute("SELECT current_database()").fetchone()[0]
+        return _one_row(self.con.execute("SELECT current_database()"))[0]
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         with self.lock:
@@ -459,12 +459,8 @@ class Engine:
         text = re.sub(r"^\w+ Error: ", "", text)
         m = re.search(r'Referenced column "?([^"\s]+)"? not found', text)
         if m:
-            offset = max(
-                re.search(rf"\b{re.escape(m.group(1))}\b", sql).start()
-                if re.search(rf"\b{re.escape(m.group(1))}\b", sql)
-                else 0,
-                0,
-            )
+            used = re.search(rf"\b{re.escape(m.group(1))}\b", sql)
+            offset = used.start() if used else 0
             return BigQueryError(
                 400, "invalidQuery", f"Unrecognized name: {m.group(1)} at {_position(sql, offset)}"
             )
@@ -511,9 +507,9 @@ class Engine:
         or CTE) a star expands is bound on its own to see its names."""
         tree = sqlglot.parse_one(duck_sql, read="duckdb")
         ctes = {c.alias_or_name: c.this for c in tree.find_all(exp.CTE)}
-        with_ = tree.args.get("with")
+        with_ = tree.args.get("with_") or tree.args.get("with")  # sqlglot 30 renamed it
         prefix = f"{with_.sql('duckdb')} " if with_ is not None else ""
-        pending: list[exp.Expression] = [tree]
+        pending: list[Any] = [tree]  # sqlglot expressions (`Expr` in sqlglot 30)
         while pending:
             query = pending.pop()
             sql = query.sql("duckdb") if query is tree else prefix + query.sql("duckdb")
@@ -542,7 +538,7 @@ class Engine:
         total = 0
         with self.cursor() as cur:
             for name in dict.fromkeys(tables):
-                rows = cur.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                rows = _one_row(cur.execute(f"SELECT count(*) FROM {name}"))[0]
                 cols = len(cur.execute(f"SELECT * FROM {name} LIMIT 0").description)
                 total += rows * cols * 8
         return total
@@ -590,11 +586,13 @@ class Engine:
         catalog = self.catalogs[0]
         name = f'"{catalog}"."{dataset}"."{table}"'
         with self.cursor() as cur:
-            exists = cur.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? "
-                "AND table_schema = ? AND table_name = ?",
-                [catalog, dataset, table],
-            ).fetchone()[0]
+            exists = _one_row(
+                cur.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? "
+                    "AND table_schema = ? AND table_name = ?",
+                    [catalog, dataset, table],
+                )
+            )[0]
             if exists and disposition == "WRITE_EMPTY":
                 raise BigQueryError(
                     409, "duplicate", f"Already Exists: Table {project}:{dataset}.{table}"
@@ -637,3 +635,11 @@ class Engine:
             raise self.error(exc, where or query, []) from None
         except DataError as exc:
             raise BigQueryError(400, "invalid", str(exc)) from None
+
+
+def _one_row(cursor: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The first row of a query that always returns one (an aggregate, a ``current_database()``)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("DuckDB returned no row for a query that always returns one")
+    return row

@@ -153,6 +153,7 @@ class BigQueryReadTestServer:
             found = self.streams.get(request.read_stream)
         if found is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Not found: stream {request.read_stream}")
+            return  # abort raises; the type checker does not know
         data, _ = found
         for batch in data.slice(request.offset).to_batches(max_chunksize=BATCH_ROWS):
             if not batch.num_rows:

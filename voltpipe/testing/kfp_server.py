@@ -47,7 +47,8 @@ def parse_multipart(req: RecordedRequest) -> tuple[dict[str, str], dict[str, tup
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         filename = part.get_filename()
-        payload = part.get_payload(decode=True) or b""
+        decoded = part.get_payload(decode=True)
+        payload = decoded if isinstance(decoded, bytes) else b""
         if filename is not None:
             files[str(name)] = (filename, payload)
         else:
@@ -253,7 +254,7 @@ class KfpTestServer(RecordingServer):
     def _add_version(
         self, pipeline_id: str, name: str, description: str | None, data: bytes
     ) -> dict[str, Any]:
-        version = {
+        version: dict[str, Any] = {
             "pipeline_id": pipeline_id,
             "pipeline_version_id": str(uuid.uuid4()),
             "display_name": name,
@@ -272,7 +273,7 @@ class KfpTestServer(RecordingServer):
         name = req.param("display_name") or req.param("name") or files["uploadfile"][0]
         if any(p["display_name"] == name for p in self.pipelines.values()):
             raise HttpError(409, f"a pipeline named {name!r} already exists")
-        pipeline = {
+        pipeline: dict[str, Any] = {
             "pipeline_id": str(uuid.uuid4()),
             "display_name": name,
             "name": name,

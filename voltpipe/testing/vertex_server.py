@@ -366,13 +366,13 @@ class VertexTestServer(RecordingServer):
             lambda q, m: self._get(self.operations, m["name"], "Operation"),
         )
         # metadata (Vertex AI Experiments)
-        store = _V + r"(?P<name>projects/[^/]+/locations/[^/]+/metadataStores/[^/:]+)"
-        r("GET", store, self._get_metadata_store)
+        metadata_store = _V + r"(?P<name>projects/[^/]+/locations/[^/]+/metadataStores/[^/:]+)"
+        r("GET", metadata_store, self._get_metadata_store)
         r("POST", _LOC + r"/metadataStores", self._create_metadata_store)
-        r("POST", store + r"/contexts", self._create_context)
+        r("POST", metadata_store + r"/contexts", self._create_context)
         r(
             "GET",
-            store + r"/contexts",
+            metadata_store + r"/contexts",
             lambda q, m: self._list(self.contexts, m["name"] + "/contexts/", "contexts", q),
         )
         context = (
@@ -499,7 +499,7 @@ class VertexTestServer(RecordingServer):
             other["versionAliases"] = [
                 a for a in other.get("versionAliases", []) if a not in aliases
             ]
-        model = (
+        model: dict[str, Any] = (
             {"supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"]}
             if body.get("model", {}).get("containerSpec")
             else {}
