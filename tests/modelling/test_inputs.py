@@ -25,8 +25,9 @@ from voltpipe.modelling.inputs import (
 )
 
 
-def fleet(n: int, seed: int = 0) -> pa.Table:
-    """A small fleet table: 11 numeric columns, 2 categorical (turbine, status), power."""
+def fleet(n: int, seed: int = 0, noise: float = 5.0) -> pa.Table:
+    """A small fleet table: 11 numeric columns, 2 categorical (turbine, status), power (with
+    Gaussian noise of sd `noise` kW)."""
     rng = np.random.default_rng(seed)
     wind = rng.gamma(4.0, 2.0, n)
     cols: dict[str, object] = {"wind_speed_ms": wind}
@@ -41,7 +42,7 @@ def fleet(n: int, seed: int = 0) -> pa.Table:
         + 20 * (turbine % 5)
         - 80 * (status == "derated")
         + 5 * cols["sensor_3"]  # type: ignore[operator]
-        + rng.normal(0, 5, n)
+        + rng.normal(0, noise, n)
     )
     cols["power_kw"] = power
     return pa.table(cols)

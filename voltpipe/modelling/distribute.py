@@ -108,10 +108,20 @@ def multi_step_model(core: Any, steps: int) -> Any:
     ``strategy.run``, which fails under a MirroredStrategy or MultiWorkerMirroredStrategy
     ("You must feed a value for placeholder tensor", keras-team/keras#19246: the optimizer's
     ``merge_call`` inside a conditional); here the steps are unrolled in one ``strategy.run``.
-    The model is compiled with ``steps_per_execution=1``; ``.inner`` is `core`.
+    The model is compiled with ``steps_per_execution=1``; ``.inner`` is `core`. Used under
+    every strategy, also with one step: it builds from the first replica's batch instead of
+    Keras' cross-replica average of it, which fails on dict inputs under
+    MultiWorkerMirroredStrategy (overrides Keras' private ``_maybe_symbolic_build``; keras is
+    pinned below 4).
     """
     import keras
     import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()  # called in the strategy's scope
+    multi_worker = False
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        spec = strategy.cluster_resolver.cluster_spec().as_dict()
+        multi_worker = sum(len(spec.get(r, [])) for r in ("chief", "worker")) > 1
 
     class MultiStep(keras.Model):  # type: ignore[misc]
         def __init__(self, inner: Any, n: int) -> None:
@@ -120,6 +130,25 @@ def multi_step_model(core: Any, steps: int) -> Any:
 
         def call(self, x: Any, training: bool = False) -> Any:
             return self.inner(x, training=training)
+
+        def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+            # Keras averages a first batch across the replicas (a MEAN reduce) only to learn
+            # its shapes, and MultiWorkerMirroredStrategy's reduce cannot take a nested batch
+            # ("Attempt to convert a value ({'x': PerReplica...}) with an unsupported type
+            # dict"): the shapes of the first replica's local values are the same.
+            if iterator is not None:
+                for _, _, it in iterator:
+                    data_batch = tf.nest.map_structure(
+                        lambda v: (
+                            self.distribute_strategy.experimental_local_results(v)[0]
+                            if isinstance(v, tf.distribute.DistributedValues)
+                            else v
+                        ),
+                        next(it),
+                    )
+                    break
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=data_batch)
 
         def train_step(self, data: Any) -> Any:
             x, y, w = keras.utils.unpack_x_y_sample_weight(data)
@@ -131,7 +160,17 @@ def multi_step_model(core: Any, steps: int) -> Any:
                     (x, y) if w is None else (x, y, w),
                 )
                 logs = super().train_step(part)
-            return logs
+            return self._per_replica(logs)
+
+        def test_step(self, data: Any) -> Any:
+            return self._per_replica(super().test_step(data))
+
+        def _per_replica(self, logs: Any) -> Any:
+            # Across workers Keras averages a step's logs with reduce("MEAN", v, axis=0),
+            # which needs an axis: the scalars go out as one-element vectors.
+            if not multi_worker:
+                return logs
+            return {k: tf.reshape(v, [1]) for k, v in logs.items()}
 
     return MultiStep(core, steps)
 

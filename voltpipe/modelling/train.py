@@ -316,7 +316,7 @@ def fit_problem(
     with scope:
         core = trained = problem.build(mp)
         spe = tp.steps_per_execution
-        if strategy is not None and spe > 1:  # Keras' own loop fails under a strategy
+        if strategy is not None:  # Keras' own loop fails under a strategy (see there)
             from voltpipe.modelling.distribute import multi_step_model
 
             trained, spe = multi_step_model(core, spe), 1
