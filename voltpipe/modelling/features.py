@@ -65,6 +65,34 @@ def scale_variance(values: np.ndarray, axis: int | None = None) -> Any:
     return float(out) if axis is None else out
 
 
+def _chunked_stats(col: pa.ChunkedArray | pa.Array) -> tuple[int, float, float, int]:
+    """Rows, mean, variance and non-finite count (nulls included) of a numeric column, one
+    chunk (row group) at a time: no float64 copy of the whole column. Chunks are merged with
+    Chan's update; one chunk gives exactly ``np.mean`` and ``np.var``."""
+    n, mean, m2, nonfinite = 0, 0.0, 0.0, 0
+    for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        v = np.asarray(chunk.to_numpy(zero_copy_only=False), dtype="float64")
+        finite = np.isfinite(v)
+        if not finite.all():
+            nonfinite += int((~finite).sum())
+            continue  # the column is refused; its statistics are not used
+        k = len(v)
+        if not k:
+            continue
+        mu = float(v.mean())
+        d = v - mu
+        c2 = float(np.sum(d * d))
+        if not n:
+            n, mean, m2 = k, mu, c2
+            continue
+        total = n + k
+        delta = mu - mean
+        mean += delta * k / total
+        m2 += c2 + delta * delta * n * k / total
+        n = total
+    return n, mean, (m2 / n if n else 0.0), nonfinite
+
+
 def plan_features(
     table: pa.Table,
     *,
@@ -99,14 +127,16 @@ def plan_features(
         col = table.column(name)
         kind = _arrow_kind(col.type)
         if kind == "numeric":
-            values = col.to_numpy(zero_copy_only=False).astype("float64")
-            if col.null_count or not np.all(np.isfinite(values)):
-                bad = col.null_count + int((~np.isfinite(values)).sum()) - col.null_count
+            n, mean, var, nonfinite = _chunked_stats(col)
+            if col.null_count or nonfinite:
+                bad = nonfinite - col.null_count
                 raise DataError(
                     f"feature column {name!r} has {col.null_count} null and {max(bad, 0)} NaN/inf value(s) "
                     "in the training split; fill or filter them in the query (e.g. COALESCE)"
                 )
-            numeric[name] = {"mean": float(values.mean()), "variance": scale_variance(values)}
+            # as scale_variance: a variance within float rounding of 0 scales by 1
+            bound = (n * np.finfo("float64").eps * abs(mean)) ** 2
+            numeric[name] = {"mean": mean, "variance": 1.0 if var <= bound else var}
         elif kind in ("string", "boolean"):
             counts = pc.value_counts(pc.cast(col, pa.string()).drop_null())
             vocab = sorted(str(v["values"]) for v in counts.to_pylist())
