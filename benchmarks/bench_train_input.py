@@ -96,12 +96,13 @@ print("RESULT " + json.dumps({"rows": n, "valid_rows": result.rows["valid"], "wa
 
 def run_one(src: Path, train: Path, valid: Path, mode: str, epochs: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bench-train-input-") as tmp:
+        # cwd too: `python -c` puts the working directory first on sys.path
         env = {**os.environ, "PYTHONPATH": str(src), "CUDA_VISIBLE_DEVICES": "-1",
                "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-c", CHILD, str(train), str(valid), f"{tmp}/model", mode,
              str(epochs)],
-            env=env, capture_output=True, text=True, check=False,
+            env=env, capture_output=True, text=True, check=False, cwd=src,
         )  # fmt: skip
     if proc.returncode:
         raise SystemExit(proc.stdout[-2000:] + proc.stderr[-4000:])

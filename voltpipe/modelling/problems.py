@@ -117,6 +117,7 @@ class Problem:
     loss: str
     metrics: list[str]
     has_valid: bool
+    rows: dict[str, int]
 
     def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
         raise NotImplementedError
@@ -531,7 +532,8 @@ class ForecastProblem(Problem):
             ds = ds.shuffle(
                 min(len(y), tp.shuffle_buffer), seed=tp.seed, reshuffle_each_iteration=True
             )
-        size = batch or (tp.batch_size if part == "train" else max(tp.batch_size, VALID_BATCH))
+        configured = int(tp.batch_size or VALID_BATCH)
+        size = batch or (configured if part == "train" else max(configured, VALID_BATCH))
         return ds.batch(size, drop_remainder=drop_remainder).prefetch(2)
 
     def build(self, mp: ModelConfig) -> Any:
@@ -647,14 +649,15 @@ class AnomalyProblem(Problem):
         normal = {}
         for part, data in (("train", train), ("valid", valid)):
             labels = anomaly_labels(data, label)
-            self._drop_labelled[part] = labels is not None and bool((~labels).any())
-            normal[part] = int((~labels).sum()) if self._drop_labelled[part] else data.num_rows
+            normal_rows = None if labels is None else ~labels
+            drop = normal_rows is not None and bool(normal_rows.any())
+            self._drop_labelled[part] = drop
             sizes = np.asarray([n for *_, n in self.splits[part].groups], "int64")
-            if self._drop_labelled[part] and len(sizes):
+            normal[part], self._kept[part] = data.num_rows, sizes
+            if drop and normal_rows is not None and len(sizes):
+                normal[part] = int(normal_rows.sum())
                 starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-                self._kept[part] = np.add.reduceat((~labels).astype("int64"), starts)
-            else:
-                self._kept[part] = sizes
+                self._kept[part] = np.add.reduceat(normal_rows.astype("int64"), starts)
         self.has_valid = valid.num_rows > 0
         self.loss, self.metrics = "mae", []  # the model outputs the (non-negative) error
         self.threshold: float | None = None
@@ -709,7 +712,7 @@ class AnomalyProblem(Problem):
 
     def finish(self, core: Any) -> Any:
         part = "valid" if self.has_valid else "train"
-        tp = TrainingConfig(batch_size=VALID_BATCH, input=self.input_mode)
+        tp = TrainingConfig.model_validate({"batch_size": VALID_BATCH, "input": self.input_mode})
         ds = self.dataset(part, tp, batch=VALID_BATCH, inputs_only=True, shuffle=False)
         errors = core.predict(ds, verbose=0)
         self.threshold = float(np.quantile(errors.reshape(-1), self.quantile))
@@ -799,7 +802,8 @@ def tabular_dataset(
     groups = shard.groups(len(split.groups))
     columns = [*problem.plan.names, problem.label]
     shuffle = part == "train" if shuffle is None else shuffle
-    size = batch or (tp.batch_size if part == "train" else max(tp.batch_size, VALID_BATCH))
+    configured = int(tp.batch_size or VALID_BATCH)
+    size = batch or (configured if part == "train" else max(configured, VALID_BATCH))
     if shard.count > 1:  # which rows each replica reads (the sharding test reads this line)
         print(
             f"voltpipe: input pipeline {shard.index} of {shard.count} reads {part} row groups "
