@@ -201,6 +201,10 @@ class TrainingConfig(_Strict):
     steps_per_execution: int = Field(8, ge=1)
     class_weight: Literal["none", "balanced"] = "none"
     shuffle_buffer: int = Field(100_000, ge=1)
+    # memory: compact float32/int32 rows in memory; stream: row groups read from the parquet
+    # shards every epoch (memory bounded by shuffle_buffer); auto: stream when the compact rows
+    # would exceed a quarter of the machine's memory (Keras row families: mlp, autoencoder)
+    input: Literal["auto", "memory", "stream"] = "auto"
     backup_dir: str | None = None  # default: "<model dir>.backup"; on Vertex AIP_CHECKPOINT_DIR
     seed: int = 42
     # vertex: the train step submits a Vertex AI CustomJob sized by `vertex` that runs the same

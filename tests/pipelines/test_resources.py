@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import yaml
 from kfp import compiler
-from voltpipe.pipelines import build_pipeline
 
 from voltpipe.config import load_config, memory_bytes
 from voltpipe.errors import ConfigError
+from voltpipe.pipelines import build_pipeline
 
 
 def _compiled(tmp_path: Path, pipeline: str, overrides: list[str]) -> dict[str, Any]:

@@ -127,18 +127,19 @@ def with_forecast_scale(model: Any, mean: float, std: float) -> Any:
     return keras.Model(inputs=model.inputs, outputs=out, name=model.name)
 
 
-def build_autoencoder(plan: FeaturePlan, mp: ModelConfig) -> Any:
+def build_autoencoder(plan: FeaturePlan, mp: ModelConfig, *, coded: bool = False) -> Any:
     """A model from raw columns to the per-row reconstruction error (mean squared, encoded scale).
 
     The encoder narrows through `hidden_units` to `latent_dim`; the decoder mirrors it.
     Categories are one-hot (no trainable embedding that could shrink to make errors small).
+    `coded`: categories as lookup indices (the training input, see ``mlp.encode_tabular``).
     """
     import keras
     from keras import layers
 
     from voltpipe.modelling.mlp import encode_tabular
 
-    inputs, encoded = encode_tabular(plan, one_hot_only=True)
+    inputs, encoded = encode_tabular(plan, one_hot_only=True, coded=coded)
     width = int(encoded.shape[-1])
     x = encoded
     for i, units in enumerate(mp.hidden_units):

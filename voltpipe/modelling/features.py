@@ -65,6 +65,34 @@ def scale_variance(values: np.ndarray, axis: int | None = None) -> Any:
     return float(out) if axis is None else out
 
 
+def _chunked_stats(col: pa.ChunkedArray | pa.Array) -> tuple[int, float, float, int]:
+    """Rows, mean, variance and non-finite count (nulls included) of a numeric column, one
+    chunk (row group) at a time: no float64 copy of the whole column. Chunks are merged with
+    Chan's update; one chunk gives exactly ``np.mean`` and ``np.var``."""
+    n, mean, m2, nonfinite = 0, 0.0, 0.0, 0
+    for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        v = np.asarray(chunk.to_numpy(zero_copy_only=False), dtype="float64")
+        finite = np.isfinite(v)
+        if not finite.all():
+            nonfinite += int((~finite).sum())
+            continue  # the column is refused; its statistics are not used
+        k = len(v)
+        if not k:
+            continue
+        mu = float(v.mean())
+        d = v - mu
+        c2 = float(np.sum(d * d))
+        if not n:
+            n, mean, m2 = k, mu, c2
+            continue
+        total = n + k
+        delta = mu - mean
+        mean += delta * k / total
+        m2 += c2 + delta * delta * n * k / total
+        n = total
+    return n, mean, (m2 / n if n else 0.0), nonfinite
+
+
 def plan_features(
     table: pa.Table,
     *,
@@ -99,14 +127,16 @@ def plan_features(
         col = table.column(name)
         kind = _arrow_kind(col.type)
         if kind == "numeric":
-            values = col.to_numpy(zero_copy_only=False).astype("float64")
-            if col.null_count or not np.all(np.isfinite(values)):
-                bad = col.null_count + int((~np.isfinite(values)).sum()) - col.null_count
+            n, mean, var, nonfinite = _chunked_stats(col)
+            if col.null_count or nonfinite:
+                bad = nonfinite - col.null_count
                 raise DataError(
                     f"feature column {name!r} has {col.null_count} null and {max(bad, 0)} NaN/inf value(s) "
                     "in the training split; fill or filter them in the query (e.g. COALESCE)"
                 )
-            numeric[name] = {"mean": float(values.mean()), "variance": scale_variance(values)}
+            # as scale_variance: a variance within float rounding of 0 scales by 1
+            bound = (n * np.finfo("float64").eps * abs(mean)) ** 2
+            numeric[name] = {"mean": mean, "variance": 1.0 if var <= bound else var}
         elif kind in ("string", "boolean"):
             counts = pc.value_counts(pc.cast(col, pa.string()).drop_null())
             vocab = sorted(str(v["values"]) for v in counts.to_pylist())
@@ -150,3 +180,75 @@ def model_inputs(table: pa.Table, plan: FeaturePlan) -> dict[str, np.ndarray]:
         col = pc.fill_null(pc.cast(table.column(name), pa.string()), "")
         out[name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=object).reshape(-1, 1)
     return out
+
+
+@dataclasses.dataclass
+class CompactRows:
+    """Feature rows in the training layout: one float32 matrix of the numeric features and one
+    int32 matrix of category codes (the index in the plan's vocabulary, -1 when the value is
+    not in it). About 4 bytes a feature a row, against ~50 for the Python strings of
+    ``model_inputs``; the Keras model still takes raw strings (``inputs`` decodes the codes per
+    batch), so serving and the NumPy replay are unchanged."""
+
+    numeric: np.ndarray  # (n, len(plan.numeric)) float32, columns in plan order
+    codes: np.ndarray  # (n, len(plan.categorical)) int32, columns in plan order
+
+    def __len__(self) -> int:
+        return int(self.numeric.shape[0])
+
+    def take(self, rows: np.ndarray) -> CompactRows:
+        return CompactRows(self.numeric[rows], self.codes[rows])
+
+    @classmethod
+    def concat(cls, parts: list[CompactRows], plan: FeaturePlan) -> CompactRows:
+        if not parts:
+            return cls(
+                np.empty((0, len(plan.numeric)), "float32"),
+                np.empty((0, len(plan.categorical)), "int32"),
+            )
+        return cls(
+            np.concatenate([p.numeric for p in parts]), np.concatenate([p.codes for p in parts])
+        )
+
+
+def category_codes(col: pa.ChunkedArray | pa.Array, vocab: list[str]) -> np.ndarray:
+    """int32 index of each value in `vocab` (nulls read as ""), -1 for a value not in it."""
+    as_str = pc.fill_null(pc.cast(col, pa.string()), "")
+    idx = pc.index_in(as_str, value_set=pa.array(vocab, pa.string()))
+    return np.asarray(pc.fill_null(idx, -1).to_numpy(zero_copy_only=False), dtype="int32")
+
+
+def compact_inputs(table: Any, plan: FeaturePlan) -> CompactRows:
+    """The feature columns of `table` as `CompactRows`, filled column by column into
+    preallocated arrays (the peak is the result plus one Arrow column).
+
+    `table` is a ``pa.Table`` or anything with its ``column_names``, ``num_rows`` and
+    ``column(name)`` (``inputs.ParquetSplit`` reads one column at a time).
+
+    Raises:
+        DataError: a feature column is missing, holds nulls/NaN, or text in a numeric column.
+    """
+    n = table.num_rows
+    numeric = np.empty((n, len(plan.numeric)), "float32")
+    codes = np.empty((n, len(plan.categorical)), "int32")
+    for j, name in enumerate(plan.numeric):
+        if name not in table.column_names:
+            raise DataError(f"feature column {name!r} is missing")
+        col = table.column(name)
+        if _arrow_kind(col.type) != "numeric":
+            raise DataError(f"feature column {name!r} should be numeric but is {col.type}")
+        if col.null_count:
+            raise DataError(f"feature column {name!r} holds null, NaN or infinite values")
+        start = 0
+        for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+            values = chunk.to_numpy(zero_copy_only=False)
+            numeric[start : start + len(values), j] = values
+            start += len(values)
+        del col
+        if not np.all(np.isfinite(numeric[:, j])):
+            raise DataError(f"feature column {name!r} holds null, NaN or infinite values")
+    for j, (name, vocab) in enumerate(plan.categorical.items()):
+        if name not in table.column_names:
+            raise DataError(f"feature column {name!r} is missing")
+        codes[:, j] = category_codes(table.column(name), vocab)
+    return CompactRows(numeric, codes)

@@ -11,13 +11,21 @@ from voltpipe.modelling.features import MAX_ONE_HOT, FeaturePlan
 CLIP = 10.0
 
 
-def encode_tabular(plan: FeaturePlan, *, one_hot_only: bool = False) -> tuple[dict[str, Any], Any]:
+def encode_tabular(
+    plan: FeaturePlan, *, one_hot_only: bool = False, coded: bool = False
+) -> tuple[dict[str, Any], Any]:
     """Keras inputs for the raw feature columns and their encoded, concatenated tensor.
 
     Numbers pass a Normalization layer fixed to the training mean/variance, then are clipped to
     [-CLIP, CLIP] (built-in layers only, so the model loads in safe mode: scale by 1/CLIP, a
     ``hard_tanh`` activation, scale back); strings a StringLookup (one-hot when small or
     `one_hot_only`, an embedding otherwise).
+
+    With `coded`, categories arrive as int32 lookup indices (0 = out of vocabulary, i + 1 =
+    ``vocab[i]``, what the StringLookup gives) and are encoded by the same layers after the
+    lookup: the training input (strings cannot cross a tf.distribute strategy; see
+    ``inputs.compact_dataset``). The two variants have the same weights under the same layer
+    names (``copy_weights``).
     """
     import keras
     from keras import layers
@@ -37,15 +45,23 @@ def encode_tabular(plan: FeaturePlan, *, one_hot_only: bool = False) -> tuple[di
         x = layers.Activation("hard_tanh", name="clip")(x)
         encoded.append(layers.Rescaling(CLIP, name="clip_unscale")(x))
     for name, vocab in plan.categorical.items():
-        inp = keras.Input(shape=(1,), name=name, dtype="string")
+        inp = keras.Input(shape=(1,), name=name, dtype="int32" if coded else "string")
         inputs[name] = inp
         size = len(vocab) + 1  # + the out-of-vocabulary bucket
         if size <= MAX_ONE_HOT or one_hot_only:
-            enc = layers.StringLookup(
-                vocabulary=vocab, output_mode="one_hot", name=f"lookup_{name}"
-            )(inp)
+            if coded:
+                enc = layers.CategoryEncoding(size, output_mode="one_hot", name=f"lookup_{name}")(
+                    inp
+                )
+            else:
+                enc = layers.StringLookup(
+                    vocabulary=vocab, output_mode="one_hot", name=f"lookup_{name}"
+                )(inp)
         else:
-            idx = layers.StringLookup(vocabulary=vocab, name=f"lookup_{name}")(inp)
+            if coded:
+                idx = inp
+            else:
+                idx = layers.StringLookup(vocabulary=vocab, name=f"lookup_{name}")(inp)
             dim = int(min(32, round(1.6 * size**0.56)))
             enc = layers.Flatten(name=f"flat_{name}")(
                 layers.Embedding(size, dim, name=f"embed_{name}")(idx)
@@ -62,6 +78,7 @@ def build_mlp(
     n_classes: int,
     hidden_units: list[int],
     dropout: float,
+    coded: bool = False,
 ) -> Any:
     """Returns an uncompiled Keras model taking a dict of raw feature columns.
 
@@ -72,7 +89,7 @@ def build_mlp(
     import keras
     from keras import layers
 
-    inputs, x = encode_tabular(plan)
+    inputs, x = encode_tabular(plan, coded=coded)
     for i, units in enumerate(hidden_units):
         x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         if dropout:
@@ -82,6 +99,15 @@ def build_mlp(
     else:
         outputs = layers.Dense(1, name="standardised_prediction")(x)
     return keras.Model(inputs=inputs, outputs=outputs, name="voltpipe_mlp")
+
+
+def copy_weights(source: Any, target: Any) -> Any:
+    """Copies every layer's weights from `source` to the layer of the same name in `target`
+    (the coded training model to the serving model taking strings); returns `target`."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return target
 
 
 def with_output_scale(model: Any, mean: float, std: float) -> Any:

@@ -7,6 +7,7 @@ the saved model and writes the task's part of ``voltpipe_model.json``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,24 @@ from voltpipe.config import (
 )
 from voltpipe.errors import DataError
 from voltpipe.modelling import forecasting as fc
-from voltpipe.modelling.features import FeaturePlan, model_inputs, plan_features, scale_variance
-from voltpipe.modelling.inputs import row_dataset
+from voltpipe.modelling.features import (
+    FeaturePlan,
+    compact_inputs,
+    model_inputs,
+    plan_features,
+    scale_variance,
+)
+from voltpipe.modelling.inputs import (
+    Batch,
+    Shard,
+    as_split,
+    compact_dataset,
+    load_rows,
+    machine_memory,
+    memory_batches,
+    resolve_input_mode,
+    stream_batches,
+)
 
 VALID_BATCH = 2048
 # Forecasting families fitted and scored through ``forecast_features`` (no Keras).
@@ -115,6 +132,19 @@ class Problem:
     def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
         raise NotImplementedError
 
+    def dataset(
+        self,
+        part: str,
+        tp: TrainingConfig,
+        *,
+        shard: Shard = Shard(),
+        batch: int | None = None,
+        drop_remainder: bool = False,
+    ) -> Any:
+        """The input of split `part` ("train" or "valid") for one input pipeline of a
+        distribution strategy: only `shard`'s share of the train rows, `batch` rows a batch."""
+        raise NotImplementedError
+
     def build(self, mp: ModelConfig) -> Any:
         raise NotImplementedError
 
@@ -186,12 +216,17 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 class TabularProblem(Problem):
-    """Classification and regression with the MLP on a dict of raw columns."""
+    """Classification and regression with the MLP on a dict of raw columns.
+
+    `train` and `valid` are Arrow tables or ``inputs.ParquetSplit``s (read a column or a row
+    group at a time). The Keras fit reads compact rows (``dataset``), in memory or streamed
+    (``training.input``); the table families read ``x_train``/``y_train``, made on first use.
+    """
 
     def __init__(
         self,
-        train: pa.Table,
-        valid: pa.Table,
+        train: Any,
+        valid: Any,
         *,
         label: str,
         task: str,
@@ -202,69 +237,123 @@ class TabularProblem(Problem):
     ) -> None:
         self.task, self.family, self.label = task, family, label
         self.plan = plan_features(train, label=label, features=features, exclude=exclude)
-        self.y_train, self.classes = encode_labels(train, label, task)
-        self.x_train = model_inputs(train, self.plan)
+        y_train, self.classes = encode_labels(train, label, task)
+        self.splits = {"train": as_split(train), "valid": as_split(valid)}
         self.has_valid = valid.num_rows > 0
         if self.has_valid:
-            self.y_valid, _ = encode_labels(valid, label, task, self.classes)
-            self.x_valid = model_inputs(valid, self.plan)
+            encode_labels(valid, label, task, self.classes)  # an unseen class fails here
         self.label_mean, self.label_std = 0.0, 1.0
-        self.weights = None
         self.class_weights: list[float] | None = None
         if task == "regression":
-            self.label_mean = float(self.y_train.mean())
-            self.label_std = float(self.y_train.std()) or 1.0
+            self.label_mean = float(y_train.mean())
+            self.label_std = float(y_train.std()) or 1.0
             self.loss, self.metrics = "mse", ["mae"]
         else:
             self.loss, self.metrics = "sparse_categorical_crossentropy", ["accuracy"]
             if tp.class_weight == "balanced":
-                cw = balanced_weights(self.y_train, len(self.classes or []))
+                cw = balanced_weights(y_train, len(self.classes or []))
                 self.class_weights = [float(w) for w in cw]
-                self.weights = cw[self.y_train]
         self.rows = {"train": train.num_rows, "valid": valid.num_rows}
+        row_bytes = 4 * (len(self.plan.names) + 1 + (self.class_weights is not None))
+        self.input_mode = resolve_input_mode(tp.input, train.num_rows, row_bytes, machine_memory())
+        self._loaded: dict[tuple[str, Shard], Batch] = {}
+
+    # The table families' (n, 1) raw columns (``features.model_inputs``), made on first use.
+    @functools.cached_property
+    def x_train(self) -> dict[str, np.ndarray]:
+        return model_inputs(self.splits["train"], self.plan)
+
+    @functools.cached_property
+    def y_train(self) -> np.ndarray:
+        return encode_labels(self.splits["train"], self.label, self.task, self.classes)[0]
+
+    @functools.cached_property
+    def x_valid(self) -> dict[str, np.ndarray]:
+        return model_inputs(self.splits["valid"], self.plan)
+
+    @functools.cached_property
+    def y_valid(self) -> np.ndarray:
+        return encode_labels(self.splits["valid"], self.label, self.task, self.classes)[0]
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        if self.class_weights is None:
+            return None
+        return np.asarray(self.class_weights)[self.y_train]
 
     def _target(self, y: np.ndarray) -> np.ndarray:
         if self.task == "regression":
             return ((y - self.label_mean) / self.label_std).astype("float32")
         return y
 
+    def _rows_in(self, part: str, groups: list[int]) -> int:
+        return self.splits[part].group_rows(groups)
+
+    def _convert(self, part: str) -> Any:
+        weights = np.asarray(self.class_weights, "float32") if self.class_weights else None
+
+        def convert(tbl: pa.Table) -> Batch:
+            x = compact_inputs(tbl, self.plan)
+            y, _ = encode_labels(tbl, self.label, self.task, self.classes)
+            if part == "train" and weights is not None:
+                return x.numeric, x.codes, self._target(y), weights[y]
+            return x.numeric, x.codes, self._target(y)
+
+        return convert
+
+    def dataset(
+        self,
+        part: str,
+        tp: TrainingConfig,
+        *,
+        shard: Shard = Shard(),
+        batch: int | None = None,
+        drop_remainder: bool = False,
+        shuffle: bool | None = None,
+    ) -> Any:
+        """The tf.data input of split `part` (train: shuffled), only `shard`'s row groups.
+
+        Memory mode reads them once into compact arrays; stream mode reads them every pass
+        (``inputs.stream_batches``)."""
+        dtype = "int32" if self.task == "classification" else "float32"
+        weighted = part == "train" and self.class_weights is not None
+        return tabular_dataset(
+            self, part, tp, shard=shard, batch=batch, target=(dtype, ()), weighted=weighted,
+            drop_remainder=drop_remainder, shuffle=shuffle,
+        )  # fmt: skip
+
     def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
-        train = row_dataset(
-            self.x_train,
-            self._target(self.y_train),
-            batch=_batch_size(tp),
-            shuffle=True,
-            seed=tp.seed,
-            weights=self.weights,
-            buffer=tp.shuffle_buffer,
-        )
-        valid = None
-        if self.has_valid:
-            valid = row_dataset(
-                self.x_valid,
-                self._target(self.y_valid),
-                batch=max(_batch_size(tp), VALID_BATCH),
-                shuffle=False,
-            )
+        train = self.dataset("train", tp)
+        valid = self.dataset("valid", tp) if self.has_valid else None
         return train, valid
 
     def build(self, mp: ModelConfig) -> Any:
         from voltpipe.modelling.mlp import build_mlp
 
+        self._mp = mp
         return build_mlp(
             self.plan,
             task=self.task,
             n_classes=len(self.classes or []),
             hidden_units=mp.hidden_units,
             dropout=mp.dropout,
+            coded=True,  # trained on lookup indices; the saved model takes strings (finish)
         )
 
     def finish(self, core: Any) -> Any:
-        from voltpipe.modelling.mlp import with_output_scale
+        from voltpipe.modelling.mlp import build_mlp, copy_weights, with_output_scale
 
+        serving = build_mlp(
+            self.plan,
+            task=self.task,
+            n_classes=len(self.classes or []),
+            hidden_units=self._mp.hidden_units,
+            dropout=self._mp.dropout,
+        )
+        copy_weights(core, serving)
         if self.task == "classification":
-            return core
-        return with_output_scale(core, self.label_mean, self.label_std)
+            return serving
+        return with_output_scale(serving, self.label_mean, self.label_std)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -435,6 +524,32 @@ class ForecastProblem(Problem):
             )
         return train, valid
 
+    def dataset(
+        self,
+        part: str,
+        tp: TrainingConfig,
+        *,
+        shard: Shard = Shard(),
+        batch: int | None = None,
+        drop_remainder: bool = False,
+    ) -> Any:
+        """Windows stay in memory (built from the origins); the train origins are sharded
+        every `shard.count`-th."""
+        import tensorflow as tf
+
+        origins = self.train_origins if part == "train" else self.valid_origins
+        if part == "train":
+            origins = origins[shard.index :: shard.count]
+        x, y = self._keras_inputs(origins)
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if part == "train":
+            ds = ds.shuffle(
+                min(len(y), tp.shuffle_buffer), seed=tp.seed, reshuffle_each_iteration=True
+            )
+        configured = int(tp.batch_size or VALID_BATCH)
+        size = batch or (configured if part == "train" else max(configured, VALID_BATCH))
+        return ds.batch(size, drop_remainder=drop_remainder).prefetch(2)
+
     def build(self, mp: ModelConfig) -> Any:
         from voltpipe.modelling.families import build_forecaster
 
@@ -521,75 +636,111 @@ def anomaly_labels(table: pa.Table, label: str) -> np.ndarray | None:
 
 
 class AnomalyProblem(Problem):
-    """An autoencoder on the feature columns; rows labelled 1 (if any) are left out of training."""
+    """An autoencoder on the feature columns; rows labelled 1 (if any) are left out of training.
+
+    Reads compact rows like ``TabularProblem`` (`train`/`valid` tables or parquet splits)."""
 
     def __init__(
         self,
-        train: pa.Table,
-        valid: pa.Table,
+        train: Any,
+        valid: Any,
         *,
         label: str,
         family: str,
         features: list[str] | None,
         exclude: list[str] | None,
         params: TaskParams,
+        tp: TrainingConfig | None = None,
     ) -> None:
         self.task, self.family, self.label = "anomaly", family, label
         self.quantile = params.anomaly.threshold_quantile
         excluded = [*(exclude or []), *([params.time_column] if params.time_column else [])]
         self.plan = plan_features(train, label=label, features=features, exclude=excluded)
-        labels = anomaly_labels(train, label)
-        x = model_inputs(train, self.plan)
-        if labels is not None and (~labels).any():
-            x = {k: v[~labels] for k, v in x.items()}
-        self.x_train = x
+        self.splits = {"train": as_split(train), "valid": as_split(valid)}
+        # Labelled anomalies are dropped when the split has some normal rows (else all kept).
+        self._drop_labelled: dict[str, bool] = {}
+        self._kept: dict[str, np.ndarray] = {}  # rows kept in each row group
+        normal = {}
+        for part, data in (("train", train), ("valid", valid)):
+            labels = anomaly_labels(data, label)
+            normal_rows = None if labels is None else ~labels
+            drop = normal_rows is not None and bool(normal_rows.any())
+            self._drop_labelled[part] = drop
+            sizes = np.asarray([n for *_, n in self.splits[part].groups], "int64")
+            normal[part], self._kept[part] = data.num_rows, sizes
+            if drop and normal_rows is not None and len(sizes):
+                normal[part] = int(normal_rows.sum())
+                starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+                self._kept[part] = np.add.reduceat(normal_rows.astype("int64"), starts)
         self.has_valid = valid.num_rows > 0
-        if self.has_valid:
-            xv = model_inputs(valid, self.plan)
-            vl = anomaly_labels(valid, label)
-            if vl is not None and (~vl).any():
-                xv = {k: v[~vl] for k, v in xv.items()}
-            self.x_valid = xv
         self.loss, self.metrics = "mae", []  # the model outputs the (non-negative) error
         self.threshold: float | None = None
         self.rows = {
             "train": train.num_rows,
             "valid": valid.num_rows,
-            "train_normal": len(next(iter(x.values()))),
+            "train_normal": normal["train"],
         }
+        row_bytes = 4 * len(self.plan.names)
+        mode = tp.input if tp is not None else "auto"
+        self.input_mode = resolve_input_mode(mode, train.num_rows, row_bytes, machine_memory())
+        self._loaded: dict[tuple[str, Shard], Batch] = {}
+
+    def _rows_in(self, part: str, groups: list[int]) -> int:
+        return int(self._kept[part][groups].sum())
+
+    def _convert(self, part: str) -> Any:
+        drop = self._drop_labelled[part]
+
+        def convert(tbl: pa.Table) -> Batch:
+            x = compact_inputs(tbl, self.plan)
+            if drop:
+                labels = anomaly_labels(tbl, self.label)
+                if labels is not None:
+                    x = x.take(~labels)
+            return x.numeric, x.codes
+
+        return convert
+
+    def dataset(
+        self,
+        part: str,
+        tp: TrainingConfig,
+        *,
+        shard: Shard = Shard(),
+        batch: int | None = None,
+        drop_remainder: bool = False,
+        inputs_only: bool = False,
+        shuffle: bool | None = None,
+    ) -> Any:
+        """The tf.data input of split `part` (see ``TabularProblem.dataset``); the target is
+        a zero error (the model outputs the reconstruction error)."""
+        return tabular_dataset(
+            self, part, tp, shard=shard, batch=batch, target=None,
+            zero_target=not inputs_only, shuffle=shuffle, drop_remainder=drop_remainder,
+        )  # fmt: skip
 
     def datasets(self, tp: TrainingConfig) -> tuple[Any, Any]:
-        n = len(next(iter(self.x_train.values())))
-        train = row_dataset(
-            self.x_train,
-            np.zeros((n, 1), "float32"),
-            batch=_batch_size(tp),
-            shuffle=True,
-            seed=tp.seed,
-            buffer=tp.shuffle_buffer,
-        )
-        valid = None
-        if self.has_valid:
-            nv = len(next(iter(self.x_valid.values())))
-            valid = row_dataset(
-                self.x_valid,
-                np.zeros((nv, 1), "float32"),
-                batch=max(_batch_size(tp), VALID_BATCH),
-                shuffle=False,
-            )
+        train = self.dataset("train", tp)
+        valid = self.dataset("valid", tp) if self.has_valid else None
         return train, valid
+
+    def finish(self, core: Any) -> Any:
+        part = "valid" if self.has_valid else "train"
+        tp = TrainingConfig.model_validate({"batch_size": VALID_BATCH, "input": self.input_mode})
+        ds = self.dataset(part, tp, batch=VALID_BATCH, inputs_only=True, shuffle=False)
+        errors = core.predict(ds, verbose=0)
+        self.threshold = float(np.quantile(errors.reshape(-1), self.quantile))
+        self.threshold_source = part
+        from voltpipe.modelling.families import build_autoencoder
+        from voltpipe.modelling.mlp import copy_weights
+
+        return copy_weights(core, build_autoencoder(self.plan, self._mp))
 
     def build(self, mp: ModelConfig) -> Any:
         from voltpipe.modelling.families import build_autoencoder
 
-        return build_autoencoder(self.plan, mp)
-
-    def finish(self, core: Any) -> Any:
-        x = self.x_valid if self.has_valid else self.x_train
-        errors = core.predict(row_dataset(x, None, batch=VALID_BATCH, shuffle=False), verbose=0)
-        self.threshold = float(np.quantile(errors.reshape(-1), self.quantile))
-        self.threshold_source = "valid" if self.has_valid else "train"
-        return core
+        self._mp = mp
+        return build_autoencoder(self.plan, mp, coded=True)  # strings in the saved one (finish)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -604,9 +755,17 @@ class AnomalyProblem(Problem):
         }
 
 
+def _batch_size(tp: TrainingConfig) -> int:
+    """The batch size, which ``train.fit`` resolves (``resolve_budget``) before asking for
+    datasets."""
+    if tp.batch_size is None:
+        raise ValueError("training.batch_size must be resolved (train.resolve_budget) first")
+    return tp.batch_size
+
+
 def make_problem(
-    train: pa.Table,
-    valid: pa.Table,
+    train: Any,
+    valid: Any,
     *,
     label: str,
     task: str,
@@ -631,6 +790,7 @@ def make_problem(
             features=features,
             exclude=exclude,
             params=params,
+            tp=tp,
         )
     return TabularProblem(
         train,
@@ -644,9 +804,54 @@ def make_problem(
     )
 
 
-def _batch_size(tp: TrainingConfig) -> int:
-    """The batch size, which ``train.fit`` resolves (``resolve_budget``) before asking for
-    datasets."""
-    if tp.batch_size is None:
-        raise ValueError("training.batch_size must be resolved (train.resolve_budget) first")
-    return tp.batch_size
+def tabular_dataset(
+    problem: Any,
+    part: str,
+    tp: TrainingConfig,
+    *,
+    shard: Shard,
+    batch: int | None,
+    target: tuple[str, tuple[int, ...]] | None,
+    weighted: bool = False,
+    zero_target: bool = False,
+    shuffle: bool | None = None,
+    drop_remainder: bool = False,
+) -> Any:
+    """The compact input of a row problem's split `part` (its ``splits``, ``_convert``,
+    ``plan``, ``input_mode``), only `shard`'s row groups: loaded once (memory) or read every
+    pass (stream)."""
+    split = problem.splits[part]
+    groups = shard.groups(len(split.groups))
+    columns = [*problem.plan.names, problem.label]
+    shuffle = part == "train" if shuffle is None else shuffle
+    configured = int(tp.batch_size or VALID_BATCH)
+    size = batch or (configured if part == "train" else max(configured, VALID_BATCH))
+    if shard.count > 1:  # which rows each replica reads (the sharding test reads this line)
+        print(
+            f"voltpipe: input pipeline {shard.index} of {shard.count} reads {part} row groups "
+            f"{groups} ({split.group_rows(groups)} of {split.num_rows} rows, "
+            f"{problem.input_mode})",
+            flush=True,
+        )
+    convert = problem._convert(part)
+    rows = problem._rows_in(part, groups)
+    if problem.input_mode == "stream":
+        gen = stream_batches(
+            split, groups, convert, columns,
+            batch=size, shuffle=shuffle, seed=tp.seed, buffer=tp.shuffle_buffer,
+            drop_remainder=drop_remainder,
+        )  # fmt: skip
+    else:
+        key = (part, shard)
+        if key not in problem._loaded:
+            problem._loaded[key] = load_rows(split, groups, convert, columns)
+        rows = len(problem._loaded[key][0])
+        gen = memory_batches(
+            problem._loaded[key], batch=size, shuffle=shuffle, seed=tp.seed,
+            drop_remainder=drop_remainder,
+        )  # fmt: skip
+    batches = rows // size if drop_remainder else -(-rows // size)
+    return compact_dataset(
+        gen, problem.plan, batches=batches, target=target, weights=weighted,
+        zero_target=zero_target,
+    )  # fmt: skip

@@ -28,6 +28,7 @@ from voltpipe.data.io import read_table, write_json_atomic
 from voltpipe.errors import DataError
 from voltpipe.model_dir import HISTORY_FILE, META_FILE, MODEL_FILE, FileModel
 from voltpipe.modelling.features import FeaturePlan
+from voltpipe.modelling.inputs import Split
 from voltpipe.modelling.problems import (
     OUTPUTS,
     Problem,
@@ -299,18 +300,34 @@ def fit_problem(
             "reduce_lr_patience": budget.reduce_lr_patience,
         }
     )
-    train_ds, valid_ds = problem.datasets(tp)
     passes = math.ceil(train_examples(problem) / budget.batch_size)
-    if budget.steps_per_epoch > passes:  # an epoch of several passes (reshuffled each time)
-        train_ds = train_ds.repeat()
+    steps_per_epoch = budget.steps_per_epoch if budget.steps_per_epoch > passes else None
+    if strategy is not None:
+        from voltpipe.modelling.distribute import distributed_datasets
+
+        # each input pipeline reads its share of the row groups; epochs count global steps
+        n_valid = int(problem.rows.get("valid_windows", problem.rows.get("valid", 0)))
+        train_ds, valid_ds, steps_per_epoch = distributed_datasets(
+            strategy, problem, tp, n_train=train_examples(problem), n_valid=n_valid,
+            min_steps=budget.steps_per_epoch,
+        )  # fmt: skip
+    else:
+        train_ds, valid_ds = problem.datasets(tp)
+        if steps_per_epoch:  # an epoch of several passes (reshuffled each time)
+            train_ds = train_ds.repeat()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
-        core = problem.build(mp)
-        core.compile(
+        core = trained = problem.build(mp)
+        spe = tp.steps_per_execution
+        if strategy is not None:  # Keras' own loop fails under a strategy (see there)
+            from voltpipe.modelling.distribute import multi_step_model
+
+            trained, spe = multi_step_model(core, spe), 1
+        trained.compile(
             optimizer=keras.optimizers.Adam(tp.learning_rate),
             loss=problem.loss,
             metrics=problem.metrics or None,
-            steps_per_execution=tp.steps_per_execution,
+            steps_per_execution=spe,
         )
     monitor = "val_loss" if valid_ds is not None else "loss"
     early = keras.callbacks.EarlyStopping(
@@ -342,11 +359,11 @@ def fit_problem(
     history_cb = _resumable_history(backup)
     cbs.append(history_cb)
     cbs.extend(callbacks or [])
-    core.fit(
+    trained.fit(
         train_ds,
         validation_data=valid_ds,
         epochs=tp.epochs,
-        steps_per_epoch=budget.steps_per_epoch if budget.steps_per_epoch > passes else None,
+        steps_per_epoch=steps_per_epoch,
         callbacks=cbs,
         verbose=verbose,
         shuffle=False,  # the dataset reshuffles every epoch
@@ -392,8 +409,8 @@ def fit_problem(
 
 
 def fit_tables(
-    train: pa.Table,
-    valid: pa.Table,
+    train: pa.Table | Split,
+    valid: pa.Table | Split,
     *,
     label: str,
     task: str,
@@ -515,8 +532,16 @@ def train_model(
         model_params, training_params, task_params = apply_best_params(
             best_params, model_params, training_params, task_params
         )
-    train_tbl = read_table(train_path)
-    valid_tbl = read_table(valid_path)
+    if _row_family(task, model_params):
+        # Keras row models read the parquet shards a column / row group at a time (compact
+        # input, streamed above a size: ``training.input``); the table is never in memory.
+        from voltpipe.modelling.inputs import ParquetSplit
+
+        train_tbl: Any = ParquetSplit(train_path)
+        valid_tbl: Any = ParquetSplit(valid_path)
+    else:
+        train_tbl = read_table(train_path)
+        valid_tbl = read_table(valid_path)
     if task in ("clustering", "embedding"):  # scikit-learn / NumPy models, saved as JSON
         from voltpipe.modelling.unsupervised import train_unsupervised
 
@@ -586,6 +611,16 @@ def train_model(
         initial_epoch=fitted.initial_epoch,
         stopped_by=fitted.stopped_by,
         warnings=list(fitted.warnings),
+    )
+
+
+def _row_family(task: str, model_params: dict[str, Any] | None) -> bool:
+    """A Keras model on rows (mlp, autoencoder), which reads compact or streamed input."""
+    from voltpipe.config import DEFAULT_FAMILY
+
+    family = (model_params or {}).get("family") or DEFAULT_FAMILY.get(task)
+    return task == "anomaly" or (
+        task in ("classification", "regression") and family not in TABLE_FAMILIES
     )
 
 

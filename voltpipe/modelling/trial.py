@@ -76,7 +76,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
 
 def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> int:
     from voltpipe.errors import exit_on_user_error
-    from voltpipe.modelling.distribute import is_chief, make_strategy, strategy_name
+    from voltpipe.modelling.distribute import (
+        check_replicas,
+        cluster_size,
+        is_chief,
+        make_strategy,
+        strategy_name,
+    )
     from voltpipe.modelling.search_space import apply_best_params
     from voltpipe.modelling.train import train_model
 
@@ -90,6 +96,10 @@ def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> in
         params.get("task_params"),
     )
     tf_config = env.get("TF_CONFIG")
+    with exit_on_user_error():  # a single-machine family on several replicas: refused
+        best_model = (params.get("best_params") or {}).get("model") or {}
+        family = best_model.get("family") or (mp or {}).get("family")
+        check_replicas(args.task, family, cluster_size(tf_config))
     n_gpus = 0
     if tf_config or env.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1"):
         import tensorflow as tf

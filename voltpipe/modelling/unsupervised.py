@@ -533,7 +533,9 @@ def _fit_autoencoder(
     # The NumPy encoder must give the Keras model's latent values (as the replay is checked).
     import keras
 
-    probe = {k: v[:256] for k, v in problem.x_train.items()}
+    from voltpipe.modelling.features import model_inputs
+
+    probe = model_inputs(train.select(spec.features).slice(0, 256), problem.plan)
     latent = keras.Model(fitted.model.inputs, fitted.model.get_layer("latent").output)
     expected = np.asarray(latent.predict(probe, verbose=0), dtype="float64")
     ours = model.transform(spec.standardise(np.hstack([probe[f] for f in spec.features])))

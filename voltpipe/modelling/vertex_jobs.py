@@ -372,6 +372,12 @@ def train_on_vertex(
             )
     tp = dict(training_params or {})
     machine = TrainingConfig(**tp).vertex
+    from voltpipe.modelling.distribute import check_replicas
+
+    family = ((best_params or {}).get("model") or {}).get("family") or (model_params or {}).get(
+        "family"
+    )
+    check_replicas(task, family, machine.replica_count)  # before a job is submitted
     started = time.perf_counter()
     params = {
         "features": features,
