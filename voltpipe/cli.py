@@ -97,7 +97,9 @@ def _fit_unit(summary: dict[str, Any]) -> str:
     one), epochs otherwise."""
     family = summary.get("family")
     if family == "blend":
-        chosen = next((c for c in summary.get("candidates") or [] if c.get("chosen")), {})
+        chosen: dict[str, Any] = next(
+            (c for c in summary.get("candidates") or [] if c.get("chosen")), {}
+        )
         family = (chosen.get("members") or [None])[0]
     return "trees" if family == "gbdt" else "epochs"
 
