@@ -102,6 +102,7 @@ def fit_file_family(
     n_classes = len(problem.classes or [])
     valid = (problem.x_valid, problem.y_valid) if problem.has_valid else (None, None)
     meta = _meta(problem, mp, tp, params)
+    model: Any  # a GbdtModel or a LinearModel
     if problem.family == "gbdt":
         from voltpipe.modelling.gbdt import fit_gbdt
 
@@ -157,7 +158,7 @@ def _fit_candidate(
 
     mp, tp, params = kw["mp"], kw["tp"], kw["params"]
     if family == "mlp":
-        return fit_tables(
+        fitted, mlp_problem = fit_tables(
             train,
             valid,
             label=kw["label"],
@@ -169,6 +170,8 @@ def _fit_candidate(
             task_params=params,
             **fit,
         )
+        assert isinstance(mlp_problem, TabularProblem)  # classification, regression
+        return fitted, mlp_problem
     problem = _problem(train, valid, family, kw, tp)
     return fit_file_family(problem, mp, tp, params, final=final), problem
 
@@ -275,7 +278,7 @@ def fit_auto(
         if got is None:  # a member without a NumPy scorer: keep the best single candidate
             best["error"] = "a member has no NumPy replay"
             best = min((c for c in scored if c["family"] != "blend"), key=lambda c: c["score"])
-    if best["family"] == "blend":
+    if best["family"] == "blend" and got is not None:
         fitted, problem = got
     elif best["family"] in kept:
         fitted, problem = kept[best["family"]]

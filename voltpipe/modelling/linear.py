@@ -253,8 +253,10 @@ def _fit_linear(
     if task == "classification" and len(np.unique(yt)) < 2:
         raise DataError("family linear: the train split holds a single class")
     has_valid = x_valid is not None and y_valid is not None and len(y_valid) > 0
-    xv = shell.design(*packed_inputs(x_valid, numeric, categorical)) if has_valid else None
-    yv = np.asarray(y_valid) if has_valid else None
+    if has_valid and x_valid is not None and y_valid is not None:
+        xv, yv = shell.design(*packed_inputs(x_valid, numeric, categorical)), np.asarray(y_valid)
+    else:  # no valid rows
+        xv, yv = np.empty((0, xt.shape[1])), np.empty(0, yt.dtype)
     losses = []
     if has_valid and len(yv) >= SMALL_VALID:
         # A big table chooses the strength on a seeded sample (the refit below takes all rows).
