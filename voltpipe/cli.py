@@ -91,6 +91,18 @@ def _load(
     return load_config(config, overrides or [], terraform_output=terraform_output)
 
 
+def _fit_unit(summary: dict[str, Any]) -> str:
+    """What the training row counts: boosting iterations (trees) for a GBDT (or a blend led by
+    one), epochs otherwise."""
+    family = summary.get("family")
+    if family == "blend":
+        chosen: dict[str, Any] = next(
+            (c for c in summary.get("candidates") or [] if c.get("chosen")), {}
+        )
+        family = (chosen.get("members") or [None])[0]
+    return "trees" if family == "gbdt" else "epochs"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     if summary.get("target", "local") != "local":
         table = Table(
@@ -138,7 +150,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if training := summary.get("training"):
         table.add_row(
             "training",
-            f"{training.get('epochs_run')} epochs, best {training.get('best_epoch')}, "
+            f"{training.get('epochs_run')} {_fit_unit(summary)}, best {training.get('best_epoch')}, "
             f"stopped by {training.get('stopped_by')}",
         )
         for warning in training.get("warnings") or []:

@@ -248,3 +248,16 @@ def test_tuning_searches_the_gbdt_default_space_and_training_applies_it(tmp_path
     )
     assert trained.meta["model_params"]["gbdt"]["num_leaves"] == tuned["gbdt.num_leaves"]
     assert trained.meta["model_params"]["gbdt"]["max_trees"] == 300  # untuned keys stay
+
+
+def test_the_run_table_counts_a_gbdts_boosting_iterations_as_trees() -> None:
+    from voltpipe.cli import _fit_unit
+
+    blend = {"family": "blend", "chosen": True, "members": ["gbdt", "mlp"]}
+    assert _fit_unit({"family": "gbdt"}) == "trees"
+    assert _fit_unit({"family": "blend", "candidates": [{"family": "gbdt"}, blend]}) == "trees"
+    assert _fit_unit(
+        {"family": "blend", "candidates": [{**blend, "members": ["mlp", "gbdt"]}]}
+    ) == ("epochs")
+    assert _fit_unit({"family": "mlp"}) == "epochs"
+    assert _fit_unit({}) == "epochs"  # an older summary without the family

@@ -97,6 +97,33 @@ def test_a_small_valid_split_chooses_the_strength_by_cross_validation(tmp_path: 
     assert fitted.meta["strength"] <= 0.1
 
 
+def test_fits_run_blas_on_one_thread_and_give_the_process_its_threads_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.linear_model import Ridge
+    from threadpoolctl import threadpool_info
+
+    from voltpipe.modelling.train import fit_tables
+
+    seen: list[int] = []
+    real = Ridge.fit
+
+    def watched(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Ridge, "fit", watched)  # scikit-learn's, watched, not replaced
+    before = {(p["filepath"], p["num_threads"]) for p in threadpool_info()}
+    fitted, _ = fit_tables(
+        linear_table(150, 1), linear_table(20, 2), label="y", task="regression",
+        model_params=LINEAR,
+    )  # fmt: skip
+    assert seen and set(seen) == {1}
+    after = {(p["filepath"], p["num_threads"]) for p in threadpool_info()}
+    assert before <= after  # the limit is lifted (libraries loaded meanwhile may add)
+    assert fitted.meta["strength"] in STRENGTHS
+
+
 def test_a_corrupted_weights_file_is_refused(tmp_path: Path) -> None:
     write_split(tmp_path / "train", linear_table(300, 1))
     write_split(tmp_path / "valid", linear_table(100, 2))
