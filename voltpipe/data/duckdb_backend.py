@@ -304,24 +304,9 @@ class DuckDBWarehouse:
             DataError: the warehouse cannot be written (locked, read-only, missing folder) or
                 the rows do not fit the existing table.
         """
-        if mode not in WRITE_MODES:
-            raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
-        parts = table_parts(destination)
-        if len(parts) != 2:
-            raise ConfigError(f"destination {destination!r}: a DuckDB destination is SCHEMA.TABLE")
+        con, parts = self._open_for_write(destination, mode)
         schema, name = (_quote(p) for p in parts)
         target = f"{schema}.{name}"
-        if not self.path.parent.is_dir():
-            raise DataError(
-                f"destination {destination} is not writable: folder {self.path.parent} does not exist"
-            )
-        try:
-            con = duckdb.connect(str(self.path))
-        except duckdb.Error as exc:
-            raise DataError(
-                f"destination {destination} is not writable: cannot open {self.path} for "
-                f"writing ({str(exc).splitlines()[0]})"
-            ) from None
         try:
             con.execute("SET enable_progress_bar = false")
             con.register("__voltpipe_rows", table)
@@ -366,22 +351,7 @@ class DuckDBWarehouse:
             ConfigError: a bad destination name or mode.
             DataError: the warehouse cannot be written or the rows do not fit the table.
         """
-        if mode not in WRITE_MODES:
-            raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
-        parts = table_parts(destination)
-        if len(parts) != 2:
-            raise ConfigError(f"destination {destination!r}: a DuckDB destination is SCHEMA.TABLE")
-        if not self.path.parent.is_dir():
-            raise DataError(
-                f"destination {destination} is not writable: folder {self.path.parent} does not exist"
-            )
-        try:
-            con = duckdb.connect(str(self.path))
-        except duckdb.Error as exc:
-            raise DataError(
-                f"destination {destination} is not writable: cannot open {self.path} for "
-                f"writing ({str(exc).splitlines()[0]})"
-            ) from None
+        con, parts = self._open_for_write(destination, mode)
         writer = _DuckDBChunkWriter(con.cursor(), destination, mode, parts)
         self._writing = con
         try:
@@ -394,6 +364,33 @@ class DuckDBWarehouse:
         finally:
             self._writing = None
             con.close()
+
+    def _open_for_write(
+        self, destination: str, mode: str
+    ) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+        """Checks `destination` (``SCHEMA.TABLE``) and `mode`, then opens the database
+        read-write: the connection and the destination's two name parts.
+
+        Raises:
+            ConfigError: a bad destination name or mode.
+            DataError: the folder is missing or the file cannot be opened for writing.
+        """
+        if mode not in WRITE_MODES:
+            raise ConfigError(f"write mode {mode!r}: expected one of {', '.join(WRITE_MODES)}")
+        parts = table_parts(destination)
+        if len(parts) != 2:
+            raise ConfigError(f"destination {destination!r}: a DuckDB destination is SCHEMA.TABLE")
+        if not self.path.parent.is_dir():
+            raise DataError(
+                f"destination {destination} is not writable: folder {self.path.parent} does not exist"
+            )
+        try:
+            return duckdb.connect(str(self.path)), list(parts)
+        except duckdb.Error as exc:
+            raise DataError(
+                f"destination {destination} is not writable: cannot open {self.path} for "
+                f"writing ({str(exc).splitlines()[0]})"
+            ) from None
 
     @staticmethod
     def _columns(

@@ -315,25 +315,7 @@ class BigQueryTestServer(RecordingServer):
                 raise BigQueryError(
                     400, "invalid", f"Error while reading data, error message: {exc}"
                 ) from None
-            exists = True
-            try:
-                self.engine.resolve(dest.get("projectId", project), dataset, table_id)
-            except BigQueryError:
-                exists = False
-            if not exists and load.get("createDisposition") == "CREATE_NEVER":
-                raise BigQueryError(
-                    404, "notFound", f"Not found: Table {project}:{dataset}.{table_id}"
-                )
-            disposition = load.get("writeDisposition") or "WRITE_APPEND"
-            try:
-                self.engine.write_table(dataset, table_id, table, disposition, project)
-            except duckdb.Error as exc:
-                raise BigQueryError(
-                    400,
-                    "invalid",
-                    f"Provided Schema does not match Table {project}:{dataset}.{table_id}. "
-                    + str(exc).splitlines()[0],
-                ) from None
+            self._write_destination(load, dest, table, project, default="WRITE_APPEND")
         except BigQueryError as exc:
             job["status"] = {
                 "state": "DONE",
@@ -348,6 +330,38 @@ class BigQueryTestServer(RecordingServer):
             "outputBytes": str(table.nbytes),
         }
         return job
+
+    def _write_destination(
+        self,
+        config: dict[str, Any],
+        dest: dict[str, Any],
+        data: pa.Table,
+        project: str,
+        *,
+        default: str,
+    ) -> None:
+        """A load or copy job's write into its destination table, as BigQuery does it:
+        ``createDisposition: CREATE_NEVER`` refuses a missing table (404), the write
+        disposition (`default` when unset: loads append, copies refuse a non-empty table)
+        applies, and rows that do not fit the table's schema are a 400."""
+        dataset, table_id = dest["datasetId"], dest["tableId"]
+        try:
+            self.engine.resolve(dest.get("projectId", project), dataset, table_id)
+            exists = True
+        except BigQueryError:
+            exists = False
+        if not exists and config.get("createDisposition") == "CREATE_NEVER":
+            raise BigQueryError(404, "notFound", f"Not found: Table {project}:{dataset}.{table_id}")
+        disposition = config.get("writeDisposition") or default
+        try:
+            self.engine.write_table(dataset, table_id, data, disposition, project)
+        except duckdb.Error as exc:
+            raise BigQueryError(
+                400,
+                "invalid",
+                f"Provided Schema does not match Table {project}:{dataset}.{table_id}. "
+                + str(exc).splitlines()[0],
+            ) from None
 
     def insert_copy_job(self, project: str, body: dict[str, Any]) -> dict[str, Any]:
         """A copy job (one source table): writeDisposition (default WRITE_EMPTY) and
@@ -382,25 +396,7 @@ class BigQueryTestServer(RecordingServer):
             dataset, table_id = dest.get("datasetId"), dest.get("tableId")
             if not dataset or not table_id:
                 raise BigQueryError(400, "invalid", "Copy configuration must specify destination")
-            try:
-                self.engine.resolve(dest.get("projectId", project), dataset, table_id)
-                exists = True
-            except BigQueryError:
-                exists = False
-            if not exists and copy.get("createDisposition") == "CREATE_NEVER":
-                raise BigQueryError(
-                    404, "notFound", f"Not found: Table {project}:{dataset}.{table_id}"
-                )
-            disposition = copy.get("writeDisposition") or "WRITE_EMPTY"
-            try:
-                self.engine.write_table(dataset, table_id, data, disposition, project)
-            except duckdb.Error as exc:
-                raise BigQueryError(
-                    400,
-                    "invalid",
-                    f"Provided Schema does not match Table {project}:{dataset}.{table_id}. "
-                    + str(exc).splitlines()[0],
-                ) from None
+            self._write_destination(copy, dest, data, project, default="WRITE_EMPTY")
         except BigQueryError as exc:
             job["status"] = {
                 "state": "DONE",
