@@ -133,7 +133,8 @@ def test_forecasting_champion_writes_each_series_next_steps(tmp_path: Path) -> N
         workdir: work
         prediction:
           query: SELECT ts, site, load_mw, temp_c FROM energy.load WHERE ts >= @start
-          query_parameters: {{start: {{type: TIMESTAMP, value: "2024-01-19T00:00:00"}}}}
+          # five days: the statistical candidate reads up to four daily cycles of history
+          query_parameters: {{start: {{type: TIMESTAMP, value: "2024-01-17T00:00:00"}}}}
           destination_table: forecasts.load
           write_mode: replace
         """,

@@ -7,17 +7,16 @@ from typing import Any
 
 import pytest
 import yaml
-from kfp import compiler
 
 from voltpipe.config import load_config, memory_bytes
 from voltpipe.errors import ConfigError
-from voltpipe.pipelines import build_pipeline
+from voltpipe.runners.templates import compile_template
 
 
 def _compiled(tmp_path: Path, pipeline: str, overrides: list[str]) -> dict[str, Any]:
-    out = tmp_path / f"{pipeline}.yaml"
     cfg = load_config(None, overrides, cwd=tmp_path)
-    compiler.Compiler().compile(build_pipeline(pipeline, cfg), str(out))
+    # compile_template mends the header KFP writes for a multi-line query default.
+    out = compile_template(pipeline, cfg, tmp_path / f"{pipeline}.yaml")
     return yaml.safe_load(out.read_text())
 
 
